@@ -1,0 +1,85 @@
+# ProgLog — build, test and run. Every tool the project needs is installed by a target here, so a
+# fresh machine needs only `make run` (local cluster) and `make test` (all tests).
+#
+# Build caches live outside the clone so CI on this machine stays fast.
+CACHE_DIR        ?= $(HOME)/.cache/proglog
+export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
+export PROGLOG_CACHE_DIR := $(CACHE_DIR)
+CARGO            ?= cargo
+BIN_DIR          := $(CARGO_TARGET_DIR)/release
+
+.PHONY: all build release test test-unit test-operator lint fmt crds crds-check run certs \
+        control-plane control-plane-up control-plane-down bench bench-log bench-server bench-raft e2e clean help
+
+all: build
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## Debug build of every crate
+	$(CARGO) build --workspace --all-targets
+
+release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
+	$(CARGO) build --release --bins
+
+# `make test` runs everything: unit, integration, doc tests, openraft's storage suite, and the
+# operator tests against a real kube-apiserver + etcd (built once per machine by control-plane).
+test: control-plane ## Run every test (what CI runs)
+	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --doc
+	$(MAKE) test-operator
+
+test-unit: ## Unit and integration tests only (no control plane)
+	$(CARGO) test --workspace --all-targets
+
+test-operator: control-plane ## Operator integration tests against the local control plane
+	scripts/control-plane/with-control-plane.sh $(CARGO) test -p proglog-operator --test '*' -- --ignored --test-threads=1
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+crds: ## Regenerate crds/ from the Rust types
+	$(CARGO) run -q -p proglog-operator --bin crdgen > crds/proglogcluster.yaml
+	cp crds/proglogcluster.yaml charts/proglog-operator/crds/proglogcluster.yaml
+
+crds-check: ## Fail if the committed CRD differs from a fresh crdgen
+	$(CARGO) run -q -p proglog-operator --bin crdgen > $(CACHE_DIR)/crd-fresh.yaml
+	diff -u crds/proglogcluster.yaml $(CACHE_DIR)/crd-fresh.yaml
+	diff -u crds/proglogcluster.yaml charts/proglog-operator/crds/proglogcluster.yaml
+
+run: release ## Start a local 3-node cluster on loopback with dev certificates (Ctrl-C stops it)
+	scripts/run-local-cluster.sh
+
+certs: ## Write a dev CA, node and client certificates to .proglog/certs
+	$(CARGO) run -q -p proglog-node --bin proglog -- certs --out .proglog/certs
+
+control-plane: ## Build kube-apiserver, kube-controller-manager and etcd from source (cached)
+	scripts/control-plane/build.sh
+
+control-plane-up: control-plane ## Start the local control plane (prints KUBECONFIG)
+	scripts/control-plane/up.sh
+
+control-plane-down: ## Stop the local control plane
+	scripts/control-plane/down.sh
+
+bench: bench-log bench-server bench-raft ## Run every benchmark (figures go to docs/BENCHMARKS.md)
+
+bench-log: ## Storage engine benchmarks + this machine's fsync'd write bandwidth
+	scripts/bench/disk-limits.sh
+	$(CARGO) bench -p proglog-node --bench log
+
+bench-server: release ## Single-node gRPC benchmarks over mTLS on loopback
+	scripts/bench/server.sh
+
+bench-raft: release ## 3-node replicated benchmarks and failover time
+	scripts/bench/raft.sh
+
+e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
+	$(CARGO) test -p proglog-e2e -- --ignored --test-threads=1
+
+clean:
+	$(CARGO) clean

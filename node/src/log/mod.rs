@@ -1,0 +1,1 @@
+//! The segmented commit-log storage engine.

@@ -1,0 +1,3 @@
+//! `crdgen`: prints the ProgLogCluster CRD as YAML.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The ProgLog operator: reconciles `ProgLogCluster` resources into running Raft clusters.

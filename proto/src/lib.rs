@@ -1,0 +1,30 @@
+//! ProgLog's wire API, generated from `proto/proto/**.proto` at build time.
+//!
+//! Layout:
+//! - [`log::v1`]: the public `log.v1.Log` service, wire-compatible with the book's clients.
+//! - [`FILE_DESCRIPTOR_SET`]: encoded descriptors of every service, for gRPC server reflection.
+//!
+//! - [`proglog::admin::v1`]: the node admin (membership) service, for the operator and admins.
+//! - `proglog::raft::v1`: the internal node-to-node Raft transport (added with replication).
+
+/// The public log API (`package log.v1`).
+pub mod log {
+    /// Version 1 of the log API.
+    pub mod v1 {
+        tonic::include_proto!("log.v1");
+    }
+}
+
+/// ProgLog-internal services (not part of the book's API).
+pub mod proglog {
+    /// Node administration: membership changes and cluster status.
+    pub mod admin {
+        /// Version 1 of the admin API.
+        pub mod v1 {
+            tonic::include_proto!("proglog.admin.v1");
+        }
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every compiled proto file (for `tonic-reflection`).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("proglog_descriptor");
