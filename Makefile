@@ -9,7 +9,7 @@ CARGO            ?= cargo
 BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all build release test test-unit test-operator lint fmt crds crds-check run certs \
-        control-plane control-plane-up control-plane-down bench bench-log bench-server bench-raft e2e clean help
+        control-plane control-plane-up control-plane-down bench bench-log bench-server bench-raft e2e e2e-local clean help
 
 all: build
 
@@ -79,7 +79,11 @@ bench-raft: release ## 3-node replicated benchmarks and failover time
 	scripts/bench/raft.sh
 
 e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
+	$(CARGO) build -p proglog-operator --bin proglog-operator
 	$(CARGO) test -p proglog-e2e -- --ignored --test-threads=1
+
+e2e-local: control-plane ## End-to-end tests against a fresh local control plane (no kubelet)
+	scripts/control-plane/with-control-plane.sh $(MAKE) e2e
 
 clean:
 	$(CARGO) clean

@@ -3,8 +3,28 @@
 //! Layout:
 //! - [`log`]: the segmented commit-log storage engine (store files, memory-mapped indexes,
 //!   segments, recovery, retention). Usable on its own.
+//! - [`backend`]: `LogBackend`, the seam between the gRPC services and what stores records;
+//!   `LocalBackend` is the single-node group-commit log.
+//! - [`server`]: the gRPC server (`log.v1.Log`, health, reflection, limits, graceful shutdown).
+//! - [`tls`], [`acl`]: mutual TLS with reloadable certificates; the ACL policy with reload.
+//! - [`certs`]: a development CA (`proglog certs`, test fixtures).
+//! - [`metrics`], [`telemetry`]: Prometheus metrics and the plain HTTP port; tracing setup.
+//! - [`config`]: the node's command line, environment and config file.
+//! - [`client`]: the Rust client library (leader-aware routing, safe retries).
+//! - [`raft`]: replication with openraft (log storage, state machine, network, admin API).
+//! - [`cli`]: the subcommands of the `proglog` client CLI.
 //!
 //! The binaries `proglog-node` (the server) and `proglog` (the CLI client) are thin wrappers over
 //! this library.
 
+pub mod acl;
+pub mod backend;
+pub mod certs;
+pub mod cli;
+pub mod config;
 pub mod log;
+pub mod metrics;
+pub mod raft;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

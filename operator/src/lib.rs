@@ -1,1 +1,15 @@
 //! The ProgLog operator: reconciles `ProgLogCluster` resources into running Raft clusters.
+//!
+//! - [`crd`]: the custom resource and its schema;
+//! - [`builders`]: pure functions from a ProgLogCluster to the Kubernetes objects it needs;
+//! - [`ca`]: the per-cluster certificate authority and certificate renewal;
+//! - [`planner`]: the pure membership planner (observed state → next single step);
+//! - [`admin`]: the mTLS client of the nodes' `proglog.admin.v1.Admin` API;
+//! - [`controller`]: the kube-runtime controller, leader election, metrics and health.
+
+pub mod admin;
+pub mod builders;
+pub mod ca;
+pub mod controller;
+pub mod crd;
+pub mod planner;

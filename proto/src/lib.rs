@@ -5,7 +5,7 @@
 //! - [`FILE_DESCRIPTOR_SET`]: encoded descriptors of every service, for gRPC server reflection.
 //!
 //! - [`proglog::admin::v1`]: the node admin (membership) service, for the operator and admins.
-//! - `proglog::raft::v1`: the internal node-to-node Raft transport (added with replication).
+//! - [`proglog::raft::v1`]: the internal node-to-node Raft transport.
 
 /// The public log API (`package log.v1`).
 pub mod log {
@@ -22,6 +22,14 @@ pub mod proglog {
         /// Version 1 of the admin API.
         pub mod v1 {
             tonic::include_proto!("proglog.admin.v1");
+        }
+    }
+
+    /// Node-to-node Raft transport (only node identities may call it).
+    pub mod raft {
+        /// Version 1 of the Raft transport.
+        pub mod v1 {
+            tonic::include_proto!("proglog.raft.v1");
         }
     }
 }

@@ -1,0 +1,182 @@
+//! Storage engine benchmarks: durable append throughput by record and batch size (one fsync per
+//! batch), 1 MiB durable batches, sequential and random reads from the page cache, and the open
+//! time of a log with 1,000 segments. Figures and the machine's disk limits are recorded in
+//! docs/BENCHMARKS.md. Sample sizes and times are small so the whole run stays near 2 minutes.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use proglog_node::log::{Log, LogConfig};
+use rand::Rng;
+
+/// A log in a fresh temporary directory (removed when the returned guard drops).
+fn fresh_log(config: LogConfig) -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
+    let log = Log::open(dir.path(), config).expect("open log");
+    (dir, log)
+}
+
+/// Benchmarks write under `PROGLOG_BENCH_DIR` if set (to measure a particular disk), else the
+/// system's temporary directory.
+fn bench_dir() -> std::path::PathBuf {
+    std::env::var_os("PROGLOG_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into)
+}
+
+fn records(size: usize, count: usize) -> Vec<Vec<u8>> {
+    let mut rng = rand::rng();
+    (0..count)
+        .map(|_| (0..size).map(|_| rng.random()).collect())
+        .collect()
+}
+
+/// Durable append: `append_batch` of `batch` records then one `sync`, per iteration.
+fn append_durable(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_durable");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for size in [100usize, 1024, 64 * 1024] {
+        for batch in [1usize, 10, 100, 1000] {
+            let bytes = (size * batch) as u64;
+            group.throughput(Throughput::ElementsAndBytes {
+                elements: batch as u64,
+                bytes,
+            });
+            let input = records(size, batch);
+            let (_dir, log) = fresh_log(LogConfig::default());
+            group.bench_with_input(
+                BenchmarkId::new(format!("{size}B"), format!("batch{batch}")),
+                &input,
+                |b, input| {
+                    b.iter(|| {
+                        log.append_batch(input).expect("append");
+                        log.sync().expect("sync");
+                    });
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+/// One 1 MiB durable batch per iteration, as 1 KiB and as 64 KiB records (the figure compared
+/// with the disk's fsync'd 1 MiB write bandwidth).
+fn append_1mib_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_1MiB_batch");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(4));
+    for size in [1024usize, 64 * 1024] {
+        let count = (1 << 20) / size;
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: count as u64,
+            bytes: 1 << 20,
+        });
+        let input = records(size, count);
+        let (_dir, log) = fresh_log(LogConfig::default());
+        group.bench_with_input(BenchmarkId::from_parameter(format!("{size}B")), &input, |b, input| {
+            b.iter(|| {
+                log.append_batch(input).expect("append");
+                log.sync().expect("sync");
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Reads of a 64 MiB log that sits in the page cache: the streaming reader end to end, one
+/// `read` per offset in order, and `read` at random offsets.
+fn reads(c: &mut Criterion) {
+    const TOTAL: usize = 64 << 20;
+    let mut group = c.benchmark_group("read_page_cache");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for size in [1024usize, 64 * 1024] {
+        let count = TOTAL / size;
+        let (_dir, log) = fresh_log(LogConfig::default());
+        for chunk in records(size, 256).iter().cycle().take(count).collect::<Vec<_>>().chunks(1024)
+        {
+            log.append_batch(chunk).expect("fill");
+        }
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: count as u64,
+            bytes: TOTAL as u64,
+        });
+        group.bench_function(BenchmarkId::new("reader_sequential", format!("{size}B")), |b| {
+            b.iter(|| {
+                let mut bytes = 0;
+                for item in log.reader(0) {
+                    bytes += item.expect("read").1.len();
+                }
+                assert_eq!(bytes, TOTAL);
+            });
+        });
+        group.bench_function(BenchmarkId::new("read_sequential", format!("{size}B")), |b| {
+            b.iter(|| {
+                for offset in 0..count as u64 {
+                    black_box(log.read(offset).expect("read"));
+                }
+            });
+        });
+        let reads = 10_000.min(count);
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: reads as u64,
+            bytes: (reads * size) as u64,
+        });
+        group.bench_function(BenchmarkId::new("read_random", format!("{size}B")), |b| {
+            b.iter_batched(
+                || {
+                    let mut rng = rand::rng();
+                    (0..reads)
+                        .map(|_| rng.random_range(0..count as u64))
+                        .collect::<Vec<_>>()
+                },
+                |offsets| {
+                    for offset in offsets {
+                        black_box(log.read(offset).expect("read"));
+                    }
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+/// `Log::open` of a log with 1,000 segments (10 records of 1 KiB each).
+fn open_1000_segments(c: &mut Criterion) {
+    let config = LogConfig {
+        max_index_bytes: 10 * 12,
+        ..LogConfig::default()
+    };
+    let (dir, log) = fresh_log(config.clone());
+    let input = records(1024, 10);
+    for _ in 0..1000 {
+        log.append_batch(&input).expect("fill");
+    }
+    assert_eq!(log.segments().len(), 1000);
+    log.close().expect("close");
+    drop(log);
+    let mut group = c.benchmark_group("open");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("1000_segments", |b| {
+        b.iter(|| {
+            let log = Log::open(dir.path(), config.clone()).expect("open");
+            assert_eq!(log.next_offset(), 10_000);
+            // Dropped, not closed: `close` would add an fsync to the measurement.
+            drop(log);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append_durable, append_1mib_batch, reads, open_1000_segments);
+criterion_main!(benches);

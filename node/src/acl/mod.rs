@@ -1,0 +1,105 @@
+//! Access control: who may do what. A policy file lists the allowed `(subject, object, action)`
+//! triples; everything else is denied. The policy reloads when its file changes.
+//!
+//! File format, one rule per line:
+//! ```text
+//! # comment
+//! root, *, produce          # subject, object, action
+//! p, nobody, log, consume   # a leading `p,` (the book's casbin policy.csv) is accepted
+//! *, *, consume             # `*` matches anything in that position
+//! ```
+//! Subjects are client-certificate identities (CN, else first SAN). Objects name what is acted
+//! on (`log` for the `log.v1` service, `cluster` for membership, `raft` for node-to-node RPCs).
+
+mod policy;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+pub use policy::{Action, Policy, Rule};
+
+/// A policy file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AclError {
+    #[error("reading ACL file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// The policy in force, reloadable from its file.
+#[derive(Debug)]
+pub struct Acl {
+    path: Option<PathBuf>,
+    policy: RwLock<Arc<Policy>>,
+}
+
+impl Acl {
+    /// Loads the policy file.
+    pub fn load(path: &Path) -> Result<Arc<Self>, AclError> {
+        let policy = Policy::from_file(path)?;
+        Ok(Arc::new(Self {
+            path: Some(path.to_path_buf()),
+            policy: RwLock::new(Arc::new(policy)),
+        }))
+    }
+
+    /// A fixed policy that is not backed by a file (tests, embedding).
+    pub fn fixed(policy: Policy) -> Arc<Self> {
+        Arc::new(Self {
+            path: None,
+            policy: RwLock::new(Arc::new(policy)),
+        })
+    }
+
+    /// Whether `subject` may perform `action` on `object`.
+    pub fn is_allowed(&self, subject: &str, object: &str, action: Action) -> bool {
+        self.policy.read().is_allowed(subject, object, action)
+    }
+
+    /// Re-reads the file; on error the previous policy stays in force.
+    pub fn reload(&self) -> Result<(), AclError> {
+        if let Some(path) = &self.path {
+            let policy = Policy::from_file(path)?;
+            *self.policy.write() = Arc::new(policy);
+        }
+        Ok(())
+    }
+
+    /// Reloads whenever the file changes, until `cancel` fires. No-op for a fixed policy.
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.path.clone()?;
+        let this = Arc::clone(self);
+        Some(crate::tls::watch::spawn_watcher(
+            "acl",
+            vec![path],
+            interval,
+            cancel,
+            move || match this.reload() {
+                Ok(()) => {
+                    tracing::info!("reloaded ACL policy");
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "keeping the previous ACL policy");
+                    false
+                }
+            },
+        ))
+    }
+}

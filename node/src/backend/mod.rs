@@ -1,0 +1,118 @@
+//! [`LogBackend`]: the seam between the gRPC services and what stores records, so the same
+//! `log.v1` service serves a single node ([`LocalBackend`], group commit on the local log) and a
+//! Raft cluster (implemented in `crate::raft`).
+//!
+//! Records are stored as prost-encoded `log.v1.Record`s (value, offset, term, type), as in the
+//! book. Errors are [`BackendError`]s; `crate::server::status` maps them to gRPC codes.
+
+mod local;
+
+use futures::future::BoxFuture;
+use proglog_proto::log::v1::{Record, Server};
+use tokio::sync::watch;
+
+pub use local::{GroupCommitConfig, LocalBackend};
+
+/// Where a batch of appended records landed: offsets `first_offset .. first_offset + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_offset: u64,
+    pub count: u64,
+}
+
+/// The offsets a node holds: `lowest .. next` (empty when equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// First offset still held (retention start).
+    pub lowest: u64,
+    /// Offset the next record gets.
+    pub next: u64,
+}
+
+/// How fresh a read of the bounds must be (mirrors `log.v1.Consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// This node's committed log.
+    Local,
+    /// Confirmed with a quorum first (a single node is its own quorum).
+    Linearizable,
+}
+
+/// Everything a backend can fail with; each variant has one gRPC code (see `server::status`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The offset has not been written (or not committed) yet.
+    #[error("offset {offset} is past the end of the log (next offset {next})")]
+    OffsetPastEnd { offset: u64, next: u64 },
+    /// The offset was removed by retention.
+    #[error("offset {offset} is below the log's retention start (lowest offset {lowest})")]
+    OffsetBelowStart { offset: u64, lowest: u64 },
+    /// A record is larger than the log accepts.
+    #[error("record of {size} bytes exceeds the maximum of {max} bytes")]
+    RecordTooLarge { size: u64, max: u64 },
+    /// The request is malformed (for example an empty batch).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No leader or no quorum right now; the caller may retry (possibly on another node).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The backend is shutting down or closed.
+    #[error("the log is closed")]
+    Closed,
+    /// Storage failure (I/O error, corruption, failed fsync): needs an operator.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<crate::log::LogError> for BackendError {
+    fn from(error: crate::log::LogError) -> Self {
+        use crate::log::LogError;
+        match error {
+            LogError::OffsetBelowStart { offset, lowest } => {
+                BackendError::OffsetBelowStart { offset, lowest }
+            }
+            LogError::OffsetPastEnd { offset, next } => {
+                BackendError::OffsetPastEnd { offset, next }
+            }
+            LogError::RecordTooLarge { size, max } => BackendError::RecordTooLarge { size, max },
+            LogError::Closed => BackendError::Closed,
+            other => BackendError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// A boxed future of a backend result (keeps [`LogBackend`] object-safe).
+pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
+
+/// What the `log.v1` service needs from "the log".
+pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends records and resolves once they are durable (single node: fsynced; Raft:
+    /// committed on a quorum). Concurrent calls share one fsync. Records get contiguous offsets
+    /// in the given order; their `offset` fields are overwritten.
+    fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended>;
+
+    /// Reads one committed record.
+    fn read(&self, offset: u64) -> Result<Record, BackendError>;
+
+    /// The committed bounds of the log.
+    fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds>;
+
+    /// A watch of the committed `next` offset, for followers of the log end.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// The servers of the cluster (a single node lists itself as leader).
+    fn servers(&self) -> BackendFuture<'_, Vec<Server>>;
+
+    /// Whether the node currently serves its log (for `/readyz` and gRPC health).
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Segments in the local storage, for the metrics (None if not applicable).
+    fn segment_count(&self) -> Option<usize> {
+        None
+    }
+
+    /// Stops accepting appends, makes everything appended durable and closes the storage.
+    fn shutdown(&self) -> BackendFuture<'_, ()>;
+}

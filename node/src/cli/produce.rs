@@ -1,0 +1,77 @@
+//! `proglog produce`: appends values given as arguments, or one per line of stdin, and prints
+//! each offset. With `--bench N` it is a load generator instead (see [`super::bench`]).
+
+use clap::Args;
+use proglog_proto::log::v1::{ProduceRequest, Record};
+use tokio::io::AsyncBufReadExt;
+
+use super::bench::{ProduceBench, ProduceMode};
+use super::{CliError, ConnectionArgs};
+
+/// Arguments of `proglog produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Values to append; without any, each line of stdin is one value.
+    pub values: Vec<String>,
+    /// Load-generator mode: append this many generated records and print throughput and
+    /// latency instead of offsets.
+    #[arg(long, value_name = "N")]
+    pub bench: Option<u64>,
+    /// Concurrent clients (one connection each) in bench mode.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Record size in bytes in bench mode.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// RPC used in bench mode.
+    #[arg(long, value_enum, default_value_t = ProduceMode::Unary)]
+    pub mode: ProduceMode,
+    /// Records per ProduceBatch request in `--mode batch`.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+/// Runs `proglog produce`.
+pub async fn run(connection: &ConnectionArgs, args: ProduceArgs) -> Result<(), CliError> {
+    if let Some(records) = args.bench {
+        if !args.values.is_empty() {
+            return Err(CliError::Usage(
+                "--bench generates its own records; do not pass values".to_owned(),
+            ));
+        }
+        let bench = ProduceBench {
+            records,
+            concurrency: args.concurrency,
+            size: args.size,
+            mode: args.mode,
+            batch_size: args.batch_size,
+        };
+        let report = bench.run(connection).await?;
+        println!("{report}");
+        return Ok(());
+    }
+    let mut client = connection.client().await?;
+    let mut produce = async |value: Vec<u8>| -> Result<(), CliError> {
+        let response = client
+            .produce(ProduceRequest {
+                record: Some(Record {
+                    value: value.into(),
+                    ..Record::default()
+                }),
+            })
+            .await?;
+        println!("{}", response.into_inner().offset);
+        Ok(())
+    };
+    if args.values.is_empty() {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Some(line) = lines.next_line().await? {
+            produce(line.into_bytes()).await?;
+        }
+    } else {
+        for value in args.values {
+            produce(value.into_bytes()).await?;
+        }
+    }
+    Ok(())
+}

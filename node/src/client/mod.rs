@@ -1,0 +1,214 @@
+//! A Rust client for a ProgLog cluster: leader-aware routing from `GetServers`, consumes spread
+//! over the followers, and retries only where they are safe.
+//!
+//! - Produces go to the leader. When it is unknown, unreachable before the request was sent, or
+//!   the node answers that the produce was *not executed* (no leader, not the leader), the client
+//!   refreshes the server list and retries, up to [`ClientConfig::max_attempts`].
+//! - When the outcome of a produce is unknown (a timeout, a connection lost mid-call, a leader
+//!   change after the entry was appended), the client does **not** retry: it returns
+//!   [`ClientError::OutcomeUnknown`], because a retry could store the record twice.
+//!
+//! Avoiding duplicates: make records idempotent at the application level — put a unique id
+//! (producer id + sequence number) in the value and, after an `OutcomeUnknown`, either consume
+//! the tail of the log to see whether the record landed before re-producing it, or let consumers
+//! skip ids they have already seen.
+//!
+//! - Consumes are spread round-robin over the followers (the leader when there are none) and
+//!   retried on another server when one is unavailable; reads are idempotent. A follower answers
+//!   only what it has committed, so an offset just produced may be `OUT_OF_RANGE` there for a
+//!   moment: the client then asks the leader.
+
+mod routing;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
+use tonic::transport::ClientTlsConfig;
+use tonic::{Code, Status};
+
+use routing::Routing;
+
+pub use crate::raft::node::NOT_EXECUTED_MARK;
+use crate::raft::node::is_connect_failure;
+
+/// How the client connects and retries.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Addresses (`host:port`) to ask for the server list; any node of the cluster will do.
+    pub seeds: Vec<String>,
+    /// Mutual TLS: the cluster CA and this client's certificate.
+    pub tls: ClientTlsConfig,
+    /// Deadline of each call.
+    pub request_timeout: Duration,
+    /// Connect timeout of each server.
+    pub connect_timeout: Duration,
+    /// Tries of one operation (the first included).
+    pub max_attempts: u32,
+    /// Pause before a retry (doubled each time, at most 2 s).
+    pub retry_backoff: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(seeds: Vec<String>, tls: ClientTlsConfig) -> Self {
+        Self {
+            seeds,
+            tls,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The configuration has no seed addresses.
+    #[error("no seed addresses configured")]
+    NoSeeds,
+    /// No server could be reached, or none answered the server list.
+    #[error("no server reachable: {0}")]
+    Unreachable(String),
+    /// The produce may or may not have been stored; retrying could duplicate it.
+    #[error("the produce's outcome is unknown ({0}); it may have been stored — check before retrying")]
+    OutcomeUnknown(Status),
+    /// Retries were exhausted on a retryable error.
+    #[error("gave up after {attempts} attempts: {last}")]
+    Exhausted { attempts: u32, last: Status },
+    /// The server refused the request (bad input, permission, offset out of range...).
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rejected(Status),
+}
+
+/// A client of one ProgLog cluster.
+#[derive(Debug)]
+pub struct ClusterClient {
+    config: ClientConfig,
+    routing: Routing,
+}
+
+/// Whether a failed produce certainly did not reach the log.
+fn produce_not_executed(status: &Status) -> bool {
+    status.code() == Code::Unavailable && status.message().contains(NOT_EXECUTED_MARK)
+        || is_connect_failure(status)
+}
+
+impl ClusterClient {
+    /// A client that learns the cluster's servers from `config.seeds`.
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        if config.seeds.is_empty() {
+            return Err(ClientError::NoSeeds);
+        }
+        let routing = Routing::new(&config);
+        let client = Self { config, routing };
+        client.refresh().await?;
+        Ok(client)
+    }
+
+    /// Asks the cluster for its servers and leader again.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        self.routing.refresh(&self.config).await
+    }
+
+    /// The leader's address as last seen.
+    pub fn leader(&self) -> Option<String> {
+        self.routing.leader()
+    }
+
+    async fn pause(&self, attempt: u32) {
+        let delay = self.config.retry_backoff * 2u32.saturating_pow(attempt.min(5));
+        tokio::time::sleep(delay.min(Duration::from_secs(2))).await;
+    }
+
+    /// Appends one record through the leader; returns its offset.
+    pub async fn produce(&self, value: impl Into<Bytes>) -> Result<u64, ClientError> {
+        let record = Record {
+            value: value.into(),
+            ..Default::default()
+        };
+        let mut last = None;
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                self.pause(attempt).await;
+                // Best effort: a failed refresh leaves the old view, the call below decides.
+                let _ = self.refresh().await;
+            }
+            let Some((addr, mut client)) = self.routing.leader_client(&self.config) else {
+                last = Some(Status::unavailable(format!("no leader known; {NOT_EXECUTED_MARK}")));
+                continue;
+            };
+            let mut request = tonic::Request::new(ProduceRequest {
+                record: Some(record.clone()),
+            });
+            request.set_timeout(self.config.request_timeout);
+            match client.produce(request).await {
+                Ok(response) => return Ok(response.into_inner().offset),
+                Err(status) if produce_not_executed(&status) => {
+                    self.routing.forget_leader(&addr);
+                    last = Some(status);
+                }
+                Err(status) if status.code() == Code::Unavailable || status.code() == Code::DeadlineExceeded
+                    || status.code() == Code::Unknown || status.code() == Code::Cancelled =>
+                {
+                    self.routing.forget_leader(&addr);
+                    return Err(ClientError::OutcomeUnknown(status));
+                }
+                Err(status) => return Err(ClientError::Rejected(status)),
+            }
+        }
+        Err(ClientError::Exhausted {
+            attempts: self.config.max_attempts,
+            last: last.unwrap_or_else(|| Status::unavailable("no attempt made")),
+        })
+    }
+
+    /// Reads the record at `offset` from a follower (the leader if the follower does not have
+    /// it yet or there are none).
+    pub async fn consume(&self, offset: u64) -> Result<Record, ClientError> {
+        let mut last = None;
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                self.pause(attempt).await;
+                let _ = self.refresh().await;
+            }
+            let prefer_leader = matches!(&last, Some(s) if is_out_of_range(s));
+            let Some((addr, mut client)) = self.routing.reader_client(&self.config, prefer_leader) else {
+                last = Some(Status::unavailable("no server known"));
+                continue;
+            };
+            let mut request = tonic::Request::new(ConsumeRequest { offset });
+            request.set_timeout(self.config.request_timeout);
+            match client.consume(request).await {
+                Ok(response) => {
+                    return response
+                        .into_inner()
+                        .record
+                        .ok_or_else(|| ClientError::Rejected(Status::internal("response without a record")));
+                }
+                Err(status) if is_out_of_range(&status) && !prefer_leader && self.routing.leader().as_deref() != Some(addr.as_str()) => {
+                    // The follower may not have applied it yet: ask the leader next (no pause).
+                    last = Some(status);
+                }
+                Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
+                    self.routing.forget(&addr);
+                    last = Some(status);
+                }
+                Err(status) => return Err(ClientError::Rejected(status)),
+            }
+        }
+        match last {
+            Some(status) if is_out_of_range(&status) => Err(ClientError::Rejected(status)),
+            Some(status) => Err(ClientError::Exhausted {
+                attempts: self.config.max_attempts,
+                last: status,
+            }),
+            None => Err(ClientError::Unreachable("no attempt made".into())),
+        }
+    }
+}
+
+fn is_out_of_range(status: &Status) -> bool {
+    status.code() == Code::OutOfRange
+}

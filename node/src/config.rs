@@ -1,0 +1,467 @@
+//! The node's configuration: command-line flags, each also settable by an environment variable
+//! and by a key of an optional TOML file (`--config`). Precedence: flag > environment > file >
+//! default. [`NodeArgs::resolve`] validates everything up front so a bad setting stops the node
+//! with a clear message (the binary exits with status 64, `EX_USAGE`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::backend::GroupCommitConfig;
+use crate::log::{LogConfig, RetentionPolicy};
+use crate::server::{ServerLimits, ServiceLimits};
+use crate::telemetry::LogFormat;
+use crate::tls::ServerTlsFiles;
+
+/// Exit status for invalid configuration (`EX_USAGE` from sysexits.h).
+pub const EXIT_INVALID_CONFIG: i32 = 64;
+
+/// An unusable configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0} is required (flag --{0}, or env/config file)")]
+    Missing(&'static str),
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Flags of `proglog-node`. Every field is optional here so the file can fill the gaps.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "proglog-node", version, about = "Runs one ProgLog log node")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeArgs {
+    /// TOML file with any of these settings (keys are the flag names).
+    #[arg(long, env = "PROGLOG_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory of the log's data.
+    #[arg(long, env = "PROGLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the gRPC (mTLS) port [default: 0.0.0.0:8400].
+    #[arg(long, env = "PROGLOG_BIND_ADDR")]
+    pub bind_addr: Option<SocketAddr>,
+    /// Address other nodes and clients reach this node at [default: the bind address, or
+    /// the hostname with its port when bound to 0.0.0.0].
+    #[arg(long, env = "PROGLOG_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Address of the plain HTTP port (/metrics, /healthz, /readyz, h2c gRPC health)
+    /// [default: 0.0.0.0:9400].
+    #[arg(long, env = "PROGLOG_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// This node's ordinal [default: the `-N` suffix of the hostname, else 0].
+    #[arg(long, env = "PROGLOG_ORDINAL")]
+    pub ordinal: Option<u64>,
+    /// PEM certificate chain of this node.
+    #[arg(long, env = "PROGLOG_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of this node.
+    #[arg(long, env = "PROGLOG_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that client certificates must chain to.
+    #[arg(long, env = "PROGLOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// ACL policy file (`subject, object, action` lines; default deny).
+    #[arg(long, env = "PROGLOG_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Largest record value accepted, in bytes [default: 1048576].
+    #[arg(long, env = "PROGLOG_MAX_RECORD_SIZE")]
+    pub max_record_size: Option<u64>,
+    /// Largest gRPC message accepted, in bytes [default: 4194304].
+    #[arg(long, env = "PROGLOG_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<u64>,
+    /// Largest segment store file, in bytes [default: 67108864].
+    #[arg(long, env = "PROGLOG_SEGMENT_MAX_STORE_BYTES")]
+    pub segment_max_store_bytes: Option<u64>,
+    /// Largest segment index file, in bytes (12 per record) [default: 12582912].
+    #[arg(long, env = "PROGLOG_SEGMENT_MAX_INDEX_BYTES")]
+    pub segment_max_index_bytes: Option<u64>,
+    /// Delete the oldest segments once the log exceeds this many bytes [default: keep all].
+    #[arg(long, env = "PROGLOG_RETENTION_BYTES")]
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose last record is older than this, e.g. `7d` [default: keep all].
+    #[arg(long, env = "PROGLOG_RETENTION_AGE")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub retention_age: Option<humantime::Duration>,
+    /// HTTP/2 streams (concurrent calls) per connection [default: 256].
+    #[arg(long, env = "PROGLOG_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// Interval of keep-alive pings to clients [default: 30s].
+    #[arg(long, env = "PROGLOG_KEEPALIVE_INTERVAL")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_interval: Option<humantime::Duration>,
+    /// Close a connection whose client does not answer a ping within this [default: 10s].
+    #[arg(long, env = "PROGLOG_KEEPALIVE_TIMEOUT")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_timeout: Option<humantime::Duration>,
+    /// Drop connections that have not completed the TLS handshake after this [default: 10s].
+    #[arg(long, env = "PROGLOG_HANDSHAKE_TIMEOUT")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub handshake_timeout: Option<humantime::Duration>,
+    /// How often certificate and ACL files are checked for changes [default: 5s].
+    #[arg(long, env = "PROGLOG_RELOAD_INTERVAL")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub reload_interval: Option<humantime::Duration>,
+    /// Replicate with Raft (`true`): the node joins a cluster through the admin API
+    /// (`proglog cluster init|add|promote`) [default: false, a single node].
+    #[arg(long, env = "PROGLOG_RAFT")]
+    pub raft: Option<bool>,
+    /// Log output format [default: text].
+    #[arg(long, env = "PROGLOG_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// How long in-flight calls may take to finish on SIGTERM/SIGINT [default: 10s].
+    #[arg(long, env = "PROGLOG_SHUTDOWN_GRACE")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub shutdown_grace: Option<humantime::Duration>,
+}
+
+fn de_duration<'de, D>(deserializer: D) -> Result<Option<humantime::Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.map(|t| {
+        t.parse::<humantime::Duration>()
+            .map_err(serde::de::Error::custom)
+    })
+    .transpose()
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub bind_addr: SocketAddr,
+    pub advertise_addr: String,
+    pub metrics_addr: SocketAddr,
+    pub ordinal: u64,
+    pub tls: ServerTlsFiles,
+    pub acl_file: PathBuf,
+    pub log: LogConfig,
+    pub retention: RetentionPolicy,
+    pub group_commit: GroupCommitConfig,
+    pub limits: ServerLimits,
+    pub reload_interval: Duration,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+    /// Replicate with Raft instead of running a single node.
+    pub raft: bool,
+}
+
+impl NodeArgs {
+    /// Fills unset flags from the config file (if any).
+    pub fn merge_file(self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = Self::from_file(&path)?;
+        Ok(Self {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            bind_addr: self.bind_addr.or(file.bind_addr),
+            advertise_addr: self.advertise_addr.or(file.advertise_addr),
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            ordinal: self.ordinal.or(file.ordinal),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            acl_file: self.acl_file.or(file.acl_file),
+            max_record_size: self.max_record_size.or(file.max_record_size),
+            max_message_size: self.max_message_size.or(file.max_message_size),
+            segment_max_store_bytes: self
+                .segment_max_store_bytes
+                .or(file.segment_max_store_bytes),
+            segment_max_index_bytes: self
+                .segment_max_index_bytes
+                .or(file.segment_max_index_bytes),
+            retention_bytes: self.retention_bytes.or(file.retention_bytes),
+            retention_age: self.retention_age.or(file.retention_age),
+            max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
+            keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
+            keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
+            handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
+            reload_interval: self.reload_interval.or(file.reload_interval),
+            raft: self.raft.or(file.raft),
+            log_format: self.log_format.or(file.log_format),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+        })
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Merges the config file, applies defaults and validates.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let args = self.merge_file()?;
+        let data_dir = args.data_dir.ok_or(ConfigError::Missing("data-dir"))?;
+        let tls = ServerTlsFiles {
+            cert: args.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
+            key: args.tls_key.ok_or(ConfigError::Missing("tls-key"))?,
+            ca: args.tls_ca.ok_or(ConfigError::Missing("tls-ca"))?,
+        };
+        let acl_file = args.acl_file.ok_or(ConfigError::Missing("acl-file"))?;
+        let bind_addr = args
+            .bind_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8400)));
+        let metrics_addr = args
+            .metrics_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9400)));
+        if metrics_addr == bind_addr && bind_addr.port() != 0 {
+            return Err(ConfigError::Invalid {
+                name: "metrics-addr",
+                reason: format!("must differ from --bind-addr ({bind_addr})"),
+            });
+        }
+        let hostname = hostname();
+        let advertise_addr = match args.advertise_addr {
+            Some(addr) => {
+                validate_host_port(&addr)?;
+                addr
+            }
+            None if bind_addr.ip().is_unspecified() => {
+                format!(
+                    "{}:{}",
+                    hostname.as_deref().unwrap_or("localhost"),
+                    bind_addr.port()
+                )
+            }
+            None => bind_addr.to_string(),
+        };
+        let ordinal = args
+            .ordinal
+            .or_else(|| hostname.as_deref().and_then(ordinal_of_hostname))
+            .unwrap_or(0);
+
+        let defaults = LogConfig::default();
+        let max_record_bytes = args.max_record_size.unwrap_or(1024 * 1024);
+        let log = LogConfig {
+            max_store_bytes: args
+                .segment_max_store_bytes
+                .unwrap_or(defaults.max_store_bytes),
+            max_index_bytes: args
+                .segment_max_index_bytes
+                .unwrap_or(defaults.max_index_bytes),
+            initial_offset: 0,
+            // The log stores the encoded record (value plus a few bytes of fields).
+            max_record_bytes: max_record_bytes + 64,
+        };
+        log.validate().map_err(|e| ConfigError::Invalid {
+            name: "segment limits",
+            reason: e.to_string(),
+        })?;
+        if max_record_bytes == 0 {
+            return Err(invalid("max-record-size", "must be at least 1"));
+        }
+        if log.effective_max_record_bytes() < log.max_record_bytes {
+            return Err(invalid(
+                "max-record-size",
+                format!(
+                    "{max_record_bytes} bytes does not fit in a segment of --segment-max-store-bytes {}",
+                    log.max_store_bytes
+                ),
+            ));
+        }
+        let max_message_bytes = args.max_message_size.unwrap_or(4 * 1024 * 1024);
+        if max_message_bytes < max_record_bytes + 64 {
+            return Err(invalid(
+                "max-message-size",
+                format!(
+                    "{max_message_bytes} bytes cannot carry a record of --max-record-size {max_record_bytes}"
+                ),
+            ));
+        }
+        let max_message_bytes = usize::try_from(max_message_bytes)
+            .map_err(|_| invalid("max-message-size", "too large for this platform"))?;
+        let max_concurrent_streams = args.max_concurrent_streams.unwrap_or(256);
+        if max_concurrent_streams == 0 {
+            return Err(invalid("max-concurrent-streams", "must be at least 1"));
+        }
+        let duration = |value: Option<humantime::Duration>, default: u64, name: &'static str| {
+            let d = value.map_or(Duration::from_secs(default), Into::into);
+            if d.is_zero() {
+                Err(invalid(name, "must be greater than zero"))
+            } else {
+                Ok(d)
+            }
+        };
+        let limits = ServerLimits {
+            service: ServiceLimits {
+                max_record_bytes,
+                ..ServiceLimits::default()
+            },
+            max_message_bytes,
+            max_concurrent_streams,
+            keepalive_interval: duration(args.keepalive_interval, 30, "keepalive-interval")?,
+            keepalive_timeout: duration(args.keepalive_timeout, 10, "keepalive-timeout")?,
+            handshake_timeout: duration(args.handshake_timeout, 10, "handshake-timeout")?,
+        };
+        Ok(NodeConfig {
+            data_dir,
+            bind_addr,
+            advertise_addr,
+            metrics_addr,
+            ordinal,
+            tls,
+            acl_file,
+            log,
+            retention: RetentionPolicy {
+                max_bytes: args.retention_bytes,
+                max_age: args.retention_age.map(Into::into),
+            },
+            group_commit: GroupCommitConfig::default(),
+            limits,
+            reload_interval: duration(args.reload_interval, 5, "reload-interval")?,
+            log_format: args.log_format.unwrap_or(LogFormat::Text),
+            shutdown_grace: args
+                .shutdown_grace
+                .map_or(Duration::from_secs(10), Into::into),
+            raft: args.raft.unwrap_or(false),
+        })
+    }
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn validate_host_port(addr: &str) -> Result<(), ConfigError> {
+    let bad = || invalid("advertise-addr", format!("{addr:?} is not HOST:PORT"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// The ordinal of a StatefulSet pod name such as `proglog-2`.
+pub fn ordinal_of_hostname(hostname: &str) -> Option<u64> {
+    let short = hostname.split('.').next()?;
+    short.rsplit_once('-')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<&'static str> {
+        vec![
+            "proglog-node",
+            "--data-dir",
+            "/tmp/d",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+            "--acl-file",
+            "acl.csv",
+        ]
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
+        assert_eq!(config.bind_addr, "0.0.0.0:8400".parse().unwrap());
+        assert_eq!(config.metrics_addr, "0.0.0.0:9400".parse().unwrap());
+        assert_eq!(config.limits.service.max_record_bytes, 1024 * 1024);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn missing_required_settings_are_named() {
+        let err = NodeArgs::try_parse_from(["proglog-node"])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("data-dir"), "{err}");
+    }
+
+    #[test]
+    fn file_fills_gaps_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "bind-addr = \"127.0.0.1:9000\"\nshutdown-grace = \"3s\"\nmax-record-size = 100\n",
+        )
+        .unwrap();
+        let mut argv = base();
+        let file_arg = file.to_str().unwrap().to_owned();
+        argv.extend(["--config", &file_arg, "--max-record-size", "200"]);
+        let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
+        assert_eq!(config.bind_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(config.limits.service.max_record_bytes, 200);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "no-such-key = 1\n").unwrap();
+        let file_arg = file.to_str().unwrap().to_owned();
+        let mut argv = base();
+        argv.extend(["--config", &file_arg]);
+        let err = NodeArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
+
+        let mut argv = base();
+        argv.extend(["--max-record-size", "5000000", "--max-message-size", "1000"]);
+        let err = NodeArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("max-message-size"), "{err}");
+
+        let mut argv = base();
+        argv.extend(["--advertise-addr", "nohost"]);
+        assert!(NodeArgs::try_parse_from(argv).unwrap().resolve().is_err());
+
+        assert!(NodeArgs::try_parse_from(["proglog-node", "--bind-addr", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn ordinal_comes_from_statefulset_hostnames() {
+        assert_eq!(ordinal_of_hostname("proglog-2"), Some(2));
+        assert_eq!(
+            ordinal_of_hostname("my-log-11.my-log-headless.ns.svc"),
+            Some(11)
+        );
+        assert_eq!(ordinal_of_hostname("laptop"), None);
+    }
+}

@@ -1,0 +1,439 @@
+//! Store files: the append-only sequence of record frames of one segment.
+//!
+//! A frame is `[length: u32 LE][crc32c: u32 LE][record bytes]`. The checksum covers the length
+//! field and the record bytes, so a damaged length is caught too and a zero-filled tail (what
+//! some file systems leave after a power loss) never decodes as empty records.
+//!
+//! Writes are positional (`pwrite`) at the published size by the single writer; readers use
+//! positional reads on the same shared handle and never take a lock here. The published size
+//! only moves after a write completed, so readers never see a partly written frame.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::error::{LogError, Result};
+
+/// Bytes of the frame header (length and checksum) before each record.
+pub(crate) const FRAME_HEADER_BYTES: u64 = 8;
+
+/// How much a recovery scan reads per system call.
+const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Appends the frame of `record` to `buf`.
+pub(crate) fn encode_frame(buf: &mut Vec<u8>, record: &[u8]) {
+    let len = u32::try_from(record.len()).expect("record length checked against the u32 limit");
+    let len_bytes = len.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), record);
+    buf.extend_from_slice(&len_bytes);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf.extend_from_slice(record);
+}
+
+/// The result of decoding one frame at the start of a byte slice.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameDecode {
+    /// A whole frame with a matching checksum; the record is `[8, frame_len)` of the slice.
+    Complete { frame_len: u64 },
+    /// The slice ends before the frame does (`needed` bytes for the whole frame, if known).
+    Incomplete { needed: Option<u64> },
+    /// The whole frame is present but its checksum does not match.
+    BadChecksum { frame_len: u64 },
+}
+
+/// Decodes the frame at the start of `bytes`.
+pub(crate) fn decode_frame(bytes: &[u8]) -> FrameDecode {
+    let Some(header) = bytes.get(..FRAME_HEADER_BYTES as usize) else {
+        return FrameDecode::Incomplete { needed: None };
+    };
+    let len_bytes: [u8; 4] = header[..4].try_into().expect("4-byte slice");
+    let stored_crc = u32::from_le_bytes(header[4..8].try_into().expect("4-byte slice"));
+    let frame_len = FRAME_HEADER_BYTES + u64::from(u32::from_le_bytes(len_bytes));
+    let Some(record) = bytes.get(FRAME_HEADER_BYTES as usize..frame_len as usize) else {
+        return FrameDecode::Incomplete {
+            needed: Some(frame_len),
+        };
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), record);
+    if crc == stored_crc {
+        FrameDecode::Complete { frame_len }
+    } else {
+        FrameDecode::BadChecksum { frame_len }
+    }
+}
+
+/// What a full scan of a store found.
+#[derive(Debug)]
+pub(crate) struct StoreScan {
+    /// Start position of every valid frame, in order.
+    pub(crate) positions: Vec<u64>,
+    /// Bytes covered by the valid frames (where the first damage starts, if any).
+    pub(crate) valid_len: u64,
+    /// The first damage found, if the valid frames do not reach the end of the file.
+    pub(crate) damage: Option<StoreDamage>,
+}
+
+/// Bytes at the end of a store that do not form a valid frame.
+#[derive(Debug)]
+pub(crate) struct StoreDamage {
+    /// Why the frame at `valid_len` is invalid.
+    pub(crate) reason: String,
+    /// A valid frame follows the damaged one: this is not a torn tail but damage in the middle.
+    pub(crate) followed_by_valid_frame: bool,
+}
+
+/// One segment's store file.
+#[derive(Debug)]
+pub(crate) struct Store {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Bytes of complete frames; readers may read anything below it.
+    size: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`; its size is the file's length, which
+    /// the caller validates.
+    pub(crate) fn open(path: &Path) -> Result<Store> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| LogError::io(path, e))?;
+        let size = file.metadata().map_err(|e| LogError::io(path, e))?.len();
+        Ok(Store {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            size: AtomicU64::new(size),
+        })
+    }
+
+    /// Creates a new, empty store; fails if the file exists (a new segment never reuses one).
+    pub(crate) fn create(path: &Path) -> Result<Store> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| LogError::io(path, e))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            size: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The length of the frame starting at `position`, from its header alone.
+    pub(crate) fn frame_len_at(&self, position: u64) -> Result<u64> {
+        let header = self.read_exact(position, FRAME_HEADER_BYTES, self.size())?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
+        Ok(FRAME_HEADER_BYTES + u64::from(len))
+    }
+
+    /// When the file was last modified, per the file system.
+    pub(crate) fn modified(&self) -> Result<std::time::SystemTime> {
+        self.file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    /// Bytes of complete frames.
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// A handle for fsyncing outside the writer's lock.
+    pub(crate) fn file_handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Writes already-encoded frames at the end and publishes them; returns where they start.
+    /// Only the log's single writer calls this. On error nothing is published and the next
+    /// append overwrites whatever part was written.
+    pub(crate) fn append_frames(&self, frames: &[u8]) -> Result<u64> {
+        let start = self.size.load(Ordering::Acquire);
+        self.file
+            .write_all_at(frames, start)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.size
+            .store(start + frames.len() as u64, Ordering::Release);
+        Ok(start)
+    }
+
+    /// Reads and verifies the frame at `position`, returning its record. `expected_frame_len`
+    /// comes from the index when the next record's position is known.
+    pub(crate) fn read_record(
+        &self,
+        position: u64,
+        expected_frame_len: Option<u64>,
+    ) -> Result<Bytes> {
+        let size = self.size();
+        let frame_len = match expected_frame_len {
+            Some(len) => len,
+            None => {
+                let header = self.read_exact(position, FRAME_HEADER_BYTES, size)?;
+                let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
+                FRAME_HEADER_BYTES + u64::from(len)
+            }
+        };
+        let frame = self.read_exact(position, frame_len, size)?;
+        match decode_frame(&frame) {
+            FrameDecode::Complete { frame_len: decoded } if decoded == frame_len => {
+                Ok(frame.slice(FRAME_HEADER_BYTES as usize..))
+            }
+            FrameDecode::Complete { frame_len: decoded }
+            | FrameDecode::BadChecksum { frame_len: decoded }
+                if decoded != frame_len =>
+            {
+                Err(LogError::corruption(
+                    &self.path,
+                    position,
+                    format!(
+                        "frame length field says {decoded} bytes but the index says {frame_len}"
+                    ),
+                ))
+            }
+            FrameDecode::Incomplete { .. } => Err(LogError::corruption(
+                &self.path,
+                position,
+                format!("frame length field says more than the {frame_len} bytes the index says"),
+            )),
+            _ => Err(LogError::corruption(
+                &self.path,
+                position,
+                "record checksum mismatch",
+            )),
+        }
+    }
+
+    /// Reads up to `max_len` bytes of frames from `position` (bounded by the published size).
+    pub(crate) fn read_chunk(&self, position: u64, max_len: u64) -> Result<Bytes> {
+        let size = self.size();
+        let len = max_len.min(size.saturating_sub(position));
+        self.read_exact(position, len, size)
+    }
+
+    fn read_exact(&self, position: u64, len: u64, size: u64) -> Result<Bytes> {
+        if position.checked_add(len).is_none_or(|end| end > size) {
+            return Err(LogError::corruption(
+                &self.path,
+                position,
+                format!("a read of {len} bytes would pass the end of the store ({size} bytes)"),
+            ));
+        }
+        let mut buf = vec![0; len as usize];
+        self.file.read_exact_at(&mut buf, position).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                LogError::corruption(&self.path, position, "store file is shorter than written")
+            } else {
+                LogError::io(&self.path, e)
+            }
+        })?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Reads the whole file and validates every frame (recovery of the active segment, or of a
+    /// sealed segment whose index does not match its store).
+    pub(crate) fn scan(&self) -> Result<StoreScan> {
+        let file_len = self.size();
+        let mut positions = Vec::new();
+        let mut position = 0;
+        let mut buf = Bytes::new();
+        let mut buf_start = 0;
+        let damage = loop {
+            if position == file_len {
+                break None;
+            }
+            // Make sure the buffer holds at least the header, then the whole frame.
+            let mut wanted = FRAME_HEADER_BYTES;
+            let decoded = loop {
+                let buf_end = buf_start + buf.len() as u64;
+                if position < buf_start || position + wanted > buf_end {
+                    let len = wanted.max(SCAN_CHUNK_BYTES).min(file_len - position);
+                    buf = self.read_exact(position, len, file_len)?;
+                    buf_start = position;
+                }
+                let at = (position - buf_start) as usize;
+                match decode_frame(&buf[at..]) {
+                    FrameDecode::Incomplete { needed } => {
+                        let needed = needed.unwrap_or(FRAME_HEADER_BYTES);
+                        if position + needed > file_len || needed <= wanted {
+                            break FrameDecode::Incomplete {
+                                needed: Some(needed),
+                            };
+                        }
+                        wanted = needed;
+                    }
+                    other => break other,
+                }
+            };
+            match decoded {
+                FrameDecode::Complete { frame_len } => {
+                    positions.push(position);
+                    position += frame_len;
+                }
+                FrameDecode::Incomplete { needed } => {
+                    let needed = needed.unwrap_or(FRAME_HEADER_BYTES);
+                    break Some(StoreDamage {
+                        reason: format!(
+                            "frame of {needed} bytes at {position} is cut off by the end of the file ({file_len} bytes)"
+                        ),
+                        followed_by_valid_frame: false,
+                    });
+                }
+                FrameDecode::BadChecksum { frame_len } => {
+                    break Some(StoreDamage {
+                        reason: format!("checksum mismatch in the frame at {position}"),
+                        followed_by_valid_frame: self
+                            .valid_frame_at(position + frame_len, file_len)?,
+                    });
+                }
+            }
+        };
+        Ok(StoreScan {
+            positions,
+            valid_len: position,
+            damage,
+        })
+    }
+
+    /// Whether a complete, checksum-valid frame starts at `position`.
+    fn valid_frame_at(&self, position: u64, file_len: u64) -> Result<bool> {
+        if position + FRAME_HEADER_BYTES > file_len {
+            return Ok(false);
+        }
+        let header = self.read_exact(position, FRAME_HEADER_BYTES, file_len)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
+        let frame_len = FRAME_HEADER_BYTES + u64::from(len);
+        if position + frame_len > file_len {
+            return Ok(false);
+        }
+        let frame = self.read_exact(position, frame_len, file_len)?;
+        Ok(matches!(decode_frame(&frame), FrameDecode::Complete { .. }))
+    }
+
+    /// Cuts the file to `len` bytes (dropping frames at and after it). Only the writer calls
+    /// this, with readers excluded by the log.
+    pub(crate) fn truncate(&self, len: u64) -> Result<()> {
+        self.file
+            .set_len(len)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.size.store(len, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(records: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for record in records {
+            encode_frame(&mut buf, record);
+        }
+        buf
+    }
+
+    #[test]
+    fn append_then_read_each_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.store")).unwrap();
+        let first = store.append_frames(&frames(&[b"hello", b""])).unwrap();
+        let second = store.append_frames(&frames(&[b"world"])).unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(second, 2 * FRAME_HEADER_BYTES + 5);
+        assert_eq!(store.read_record(0, None).unwrap(), &b"hello"[..]);
+        assert_eq!(store.read_record(13, Some(8)).unwrap(), &b""[..]);
+        assert_eq!(store.read_record(second, None).unwrap(), &b"world"[..]);
+        assert_eq!(store.size(), 3 * FRAME_HEADER_BYTES + 10);
+    }
+
+    #[test]
+    fn reopen_sees_written_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.store");
+        Store::open(&path)
+            .unwrap()
+            .append_frames(&frames(&[b"abc"]))
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.size(), FRAME_HEADER_BYTES + 3);
+        assert_eq!(store.read_record(0, None).unwrap(), &b"abc"[..]);
+    }
+
+    #[test]
+    fn read_detects_flipped_byte_and_wrong_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.store");
+        let store = Store::open(&path).unwrap();
+        store.append_frames(&frames(&[b"abcdef"])).unwrap();
+        store.file.write_all_at(b"X", 10).unwrap();
+        let err = store.read_record(0, None).unwrap_err();
+        assert!(
+            matches!(err, LogError::Corruption { position: 0, .. }),
+            "{err}"
+        );
+        let err = store.read_record(0, Some(9)).unwrap_err();
+        assert!(matches!(err, LogError::Corruption { .. }), "{err}");
+        let err = store.read_record(4, None).unwrap_err();
+        assert!(matches!(err, LogError::Corruption { .. }), "{err}");
+    }
+
+    #[test]
+    fn scan_reports_positions_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.store")).unwrap();
+        let all = frames(&[b"one", b"two", b"three"]);
+        store.append_frames(&all[..all.len() - 2]).unwrap();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.positions, vec![0, 11]);
+        assert_eq!(scan.valid_len, 22);
+        let damage = scan.damage.expect("torn tail");
+        assert!(!damage.followed_by_valid_frame);
+    }
+
+    #[test]
+    fn scan_tells_middle_damage_from_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.store")).unwrap();
+        store
+            .append_frames(&frames(&[b"one", b"two", b"three"]))
+            .unwrap();
+        store.file.write_all_at(b"X", 19).unwrap();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.positions, vec![0]);
+        assert!(scan.damage.expect("damage").followed_by_valid_frame);
+    }
+
+    #[test]
+    fn zeroed_tail_is_not_a_record() {
+        let bytes = [0u8; 64];
+        assert!(matches!(
+            decode_frame(&bytes),
+            FrameDecode::BadChecksum { frame_len: 8 }
+        ));
+    }
+
+    #[test]
+    fn scan_handles_frames_larger_than_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.store")).unwrap();
+        let big = vec![7u8; (SCAN_CHUNK_BYTES + 100) as usize];
+        store.append_frames(&frames(&[b"a", &big, b"b"])).unwrap();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.positions.len(), 3);
+        assert!(scan.damage.is_none());
+    }
+}

@@ -1,0 +1,363 @@
+//! Raft log storage on the project's segmented [`Log`]: one record per Raft entry, record offset ==
+//! Raft index. Group commit: `append` writes the entries (readable at once) and hands openraft's
+//! [`IOFlushed`] callback to a flusher thread, which drains every callback queued meanwhile and
+//! covers them all with one `Log::sync` — concurrent appends share an fsync.
+//!
+//! The vote and the last purged log id live in `raft-state.json`, replaced atomically
+//! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
+//! optimisation (it saves re-applying after a restart), so it is written in the background,
+//! coalesced, by the same atomic method into `raft-committed.json`.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::codec;
+use super::durable_file;
+use super::error::RaftStoreError;
+use super::types::{Entry, LogId, TypeConfig, Vote};
+use crate::log::{Log, LogConfig};
+
+const STATE_FILE: &str = "raft-state.json";
+const COMMITTED_FILE: &str = "raft-committed.json";
+const LOG_DIR: &str = "log";
+
+/// The durable part of Raft's own state (not the log entries).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct HardState {
+    vote: Option<Vote>,
+    /// Entries up to and including this id are purged; reads never return them even when the
+    /// segment that holds them still exists (the log deletes whole segments only).
+    last_purged: Option<LogId>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    log: Arc<Log>,
+    hard: Mutex<HardState>,
+    committed: watch::Sender<Option<LogId>>,
+}
+
+impl Shared {
+    fn has_state(&self) -> bool {
+        let hard = self.hard.lock();
+        hard.vote.is_some() || hard.last_purged.is_some() || !self.log.is_empty()
+    }
+
+    /// First index a reader may return.
+    fn first_readable(&self) -> u64 {
+        let purged_next = self.hard.lock().last_purged.map_or(0, |id| id.index + 1);
+        purged_next.max(self.log.lowest_offset())
+    }
+
+    fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>, RaftStoreError> {
+        let start = start.max(self.first_readable());
+        let end = end.min(self.log.next_offset());
+        let mut entries = Vec::with_capacity(end.saturating_sub(start) as usize);
+        for index in start..end {
+            entries.push(codec::decode_entry(&self.log.read(index)?)?);
+        }
+        Ok(entries)
+    }
+
+    fn persist_hard(&self, hard: &HardState) -> Result<(), RaftStoreError> {
+        durable_file::write_json(&self.dir.join(STATE_FILE), hard)
+    }
+}
+
+/// openraft's [`RaftLogStorage`] on a segmented [`Log`].
+#[derive(Debug)]
+pub struct RaftLogStore {
+    shared: Arc<Shared>,
+    flush_requests: std_mpsc::Sender<IOFlushed<TypeConfig>>,
+}
+
+/// A cheap handle reading entries concurrently with appends (it sees later appends too).
+#[derive(Debug, Clone)]
+pub struct RaftLogStoreReader {
+    shared: Arc<Shared>,
+}
+
+impl RaftLogStore {
+    /// Opens (or creates) the Raft log under `dir`. Must be called within a tokio runtime: the
+    /// committed-id writer runs as a task.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, RaftStoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let log = Arc::new(Log::open(dir.join(LOG_DIR), config)?);
+        let hard: HardState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
+        let committed: Option<LogId> =
+            durable_file::read_json(&dir.join(COMMITTED_FILE))?.unwrap_or_default();
+        let (committed_tx, committed_rx) = watch::channel(committed);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            log,
+            hard: Mutex::new(hard),
+            committed: committed_tx,
+        });
+        tokio::spawn(write_committed_in_background(
+            dir.join(COMMITTED_FILE),
+            committed_rx,
+        ));
+        let (flush_requests, flush_queue) = std_mpsc::channel();
+        let flusher_log = shared.log.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || flush_loop(&flusher_log, &flush_queue))
+            .map_err(RaftStoreError::Io)?;
+        Ok(Self {
+            shared,
+            flush_requests,
+        })
+    }
+
+    /// True when this store holds any Raft state (see [`RaftLogStoreReader::has_state`]).
+    pub fn has_state(&self) -> bool {
+        self.shared.has_state()
+    }
+
+    /// A reader sharing this store.
+    pub fn reader(&self) -> RaftLogStoreReader {
+        RaftLogStoreReader {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Completes flush callbacks in batches: everything queued while the previous fsync ran shares
+/// the next one.
+fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        let result = log.sync();
+        for callback in batch {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::other(format!("raft log fsync failed: {e}"))),
+            };
+            callback.io_completed(outcome);
+        }
+    }
+}
+
+async fn write_committed_in_background(path: PathBuf, mut rx: watch::Receiver<Option<LogId>>) {
+    while rx.changed().await.is_ok() {
+        let committed = *rx.borrow_and_update();
+        let path = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || durable_file::write_json(&path, &committed)).await;
+        if let Ok(Err(e)) | Err(e) = written.map_err(|e| RaftStoreError::Task(e.to_string())) {
+            tracing::warn!(error = %e, "persisting the raft committed index failed");
+        }
+    }
+}
+
+impl RaftLogStoreReader {
+    /// True when the store holds any Raft state (a vote or entries): the node was initialized or
+    /// joined a cluster.
+    pub fn has_state(&self) -> bool {
+        self.shared.has_state()
+    }
+}
+
+fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for RaftLogStoreReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_bounds(&range);
+        Ok(self.shared.read_range(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.hard.lock().vote)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RaftLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_bounds(&range);
+        Ok(self.shared.read_range(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.hard.lock().vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RaftLogStore {
+    type LogReader = RaftLogStoreReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id = self.shared.hard.lock().last_purged;
+        let next = self.shared.log.next_offset();
+        let last_log_id = if next > self.shared.first_readable() {
+            Some(codec::decode_log_id(
+                &self
+                    .shared
+                    .log
+                    .read(next - 1)
+                    .map_err(RaftStoreError::from)?,
+            )?)
+        } else {
+            last_purged_log_id
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let vote = *vote;
+        run_blocking(move || {
+            let mut hard = shared.hard.lock();
+            let mut next = hard.clone();
+            next.vote = Some(vote);
+            shared.persist_hard(&next)?;
+            *hard = next;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.shared.committed.send_replace(committed);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(*self.shared.committed.borrow())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut first_index = None;
+        let mut encoded = Vec::new();
+        for entry in entries {
+            first_index.get_or_insert(entry.log_id.index);
+            encoded.push(codec::encode_entry(&entry)?);
+        }
+        if let Some(first) = first_index {
+            let log = &self.shared.log;
+            let next = log.next_offset();
+            if first != next {
+                if first < next {
+                    // openraft truncates conflicts first; this keeps the log contiguous anyway.
+                    log.truncate_suffix(first).map_err(RaftStoreError::from)?;
+                } else if next <= self.shared.first_readable() {
+                    // Nothing readable is kept (fresh store or purged past the end): the log may
+                    // start at any index.
+                    log.reset(first).map_err(RaftStoreError::from)?;
+                } else {
+                    return Err(RaftStoreError::Corrupt(format!(
+                        "append at index {first} would leave a gap after {}",
+                        next - 1
+                    ))
+                    .into());
+                }
+            }
+            let offsets = log.append_batch(&encoded).map_err(RaftStoreError::from)?;
+            if offsets.start != first {
+                return Err(RaftStoreError::Corrupt(format!(
+                    "raft entry {first} was stored at offset {}",
+                    offsets.start
+                ))
+                .into());
+            }
+        }
+        self.flush_requests
+            .send(callback)
+            .map_err(|_| io::Error::other("raft log flusher stopped"))?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        let shared = self.shared.clone();
+        run_blocking(move || {
+            if from < shared.log.next_offset() {
+                shared.log.truncate_suffix(from)?;
+                shared.log.sync()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        run_blocking(move || {
+            let mut hard = shared.hard.lock();
+            if hard.last_purged.is_some_and(|p| p.index >= log_id.index) {
+                return Ok(());
+            }
+            let mut next = hard.clone();
+            next.last_purged = Some(log_id);
+            // Record the purge first: a crash after this but before deleting segments only
+            // leaves unreadable entries behind, never a log that claims purged entries exist.
+            shared.persist_hard(&next)?;
+            *hard = next;
+            drop(hard);
+            if log_id.index + 1 >= shared.log.next_offset() {
+                shared.log.reset(log_id.index + 1)?;
+            } else {
+                shared.log.truncate_prefix(log_id.index + 1)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn run_blocking<F>(f: F) -> Result<(), io::Error>
+where
+    F: FnOnce() -> Result<(), RaftStoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("raft storage task failed: {e}")))?
+        .map_err(io::Error::from)
+}

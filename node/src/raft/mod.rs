@@ -1,0 +1,35 @@
+//! Replication: the log node as a member of an openraft cluster.
+//!
+//! - [`types`]: the openraft type configuration (entries carry batches of records).
+//! - [`codec`]: binary encoding of Raft entries (on disk and on the wire).
+//! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes.
+//! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
+//!   data as a view of that log.
+//! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport.
+//! - [`node`]: the runtime tying it together and the Raft [`LogBackend`](crate::backend::LogBackend).
+//! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
+//! - [`admin`]: the `proglog.admin.v1.Admin` membership service.
+//! - [`identity`]: node ids from the ordinal and a persisted incarnation.
+//! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
+
+pub mod admin;
+pub mod codec;
+pub mod durable_file;
+pub mod error;
+pub mod identity;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod run;
+pub mod service;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use admin::AdminService;
+pub use error::RaftStoreError;
+pub use identity::NodeIdentity;
+pub use network::{ChannelPool, NetworkConfig};
+pub use node::{RaftBackend, RaftNode, RaftNodeConfig, RaftNodeError, default_raft_config};
+pub use service::RaftService;
+pub use types::{NodeId, TypeConfig};

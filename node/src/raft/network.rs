@@ -1,0 +1,401 @@
+//! The client half of the Raft transport: openraft's [`RaftNetworkV2`] over the internal
+//! `proglog.raft.v1.Raft` gRPC service. One pooled, lazily connected channel per peer address,
+//! reused by every RPC (tonic multiplexes them over one HTTP/2 connection); per-RPC timeouts from
+//! openraft; errors classified so that openraft backs off from unreachable peers; snapshots
+//! streamed chunk by chunk with a bounded buffer and a stall timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
+use parking_lot::Mutex;
+use proglog_proto::proglog::raft::v1 as pb;
+use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::codec;
+use super::snapshot::UserLogSnapshot;
+use super::types::{LogId, NodeId, SnapshotMeta, TypeConfig, UserSnapshot, Vote};
+
+/// Timeouts and limits of the node-to-node transport.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// A snapshot transfer that makes no progress for this long is abandoned (both ends).
+    pub snapshot_stall_timeout: Duration,
+    /// Chunks of a snapshot buffered ahead of the network on the sending side.
+    pub snapshot_buffer_chunks: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            snapshot_stall_timeout: Duration::from_secs(30),
+            snapshot_buffer_chunks: 2,
+        }
+    }
+}
+
+/// One channel per peer address, created lazily and reused.
+#[derive(Debug)]
+pub struct ChannelPool {
+    tls: ClientTlsConfig,
+    config: NetworkConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ChannelPool {
+    /// A pool connecting with `tls` (the node's own certificate as client identity).
+    pub fn new(tls: ClientTlsConfig, config: NetworkConfig) -> Self {
+        Self {
+            tls,
+            config,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The transport settings.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// The channel to `addr` (`host:port`), created on first use. Connecting happens on the
+    /// first RPC and again after a connection drops.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock();
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(self.tls.clone())?
+            .connect_timeout(self.config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A Raft-service client for `addr`.
+    pub fn raft_client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        Ok(RaftClient::new(self.channel(addr)?)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+/// The fields of an AppendEntries request other than the entries.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AppendHeader {
+    pub vote: Vote,
+    pub prev_log_id: Option<LogId>,
+    pub leader_commit: Option<LogId>,
+}
+
+/// The first chunk's header of a snapshot transfer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotHeader {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub first_offset: u64,
+    pub next_offset: u64,
+}
+
+/// openraft's network factory: one [`RaftPeer`] per target, sharing the channel pool.
+#[derive(Debug, Clone)]
+pub struct RaftNetwork {
+    pool: Arc<ChannelPool>,
+}
+
+impl RaftNetwork {
+    pub fn new(pool: Arc<ChannelPool>) -> Self {
+        Self { pool }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for RaftNetwork {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        RaftPeer {
+            target,
+            addr: node.addr.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+#[derive(Debug)]
+pub struct RaftPeer {
+    target: NodeId,
+    addr: String,
+    pool: Arc<ChannelPool>,
+}
+
+/// The RPCs whose request and response travel as JSON.
+#[derive(Clone, Copy)]
+enum JsonRpc {
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
+/// Why a call failed, before it is shaped into openraft's error types.
+enum CallError {
+    Timeout(Duration),
+    Unreachable(String),
+    Network(String),
+}
+
+impl CallError {
+    fn from_status(status: tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown => {
+                CallError::Unreachable(format!("peer unreachable: {status}"))
+            }
+            tonic::Code::DeadlineExceeded => CallError::Network(status.to_string()),
+            _ => CallError::Network(format!("peer refused: {status}")),
+        }
+    }
+}
+
+fn io_error(msg: String) -> std::io::Error {
+    std::io::Error::other(msg)
+}
+
+impl RaftPeer {
+    fn client(&self) -> Result<RaftClient<Channel>, CallError> {
+        self.pool
+            .raft_client(&self.addr)
+            .map_err(|e| CallError::Unreachable(format!("bad peer address {}: {e}", self.addr)))
+    }
+
+    async fn call<T, F>(&self, ttl: Duration, fut: F) -> Result<T, CallError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(ttl, fut).await {
+            Err(_) => Err(CallError::Timeout(ttl)),
+            Ok(Err(status)) => Err(CallError::from_status(status)),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        }
+    }
+
+    fn rpc_error(&self, action: RPCTypes, error: CallError) -> RPCError<TypeConfig> {
+        match error {
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: 0,
+                target: self.target,
+                timeout,
+            }),
+            CallError::Unreachable(msg) => RPCError::Unreachable(Unreachable::new(&io_error(msg))),
+            CallError::Network(msg) => RPCError::Network(NetworkError::new(&io_error(msg))),
+        }
+    }
+
+    async fn json_call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        kind: JsonRpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let json =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let message = pb::RaftMessage { json: json.into() };
+        let action = match kind {
+            JsonRpc::Vote | JsonRpc::PreVote => RPCTypes::Vote,
+            JsonRpc::TransferLeader => RPCTypes::TransferLeader,
+        };
+        let mut client = self.client().map_err(|e| self.rpc_error(action, e))?;
+        let ttl = option.hard_ttl();
+        let reply = match kind {
+            JsonRpc::Vote => self.call(ttl, client.vote(message)).await,
+            JsonRpc::PreVote => self.call(ttl, client.pre_vote(message)).await,
+            JsonRpc::TransferLeader => self.call(ttl, client.transfer_leader(message)).await,
+        }
+        .map_err(|e| self.rpc_error(action, e))?;
+        serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for RaftPeer {
+    type SnapshotData = UserLogSnapshot;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let header = AppendHeader {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            leader_commit: rpc.leader_commit,
+        };
+        let header =
+            serde_json::to_vec(&header).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut entries = Vec::with_capacity(rpc.entries.len());
+        for entry in &rpc.entries {
+            entries.push(
+                codec::encode_entry(entry)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
+                    .into(),
+            );
+        }
+        let request = pb::AppendEntriesRequest {
+            header: header.into(),
+            entries,
+        };
+        let mut client = self
+            .client()
+            .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+        let reply = self
+            .call(option.hard_ttl(), client.append_entries(request))
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+        serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.json_call(JsonRpc::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.json_call(JsonRpc::PreVote, &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.json_call(JsonRpc::TransferLeader, &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: UserSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let stall_timeout = self.pool.config().snapshot_stall_timeout;
+        let network_err = |msg: String| StreamingError::Network(NetworkError::new(&io_error(msg)));
+        let header = SnapshotHeader {
+            vote,
+            meta: snapshot.meta.clone(),
+            first_offset: snapshot.snapshot.first_offset,
+            next_offset: snapshot.snapshot.next_offset,
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| network_err(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(self.pool.config().snapshot_buffer_chunks.max(1));
+        let data = snapshot.snapshot;
+        // Reads the user log chunk by chunk; blocks when the network is slower than the disk, so
+        // at most `snapshot_buffer_chunks` chunks are ever held in memory.
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut header = Some(header);
+            data.for_each_chunk(data.first_offset, |records| {
+                let chunk = pb::SnapshotChunk {
+                    header: header.take().unwrap_or_default().into(),
+                    records,
+                };
+                tx.blocking_send(chunk).map_err(|_| {
+                    super::error::RaftStoreError::Task("snapshot transfer aborted".into())
+                })
+            })?;
+            if let Some(header) = header {
+                // An empty snapshot still sends its metadata.
+                tx.blocking_send(pb::SnapshotChunk {
+                    header: header.into(),
+                    records: Vec::new(),
+                })
+                .map_err(|_| {
+                    super::error::RaftStoreError::Task("snapshot transfer aborted".into())
+                })?;
+            }
+            Ok::<(), super::error::RaftStoreError>(())
+        });
+        let progress = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let progress_in_stream = progress.clone();
+        let outbound = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |chunk| {
+            progress_in_stream.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            chunk
+        });
+        let mut client = self
+            .client()
+            .map_err(|_| network_err(format!("bad peer address {}", self.addr)))?;
+        let call = client.install_snapshot(outbound);
+        tokio::pin!(call);
+        tokio::pin!(cancel);
+        let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+        let reply = loop {
+            tokio::select! {
+                reply = &mut call => break reply,
+                closed = &mut cancel => {
+                    producer.abort();
+                    return Err(StreamingError::Closed(closed));
+                }
+                _ = watchdog.tick() => {
+                    let last = Duration::from_millis(progress.load(Ordering::Relaxed));
+                    if started.elapsed().saturating_sub(last) > stall_timeout {
+                        return Err(StreamingError::Timeout(Timeout {
+                            action: RPCTypes::InstallSnapshot,
+                            id: 0,
+                            target: self.target,
+                            timeout: stall_timeout,
+                        }));
+                    }
+                }
+            }
+        };
+        let reply = reply.map_err(|status| match CallError::from_status(status) {
+            CallError::Unreachable(msg) => {
+                StreamingError::Unreachable(Unreachable::new(&io_error(msg)))
+            }
+            CallError::Network(msg) => network_err(msg),
+            CallError::Timeout(t) => network_err(format!("timed out after {t:?}")),
+        })?;
+        match producer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(network_err(format!("reading the snapshot: {e}"))),
+            Err(e) => return Err(network_err(format!("snapshot reader failed: {e}"))),
+        }
+        serde_json::from_slice(&reply.into_inner().json).map_err(|e| network_err(e.to_string()))
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        // Exponential from 50 ms to 2 s: an unreachable peer is retried soon, then rarely.
+        let mut delay = Duration::from_millis(50);
+        Some(Backoff::new(std::iter::from_fn(move || {
+            let current = delay;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            Some(current)
+        })))
+    }
+}

@@ -1,0 +1,487 @@
+//! The Raft node runtime: opens the Raft log and the state machine under the data directory,
+//! starts openraft with the gRPC network, proposes produces (forwarding them to the leader when
+//! this node follows), and implements [`LogBackend`] so the `log.v1` service serves a cluster.
+//!
+//! Data directory layout: `node-identity.json` (see [`super::identity`]), `raft/` (Raft log and
+//! vote), `raft/sm/` (the user-visible log and the applied position), `raft/snapshot-staging/`
+//! (snapshots being received).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ReadPolicy, ServerState};
+use proglog_proto::log::v1::{Record, Server};
+use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
+use tokio::sync::watch;
+use tonic::transport::ClientTlsConfig;
+
+use super::error::RaftStoreError;
+use super::identity::NodeIdentity;
+use super::log_store::{RaftLogStore, RaftLogStoreReader};
+use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
+use super::state_machine::{UserLogStateMachine, decode_record};
+use super::types::{Metrics, NodeId, ProduceBatch, Raft};
+use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
+use crate::log::{Log, LogConfig};
+
+/// Everything needed to start a node's Raft side.
+#[derive(Debug, Clone)]
+pub struct RaftNodeConfig {
+    /// The node's data directory.
+    pub data_dir: PathBuf,
+    /// StatefulSet ordinal (low digits of the node id).
+    pub ordinal: u32,
+    /// The `host:port` other nodes and clients reach this node at.
+    pub advertise_addr: String,
+    /// openraft timing and snapshot policy.
+    pub raft: openraft::Config,
+    /// Limits of the user-visible log.
+    pub user_log: LogConfig,
+    /// Limits of the Raft log (its segments are the unit of purging).
+    pub raft_log: LogConfig,
+    /// Transport timeouts and buffering.
+    pub network: NetworkConfig,
+    /// TLS for connections to other nodes (the node certificate as client identity).
+    pub client_tls: ClientTlsConfig,
+    /// Longest a produce may wait for a leader and a quorum before `UNAVAILABLE`.
+    pub propose_timeout: Duration,
+}
+
+impl RaftNodeConfig {
+    /// Production defaults for a node at `data_dir` reachable at `advertise_addr`.
+    pub fn new(
+        data_dir: PathBuf,
+        ordinal: u32,
+        advertise_addr: String,
+        client_tls: ClientTlsConfig,
+    ) -> Self {
+        Self {
+            data_dir,
+            ordinal,
+            advertise_addr,
+            raft: default_raft_config(),
+            user_log: LogConfig::default(),
+            raft_log: LogConfig {
+                max_record_bytes: 64 * 1024 * 1024,
+                max_store_bytes: 128 * 1024 * 1024,
+                ..LogConfig::default()
+            },
+            network: NetworkConfig::default(),
+            client_tls,
+            propose_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// openraft settings ProgLog runs with.
+pub fn default_raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "proglog".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        // Snapshots are cheap (a view of the user log), so take them often enough to keep the
+        // Raft log short; keep some entries so a briefly lagging follower needs no snapshot.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+        max_in_snapshot_log_to_keep: 5_000,
+        max_payload_entries: 1024,
+        ..Default::default()
+    }
+}
+
+/// Failures starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftNodeError {
+    #[error("raft storage: {0}")]
+    Storage(#[from] RaftStoreError),
+    #[error("invalid raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("TLS for node-to-node connections: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("starting raft: {0}")]
+    Start(String),
+}
+
+/// A running Raft node.
+#[derive(Debug)]
+pub struct RaftNode {
+    identity: NodeIdentity,
+    advertise_addr: String,
+    raft: Raft,
+    state_machine: UserLogStateMachine,
+    user_log: Arc<Log>,
+    log_reader: RaftLogStoreReader,
+    pool: Arc<ChannelPool>,
+    network_config: NetworkConfig,
+    user_log_config: LogConfig,
+    raft_dir: PathBuf,
+    propose_timeout: Duration,
+}
+
+impl RaftNode {
+    /// Opens the storage under `config.data_dir` and starts Raft. A node with no Raft state waits
+    /// to be initialized or added to a cluster through the admin API.
+    pub async fn start(config: RaftNodeConfig) -> Result<Arc<Self>, RaftNodeError> {
+        let identity = NodeIdentity::load_or_create(&config.data_dir, config.ordinal)?;
+        let raft_dir = config.data_dir.join("raft");
+        let log_store = RaftLogStore::open(&raft_dir, config.raft_log.clone())?;
+        let log_reader = log_store.reader();
+        let state_machine =
+            UserLogStateMachine::open(&raft_dir.join("sm"), config.user_log.clone())?;
+        let user_log = state_machine.user_log();
+        let staging = raft_dir.join("snapshot-staging");
+        // Leftovers of transfers interrupted by a crash.
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(RaftStoreError::Io)?;
+        }
+        std::fs::create_dir_all(&staging).map_err(RaftStoreError::Io)?;
+        let pool = Arc::new(ChannelPool::new(
+            config.client_tls.clone(),
+            config.network.clone(),
+        ));
+        let raft_config = Arc::new(config.raft.validate()?);
+        let raft = Raft::new(
+            identity.node_id(),
+            raft_config,
+            RaftNetwork::new(pool.clone()),
+            log_store,
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| RaftNodeError::Start(e.to_string()))?;
+        Ok(Arc::new(Self {
+            identity,
+            advertise_addr: config.advertise_addr,
+            raft,
+            state_machine,
+            user_log,
+            log_reader,
+            pool,
+            network_config: config.network,
+            user_log_config: config.user_log,
+            raft_dir,
+            propose_timeout: config.propose_timeout,
+        }))
+    }
+
+    /// This node's Raft id.
+    pub fn node_id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    /// The persisted identity (incarnation and ordinal).
+    pub fn identity(&self) -> NodeIdentity {
+        self.identity
+    }
+
+    /// The address this node advertises.
+    pub fn advertise_addr(&self) -> &str {
+        &self.advertise_addr
+    }
+
+    /// The openraft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The user-visible log (committed records only).
+    pub fn user_log(&self) -> &Arc<Log> {
+        &self.user_log
+    }
+
+    /// Snapshots installed since start (sent by a leader because this node was far behind).
+    pub fn installed_snapshots(&self) -> u64 {
+        self.state_machine.installed_snapshots()
+    }
+
+    /// Whether this node holds any Raft state (initialized, or joined a cluster).
+    pub fn has_raft_state(&self) -> bool {
+        self.log_reader.has_state()
+    }
+
+    pub(crate) fn snapshot_staging_dir(&self) -> PathBuf {
+        self.raft_dir.join("snapshot-staging")
+    }
+
+    pub(crate) fn network_config(&self) -> &NetworkConfig {
+        &self.network_config
+    }
+
+    pub(crate) fn user_log_config(&self) -> LogConfig {
+        self.user_log_config.clone()
+    }
+
+    /// The latest Raft metrics of this node.
+    pub fn metrics(&self) -> Metrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The current leader and its address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.metrics();
+        let leader = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Appends `records` through Raft from any node: executed here when this node leads,
+    /// forwarded to the leader otherwise. Resolves once committed and applied, with the offsets
+    /// the leader assigned. `UNAVAILABLE` (never a hang) when there is no leader or no quorum
+    /// within the propose timeout.
+    pub async fn propose(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let outcome = tokio::time::timeout_at(deadline, async {
+            match self.leader() {
+                Some((leader, addr)) if leader != self.node_id() => {
+                    self.forward(&addr, records, deadline).await
+                }
+                _ => self.write_here(records, deadline).await,
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|_| {
+            Err(BackendError::Unavailable(format!(
+                "no leader or no quorum within {:?}; the produce may or may not have been \
+                 committed; retry in a second",
+                self.propose_timeout
+            )))
+        })
+    }
+
+    /// Appends `records` only if this node is the leader (forwarded produces end here).
+    pub async fn propose_local(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let write = async {
+            match self.raft.client_write(ProduceBatch { records }).await {
+                Ok(response) => Ok(Appended {
+                    first_offset: response.data.first_offset,
+                    count: response.data.count,
+                }),
+                Err(e) => Err(write_error(e)),
+            }
+        };
+        tokio::time::timeout_at(deadline, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BackendError::Unavailable(format!(
+                    "no quorum within {:?}; the produce may or may not have been committed; retry \
+                 in a second",
+                    self.propose_timeout
+                )))
+            })
+    }
+
+    async fn write_here(
+        &self,
+        records: Vec<Record>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Appended, BackendError> {
+        // Records are `Bytes` inside, so keeping a copy for a possible forward is cheap.
+        match self
+            .raft
+            .client_write(ProduceBatch {
+                records: records.clone(),
+            })
+            .await
+        {
+            Ok(response) => Ok(Appended {
+                first_offset: response.data.first_offset,
+                count: response.data.count,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                // Rejected before it was appended: safe to send to the leader instead.
+                match forward.leader_node {
+                    Some(node) if forward.leader_id != Some(self.node_id()) => {
+                        self.forward(&node.addr, records, deadline).await
+                    }
+                    _ => Err(no_leader()),
+                }
+            }
+            Err(e) => Err(write_error(e)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader_addr: &str,
+        records: Vec<Record>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Appended, BackendError> {
+        let mut client = self
+            .pool
+            .raft_client(leader_addr)
+            .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
+        let mut request = tonic::Request::new(ForwardProduceRequest { records });
+        request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match client.forward_produce(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(Appended {
+                    first_offset: response.first_offset,
+                    count: response.count,
+                })
+            }
+            Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
+                "the leader at {leader_addr} is unreachable; {NOT_EXECUTED_MARK}; retry shortly"
+            ))),
+            Err(status) => Err(match status.code() {
+                tonic::Code::InvalidArgument => {
+                    BackendError::InvalidArgument(status.message().into())
+                }
+                tonic::Code::Internal => BackendError::Storage(status.message().into()),
+                _ => BackendError::Unavailable(format!(
+                    "forwarding to the leader at {leader_addr} failed ({}); the produce may or \
+                     may not have been committed; retry",
+                    status.message()
+                )),
+            }),
+        }
+    }
+
+    /// Voters of the current membership with their addresses; the leader marked.
+    pub fn servers_now(&self) -> Vec<Server> {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        let nodes: BTreeMap<NodeId, String> = membership
+            .nodes()
+            .map(|(id, node): (&NodeId, &BasicNode)| (*id, node.addr.clone()))
+            .collect();
+        membership
+            .voter_ids()
+            .map(|id| Server {
+                id: id.to_string(),
+                rpc_addr: nodes.get(&id).cloned().unwrap_or_default(),
+                is_leader: metrics.current_leader == Some(id),
+            })
+            .collect()
+    }
+
+    /// Stops Raft and makes the applied position durable.
+    pub async fn shutdown(&self) -> Result<(), BackendError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| BackendError::Storage(format!("stopping raft: {e}")))?;
+        self.state_machine
+            .persist_now()
+            .await
+            .map_err(|e| BackendError::Storage(e.to_string()))
+    }
+
+    /// This node's role.
+    pub fn server_state(&self) -> ServerState {
+        self.metrics().state
+    }
+}
+
+/// Whether a call failed to connect, so the request never left this process. tonic reports it as
+/// `UNAVAILABLE` with the transport error in the message.
+pub fn is_connect_failure(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && (status.message().contains("tcp connect error")
+            || status.message().contains("error trying to connect")
+            || status.message().contains("Connection refused"))
+}
+
+/// Marker in `UNAVAILABLE` messages of produces refused before they were appended, so clients
+/// know a retry cannot duplicate the record (see `crate::client`).
+pub const NOT_EXECUTED_MARK: &str = "the produce was not executed";
+
+fn no_leader() -> BackendError {
+    BackendError::Unavailable(format!(
+        "no leader is known yet (election in progress); {}; retry shortly",
+        NOT_EXECUTED_MARK
+    ))
+}
+
+fn write_error(
+    error: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>,
+) -> BackendError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            match forward.leader_node {
+                Some(node) => BackendError::Unavailable(format!(
+                    "this node is not the leader; {}; the leader is at {}; retry there",
+                    NOT_EXECUTED_MARK,
+                    node.addr
+                )),
+                None => no_leader(),
+            }
+        }
+        RaftError::APIError(other) => BackendError::Unavailable(format!(
+            "{other}; the produce may or may not have been committed; retry"
+        )),
+        RaftError::Fatal(fatal) => {
+            BackendError::Unavailable(format!("raft stopped on this node: {fatal}"))
+        }
+    }
+}
+
+/// [`LogBackend`] over a Raft node: produces go through Raft, reads come from the local
+/// committed user log.
+#[derive(Debug, Clone)]
+pub struct RaftBackend {
+    node: Arc<RaftNode>,
+}
+
+impl RaftBackend {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        Self { node }
+    }
+}
+
+impl LogBackend for RaftBackend {
+    fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Err(BackendError::InvalidArgument("no records to append".into()));
+            }
+            self.node.propose(records).await
+        })
+    }
+
+    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+        let bytes = self.node.user_log.read(offset)?;
+        decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
+    }
+
+    fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {
+        Box::pin(async move {
+            if consistency == Consistency::Linearizable {
+                self.node
+                    .raft
+                    .ensure_linearizable(ReadPolicy::ReadIndex)
+                    .await
+                    .map_err(|e| BackendError::Unavailable(format!("{e}; ask the leader")))?;
+            }
+            Ok(LogBounds {
+                lowest: self.node.user_log.lowest_offset(),
+                next: self.node.user_log.next_offset(),
+            })
+        })
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.node.user_log.subscribe()
+    }
+
+    fn servers(&self) -> BackendFuture<'_, Vec<Server>> {
+        Box::pin(async move { Ok(self.node.servers_now()) })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.node.metrics().current_leader.is_some()
+    }
+
+    fn shutdown(&self) -> BackendFuture<'_, ()> {
+        Box::pin(async move { self.node.shutdown().await })
+    }
+}

@@ -1,0 +1,41 @@
+//! Starting the Raft side of a `proglog-node` process from its [`NodeConfig`] (`--raft true`):
+//! the node's own certificate doubles as its client identity towards the other nodes, the
+//! user-visible log uses the configured segment limits, and the Raft and admin services join the
+//! node's one TLS port.
+
+use std::sync::Arc;
+
+use super::node::{RaftNode, RaftNodeConfig, RaftNodeError};
+use super::{AdminService, RaftService};
+use crate::config::NodeConfig;
+use crate::server::NodeServer;
+use crate::tls::{ClientTlsFiles, client_tls_config};
+
+/// Opens the Raft storage under the node's data directory and starts Raft.
+pub async fn start_raft_node(config: &NodeConfig) -> Result<Arc<RaftNode>, RaftNodeError> {
+    let client_tls = client_tls_config(&ClientTlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: Some(config.tls.cert.clone()),
+        key: Some(config.tls.key.clone()),
+        server_name: None,
+    })?;
+    let ordinal = u32::try_from(config.ordinal).map_err(|_| {
+        RaftNodeError::Start(format!("ordinal {} is too large", config.ordinal))
+    })?;
+    let mut raft_config = RaftNodeConfig::new(
+        config.data_dir.clone(),
+        ordinal,
+        config.advertise_addr.clone(),
+        client_tls,
+    );
+    raft_config.user_log = config.log.clone();
+    RaftNode::start(raft_config).await
+}
+
+/// Adds the `proglog.raft.v1.Raft` and `proglog.admin.v1.Admin` services to `server`.
+pub fn add_raft_services(server: NodeServer, node: &Arc<RaftNode>) -> NodeServer {
+    let authorizer = server.authorizer();
+    server
+        .add_service(RaftService::new(Arc::clone(node), authorizer.clone()).into_server())
+        .add_service(AdminService::new(Arc::clone(node), authorizer).into_server())
+}

@@ -1,0 +1,239 @@
+//! The server half of the Raft transport: the `proglog.raft.v1.Raft` gRPC service, callable only
+//! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`],
+//! receives snapshots into a staging log on disk chunk by chunk (never whole in memory; a stalled
+//! sender is dropped after a timeout) and executes produces forwarded by followers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use proglog_proto::proglog::raft::v1 as pb;
+use proglog_proto::proglog::raft::v1::raft_server;
+use serde::Serialize;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::codec;
+use super::network::{AppendHeader, SnapshotHeader};
+use super::node::RaftNode;
+use super::snapshot::{StagingDir, UserLogSnapshot};
+use super::types::{TypeConfig, UserSnapshot};
+use crate::acl::Action;
+use crate::log::{Log, LogConfig};
+use crate::server::auth::Authorizer;
+use crate::server::status::backend_status;
+
+/// The `proglog.raft.v1.Raft` service of one node.
+#[derive(Debug, Clone)]
+pub struct RaftService {
+    node: Arc<RaftNode>,
+    authorizer: Authorizer,
+    staging_root: PathBuf,
+    stall_timeout: Duration,
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl RaftService {
+    pub fn new(node: Arc<RaftNode>, authorizer: Authorizer) -> Self {
+        let staging_root = node.snapshot_staging_dir();
+        let stall_timeout = node.network_config().snapshot_stall_timeout;
+        Self {
+            node,
+            authorizer,
+            staging_root,
+            stall_timeout,
+        }
+    }
+
+    /// The tonic server wrapper, with message limits large enough for batched entries.
+    pub fn into_server(self) -> raft_server::RaftServer<Self> {
+        raft_server::RaftServer::new(self)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.authorizer
+            .authorize(request, Action::Replicate)
+            .map(|_| ())
+    }
+}
+
+fn json_reply<T: Serialize>(value: &T) -> Result<Response<pb::RaftReply>, Status> {
+    let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(pb::RaftReply { json: json.into() }))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft is not running on this node: {e}"))
+}
+
+/// The next chunk of a snapshot transfer, or an error if the sender stalls.
+async fn next_chunk(
+    stream: &mut Streaming<pb::SnapshotChunk>,
+    timeout: Duration,
+) -> Result<Option<pb::SnapshotChunk>, Status> {
+    match tokio::time::timeout(timeout, stream.message()).await {
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "snapshot transfer stalled for {timeout:?}"
+        ))),
+        Ok(result) => result,
+    }
+}
+
+#[tonic::async_trait]
+impl raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&request)?;
+        let request = request.into_inner();
+        let header: AppendHeader = parse(&request.header)?;
+        let mut entries = Vec::with_capacity(request.entries.len());
+        for bytes in &request.entries {
+            entries.push(
+                codec::decode_entry(bytes)
+                    .map_err(|e| Status::invalid_argument(format!("bad raft entry: {e}")))?,
+            );
+        }
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: header.vote,
+            prev_log_id: header.prev_log_id,
+            entries,
+            leader_commit: header.leader_commit,
+        };
+        let response = self.node.raft().append_entries(rpc).await.map_err(fatal)?;
+        json_reply(&response)
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&request)?;
+        let rpc: VoteRequest<TypeConfig> = parse(&request.into_inner().json)?;
+        json_reply(&self.node.raft().vote(rpc).await.map_err(fatal)?)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&request)?;
+        let rpc: VoteRequest<TypeConfig> = parse(&request.into_inner().json)?;
+        json_reply(&self.node.raft().pre_vote(rpc).await.map_err(fatal)?)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&request)?;
+        let rpc: TransferLeaderRequest<TypeConfig> = parse(&request.into_inner().json)?;
+        json_reply(
+            &self
+                .node
+                .raft()
+                .handle_transfer_leader(rpc)
+                .await
+                .map_err(fatal)?,
+        )
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&request)?;
+        let mut stream = request.into_inner();
+        let first = next_chunk(&mut stream, self.stall_timeout)
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let header: SnapshotHeader = parse(&first.header)?;
+        if header.next_offset < header.first_offset {
+            return Err(Status::invalid_argument("snapshot range is inverted"));
+        }
+        let dir = self.staging_root.join(format!(
+            "incoming-{}-{}",
+            std::process::id(),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let staging = Arc::new(StagingDir(dir.clone()));
+        let config = LogConfig {
+            initial_offset: header.first_offset,
+            ..self.node.user_log_config()
+        };
+        let log = Arc::new(
+            Log::open(&dir, config)
+                .map_err(|e| Status::internal(format!("snapshot staging: {e}")))?,
+        );
+        let mut received = 0u64;
+        let mut chunk = Some(first);
+        while let Some(current) = chunk.take() {
+            if !current.records.is_empty() {
+                received += current.records.len() as u64;
+                if received > header.next_offset - header.first_offset {
+                    return Err(Status::invalid_argument(
+                        "snapshot has more records than announced",
+                    ));
+                }
+                let log = log.clone();
+                let records: Vec<Bytes> = current.records;
+                tokio::task::spawn_blocking(move || log.append_batch(&records))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::internal(format!("snapshot staging: {e}")))?;
+            }
+            chunk = next_chunk(&mut stream, self.stall_timeout).await?;
+        }
+        if received != header.next_offset - header.first_offset {
+            return Err(Status::invalid_argument(format!(
+                "snapshot announced {} records but carried {received}",
+                header.next_offset - header.first_offset
+            )));
+        }
+        let snapshot = UserSnapshot {
+            meta: header.meta,
+            snapshot: UserLogSnapshot {
+                log,
+                first_offset: header.first_offset,
+                next_offset: header.next_offset,
+                staging: Some(staging),
+            },
+        };
+        let response = self
+            .node
+            .raft()
+            .install_full_snapshot(header.vote, snapshot)
+            .await
+            .map_err(fatal)?;
+        json_reply(&response)
+    }
+
+    async fn forward_produce(
+        &self,
+        request: Request<pb::ForwardProduceRequest>,
+    ) -> Result<Response<pb::ForwardProduceResponse>, Status> {
+        self.check(&request)?;
+        let records = request.into_inner().records;
+        // Only the leader executes forwarded produces: a second hop could loop during elections.
+        let appended = self
+            .node
+            .propose_local(records)
+            .await
+            .map_err(|e| backend_status(&e))?;
+        Ok(Response::new(pb::ForwardProduceResponse {
+            first_offset: appended.first_offset,
+            count: appended.count,
+        }))
+    }
+}

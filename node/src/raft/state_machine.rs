@@ -1,0 +1,317 @@
+//! The Raft state machine *is* the user-visible commit log: applying a produce entry appends its
+//! records (prost-encoded `log.v1.Record`, offsets contiguous) to a second [`Log`], the one clients
+//! consume from. Offsets never change once acknowledged.
+//!
+//! Exactly-once apply across restarts: `sm-state.json` records the last applied Raft log id, the
+//! membership, and the user log's `next_offset` *at that point*. It is written (atomically, after
+//! syncing the user log) in the background, coalesced, at most every
+//! [`PERSIST_INTERVAL`]. On open, user-log records past the recorded `next_offset` are dropped and
+//! openraft re-applies from the recorded log id — the Raft log is durable, so nothing is lost and
+//! nothing is applied twice.
+//!
+//! Snapshots are views of the user log up to the applied point (see [`super::snapshot`]);
+//! installing one replaces this node's user log with the snapshot's records.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use parking_lot::Mutex;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::durable_file;
+use super::error::RaftStoreError;
+use super::snapshot::UserLogSnapshot;
+use super::types::{
+    LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
+};
+use crate::log::{Log, LogConfig};
+
+const STATE_FILE: &str = "sm-state.json";
+const USER_LOG_DIR: &str = "user-log";
+/// Longest time applied-but-unpersisted progress may wait before `sm-state.json` catches up.
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where the state machine stands; persisted as `sm-state.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SmState {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    /// The user log's next offset right after `last_applied` was applied.
+    user_next_offset: u64,
+    /// The last snapshot built or installed.
+    snapshot: Option<SnapshotRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SnapshotRecord {
+    meta: SnapshotMeta,
+    first_offset: u64,
+    next_offset: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    log: Arc<Log>,
+    state: Mutex<SmState>,
+    /// Bumped after every apply; the persister writes the state when it changes.
+    applied: watch::Sender<u64>,
+    /// Serialises persisting (background writer, snapshot builder, snapshot install).
+    persist_lock: tokio::sync::Mutex<()>,
+    /// Snapshots installed since start (a node catching up from far behind).
+    installed_snapshots: AtomicU64,
+}
+
+impl Shared {
+    /// Makes the current state durable: sync the user log, then replace `sm-state.json`.
+    async fn persist(self: &Arc<Self>) -> Result<(), RaftStoreError> {
+        let _guard = self.persist_lock.lock().await;
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Snapshot the state first: the sync below covers every record it counts.
+            let state = shared.state.lock().clone();
+            shared.log.sync()?;
+            durable_file::write_json(&shared.dir.join(STATE_FILE), &state)
+        })
+        .await
+        .map_err(|e| RaftStoreError::Task(e.to_string()))?
+    }
+}
+
+/// openraft's [`RaftStateMachine`]: the user-visible commit log.
+#[derive(Debug, Clone)]
+pub struct UserLogStateMachine {
+    shared: Arc<Shared>,
+}
+
+impl UserLogStateMachine {
+    /// Opens (or creates) the state machine under `dir`, dropping user-log records applied after
+    /// the last persisted state (openraft re-applies them). Must run within a tokio runtime.
+    pub fn open(dir: &Path, user_log_config: LogConfig) -> Result<Self, RaftStoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let state: SmState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
+        let log = Log::open(dir.join(USER_LOG_DIR), user_log_config)?;
+        let next = log.next_offset();
+        if next > state.user_next_offset {
+            log.truncate_suffix(state.user_next_offset.max(log.lowest_offset()))?;
+            log.sync()?;
+        } else if next < state.user_next_offset {
+            return Err(RaftStoreError::Corrupt(format!(
+                "the user log ends at offset {next} but {STATE_FILE} says {} records were applied",
+                state.user_next_offset
+            )));
+        }
+        let (applied, applied_rx) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            log: Arc::new(log),
+            state: Mutex::new(state),
+            applied,
+            persist_lock: tokio::sync::Mutex::new(()),
+            installed_snapshots: AtomicU64::new(0),
+        });
+        tokio::spawn(persist_in_background(Arc::downgrade(&shared), applied_rx));
+        Ok(Self { shared })
+    }
+
+    /// The user-visible log (consumers read it; only this state machine appends to it).
+    pub fn user_log(&self) -> Arc<Log> {
+        self.shared.log.clone()
+    }
+
+    /// The last applied Raft log id.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.shared.state.lock().last_applied
+    }
+
+    /// How many snapshots this state machine installed since it was opened.
+    pub fn installed_snapshots(&self) -> u64 {
+        self.shared.installed_snapshots.load(Ordering::Relaxed)
+    }
+
+    /// Makes everything applied so far durable now (used on shutdown).
+    pub async fn persist_now(&self) -> Result<(), RaftStoreError> {
+        self.shared.persist().await
+    }
+
+    fn snapshot_of(&self, record: &SnapshotRecord) -> UserSnapshot {
+        UserSnapshot {
+            meta: record.meta.clone(),
+            snapshot: UserLogSnapshot {
+                log: self.shared.log.clone(),
+                first_offset: record.first_offset.max(self.shared.log.lowest_offset()),
+                next_offset: record.next_offset,
+                staging: None,
+            },
+        }
+    }
+}
+
+async fn persist_in_background(shared: std::sync::Weak<Shared>, mut applied: watch::Receiver<u64>) {
+    while applied.changed().await.is_ok() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        applied.borrow_and_update();
+        if let Err(e) = shared.persist().await {
+            tracing::error!(error = %e, "persisting the state machine position failed");
+        }
+        drop(shared);
+        tokio::time::sleep(PERSIST_INTERVAL).await;
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
+    type SnapshotData = UserLogSnapshot;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let state = self.shared.state.lock();
+        Ok((state.last_applied, state.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut applied_any = false;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let log_id = entry.log_id;
+            let mut response = ProduceApplied::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(batch) => {
+                    let first_offset = self.shared.log.next_offset();
+                    let encoded: Vec<Vec<u8>> = batch
+                        .records
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, mut record)| {
+                            record.offset = first_offset + i as u64;
+                            record.term = log_id.leader_id.term;
+                            record.encode_to_vec()
+                        })
+                        .collect();
+                    if !encoded.is_empty() {
+                        let range = self
+                            .shared
+                            .log
+                            .append_batch(&encoded)
+                            .map_err(RaftStoreError::from)?;
+                        response = ProduceApplied {
+                            first_offset: range.start,
+                            count: range.end - range.start,
+                        };
+                    } else {
+                        response.first_offset = first_offset;
+                    }
+                }
+                EntryPayload::Membership(membership) => {
+                    self.shared.state.lock().last_membership =
+                        StoredMembership::new(Some(log_id), membership);
+                }
+            }
+            {
+                let mut state = self.shared.state.lock();
+                state.last_applied = Some(log_id);
+                state.user_next_offset = self.shared.log.next_offset();
+            }
+            applied_any = true;
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        if applied_any {
+            self.shared.applied.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: UserLogSnapshot,
+    ) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), RaftStoreError> {
+            let log = &shared.log;
+            log.reset(snapshot.first_offset)?;
+            snapshot.for_each_chunk(snapshot.first_offset, |chunk| {
+                log.append_batch(&chunk)?;
+                Ok(())
+            })?;
+            log.sync()?;
+            let mut state = shared.state.lock();
+            *state = SmState {
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+                user_next_offset: snapshot.next_offset,
+                snapshot: Some(SnapshotRecord {
+                    meta,
+                    first_offset: snapshot.first_offset,
+                    next_offset: snapshot.next_offset,
+                }),
+            };
+            durable_file::write_json(&shared.dir.join(STATE_FILE), &*state)?;
+            shared.installed_snapshots.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("installing a snapshot failed: {e}")))??;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<UserSnapshot>, io::Error> {
+        let record = self.shared.state.lock().snapshot.clone();
+        Ok(record.map(|r| self.snapshot_of(&r)))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for UserLogStateMachine {
+    type SnapshotData = UserLogSnapshot;
+
+    async fn build_snapshot(&mut self) -> Result<UserSnapshot, io::Error> {
+        let record = {
+            let mut state = self.shared.state.lock();
+            let record = SnapshotRecord {
+                meta: SnapshotMeta {
+                    last_log_id: state.last_applied,
+                    last_membership: state.last_membership.clone(),
+                },
+                first_offset: self.shared.log.lowest_offset(),
+                next_offset: state.user_next_offset,
+            };
+            state.snapshot = Some(record.clone());
+            record
+        };
+        // The snapshot must not claim more than what is durable: openraft purges the Raft log
+        // behind it, after which re-applying from the Raft log is impossible. The persisted
+        // state is at least as new as the record taken above.
+        self.shared.persist().await?;
+        Ok(self.snapshot_of(&record))
+    }
+}
+
+/// Decodes a user-log record.
+pub fn decode_record(bytes: &Bytes) -> Result<proglog_proto::log::v1::Record, RaftStoreError> {
+    proglog_proto::log::v1::Record::decode(bytes.clone())
+        .map_err(|e| RaftStoreError::Corrupt(format!("user log record: {e}")))
+}

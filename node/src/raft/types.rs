@@ -1,0 +1,102 @@
+//! The openraft type configuration of ProgLog: what a Raft entry carries (a batch of produced
+//! records), what applying it answers (the records' user offsets), and short aliases for the
+//! openraft types the rest of `raft` uses.
+
+use std::fmt;
+
+use proglog_proto::log::v1::Record;
+use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
+use prost::Message;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Raft node id: `incarnation * 10000 + ordinal` (see docs/ARCHITECTURE.md "Raft node ids").
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// ProgLog's Raft types: entries carry batches of records, nodes are known by address.
+    pub TypeConfig:
+        D = ProduceBatch,
+        R = ProduceApplied,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+);
+
+/// A Raft log id (leader term + node, index).
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+/// A Raft entry.
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+/// A vote.
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+/// The committed leader id carried by log ids.
+pub type CommittedLeaderId = openraft::alias::CommittedLeaderIdOf<TypeConfig>;
+/// The membership with the log id that introduced it.
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot of ProgLog's state machine (metadata + a view of the user log).
+pub type UserSnapshot = openraft::alias::SnapshotOf<TypeConfig, super::snapshot::UserLogSnapshot>;
+/// Raft metrics of a node.
+pub type Metrics = openraft::RaftMetrics<TypeConfig>;
+/// The running Raft handle.
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::UserLogStateMachine>;
+
+/// The application payload of a normal Raft entry: records produced together. Applying it appends
+/// them to the user log with contiguous offsets.
+#[derive(Clone, Default, PartialEq)]
+pub struct ProduceBatch {
+    pub records: Vec<Record>,
+}
+
+impl ProduceBatch {
+    /// Encodes straight into `buf` without cloning the records.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        // Same wire format as `ForwardProduceRequest { records }`: field 1, length-delimited.
+        for record in &self.records {
+            prost::encoding::message::encode(1, record, buf);
+        }
+    }
+
+    /// Decodes what [`ProduceBatch::encode_into`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        let wire = ForwardProduceRequest::decode(bytes)?;
+        Ok(Self {
+            records: wire.records,
+        })
+    }
+}
+
+impl fmt::Debug for ProduceBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProduceBatch({} records)", self.records.len())
+    }
+}
+
+impl fmt::Display for ProduceBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} records", self.records.len())
+    }
+}
+
+// openraft requires serde for the payload; ProgLog only uses it for debugging output, the log and
+// the network use the prost encoding, so serde just carries the same bytes.
+impl Serialize for ProduceBatch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf);
+        serializer.serialize_bytes(&buf)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProduceBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(deserializer)?;
+        ProduceBatch::decode(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What applying a normal entry answers: where its records landed in the user log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceApplied {
+    pub first_offset: u64,
+    pub count: u64,
+}

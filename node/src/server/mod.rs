@@ -1,0 +1,282 @@
+//! The node's gRPC server: `log.v1.Log`, `grpc.health.v1.Health` and server reflection on one
+//! mutual-TLS port, with limits and graceful shutdown.
+//!
+//! - [`NodeServer`]: assembles the services; other modules add theirs with
+//!   [`NodeServer::add_routes`] and authorize them with [`NodeServer::authorizer`].
+//! - [`auth`]: caller identity and the ACL check ([`Authorizer::authorize`]).
+//! - [`status`]: the one mapping from errors to gRPC statuses.
+//! - [`run_node`]: a whole single node from its configuration, with graceful shutdown.
+//! - `service`: the `log.v1.Log` implementation; `incoming`: the TLS accept loop.
+
+pub mod auth;
+mod incoming;
+mod run;
+mod service;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proglog_proto::log::v1::log_server::LogServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use auth::{Authorizer, caller_identity};
+pub use run::{RunError, run_node, shutdown_signal};
+pub use service::{LogService, ServiceLimits};
+
+use crate::acl::Acl;
+use crate::backend::LogBackend;
+use crate::metrics::Metrics;
+use crate::tls::ReloadingServerTls;
+
+/// Failures of the server itself (not of single calls).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("building the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("closing the log: {0}")]
+    Backend(#[from] crate::backend::BackendError),
+}
+
+/// Connection-level limits.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Per-call limits of the log service.
+    pub service: ServiceLimits,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams (concurrent calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keep-alive pings to each client.
+    pub keepalive_interval: Duration,
+    /// A connection whose client does not answer a ping within this is closed.
+    pub keepalive_timeout: Duration,
+    /// A connection that does not finish its TLS handshake within this is dropped.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            service: ServiceLimits::default(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Assembles and runs the gRPC server of a node.
+#[derive(Debug)]
+pub struct NodeServer {
+    backend: Arc<dyn LogBackend>,
+    authorizer: Authorizer,
+    tls: Arc<ReloadingServerTls>,
+    metrics: Arc<Metrics>,
+    limits: ServerLimits,
+    health: HealthReporter,
+    health_service:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    extra: RoutesBuilder,
+    shutdown_grace: Duration,
+}
+
+impl NodeServer {
+    /// A server for `backend`, secured by `tls` and `acl`.
+    pub fn new(
+        backend: Arc<dyn LogBackend>,
+        acl: Arc<Acl>,
+        tls: Arc<ReloadingServerTls>,
+        metrics: Arc<Metrics>,
+        limits: ServerLimits,
+    ) -> Self {
+        let health = HealthReporter::new();
+        let health_server = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        Self {
+            backend,
+            authorizer: Authorizer::new(acl),
+            tls,
+            metrics,
+            limits,
+            health,
+            health_service: health_server,
+            extra: RoutesBuilder::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// How long in-flight calls may take to finish after shutdown starts.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The authorizer for services added with [`NodeServer::add_routes`].
+    pub fn authorizer(&self) -> Authorizer {
+        self.authorizer.clone()
+    }
+
+    /// The health reporter (to mark services serving or not).
+    pub fn health_reporter(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// The `grpc.health.v1.Health` service sharing this server's state, for the plaintext
+    /// observability port.
+    pub fn health_routes(&self) -> Routes {
+        Routes::new(self.health_service.clone())
+    }
+
+    /// Adds a service (Raft, admin) served on the same port, behind the same TLS. Authorize its
+    /// calls with [`NodeServer::authorizer`].
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.extra.add_service(service);
+        self
+    }
+
+    /// Binds the listening socket (use port 0 for an ephemeral port).
+    pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(BoundServer {
+            server: self,
+            listener,
+            local_addr,
+        })
+    }
+}
+
+/// A server whose socket is bound; [`BoundServer::serve`] runs it.
+#[derive(Debug)]
+pub struct BoundServer {
+    server: NodeServer,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl BoundServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, lets in-flight calls finish within
+    /// the grace period, and closes the backend (which syncs the log).
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let BoundServer {
+            server, listener, ..
+        } = self;
+        let NodeServer {
+            backend,
+            authorizer,
+            tls,
+            metrics,
+            limits,
+            health,
+            health_service,
+            extra,
+            shutdown_grace,
+        } = server;
+
+        let service = LogService::new(
+            Arc::clone(&backend),
+            authorizer,
+            metrics,
+            limits.service.clone(),
+            shutdown.clone(),
+        );
+        let encoding_limit = limits
+            .max_message_bytes
+            .max(limits.service.max_record_bytes as usize + 64 * 1024);
+        let log_server = LogServer::new(service)
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(encoding_limit);
+        health.set_serving::<LogServer<LogService>>().await;
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proglog_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proglog_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let mut routes = extra;
+        routes
+            .add_service(log_server)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(health_service);
+        let routes = routes.routes();
+
+        let incoming = incoming::spawn_accept_loop(
+            listener,
+            Arc::clone(&tls),
+            limits.handshake_timeout,
+            shutdown.clone(),
+        );
+        let serve_shutdown = shutdown.clone();
+        let serving = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .layer(tower::util::MapResponseLayer::new(
+                status::rewrite_message_too_large::<tonic::body::Body>,
+            ))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
+                serve_shutdown.cancelled().await
+            });
+        let mut serving = Box::pin(serving);
+
+        tokio::select! {
+            result = &mut serving => result?,
+            _ = shutdown.cancelled() => {
+                health.set_service_status("", ServingStatus::NotServing).await;
+                health.set_not_serving::<LogServer<LogService>>().await;
+                match tokio::time::timeout(shutdown_grace, &mut serving).await {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!(
+                        grace = ?shutdown_grace,
+                        "in-flight calls did not finish within the shutdown grace; closing them"
+                    ),
+                }
+            }
+        }
+        drop(serving);
+        backend.shutdown().await?;
+        tracing::info!("server stopped; log synced and closed");
+        Ok(())
+    }
+}

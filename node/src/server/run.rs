@@ -1,0 +1,187 @@
+//! Runs a whole single node from a [`NodeConfig`]: opens the log, loads TLS and the ACL (and
+//! watches their files), serves gRPC and the observability port, and shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{NodeServer, ServerError};
+use crate::acl::{Acl, AclError};
+use crate::backend::{BackendError, LocalBackend, LogBackend};
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::tls::{ReloadingServerTls, TlsError};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("ACL: {0}")]
+    Acl(#[from] AclError),
+    #[error("opening the log in {dir}: {source}")]
+    OpenLog {
+        dir: std::path::PathBuf,
+        source: BackendError,
+    },
+    #[error("binding the metrics port {addr}: {source}")]
+    BindMetrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("starting Raft: {0}")]
+    Raft(crate::raft::RaftNodeError),
+}
+
+impl RunError {
+    /// Whether the error is caused by the configuration (bad files, unusable addresses), so
+    /// the binary exits with the "invalid configuration" status.
+    pub fn is_configuration_error(&self) -> bool {
+        matches!(
+            self,
+            RunError::Tls(_)
+                | RunError::Acl(_)
+                | RunError::Raft(crate::raft::RaftNodeError::Tls(_))
+                | RunError::BindMetrics { .. }
+                | RunError::Server(ServerError::Bind { .. })
+        )
+    }
+}
+
+/// How often retention runs when a retention policy is set.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs a single node until `shutdown` fires; returns once the log is synced and closed.
+pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let tls = ReloadingServerTls::load(config.tls.clone())?;
+    let acl = Acl::load(&config.acl_file)?;
+
+    // Raft mode (`--raft true`): records go through the cluster; the user-visible log is the
+    // Raft state machine's (see crate::raft).
+    let (backend, raft_node): (Arc<dyn LogBackend>, _) = if config.raft {
+        let node = crate::raft::run::start_raft_node(&config)
+            .await
+            .map_err(RunError::Raft)?;
+        if config.retention != crate::log::RetentionPolicy::default() {
+            crate::log::spawn_retention(
+                Arc::clone(node.user_log()),
+                config.retention.clone(),
+                RETENTION_INTERVAL,
+            );
+        }
+        let backend = Arc::new(crate::raft::RaftBackend::new(Arc::clone(&node)));
+        (backend, Some(node))
+    } else {
+        let open = {
+            let config = config.clone();
+            let metrics = Arc::clone(&metrics);
+            tokio::task::spawn_blocking(move || {
+                LocalBackend::open(
+                    &config.data_dir,
+                    config.log.clone(),
+                    config.group_commit.clone(),
+                    metrics,
+                    format!("proglog-{}", config.ordinal),
+                    config.advertise_addr.clone(),
+                )
+            })
+        };
+        let local = open
+            .await
+            .map_err(|e| RunError::OpenLog {
+                dir: config.data_dir.clone(),
+                source: BackendError::Storage(e.to_string()),
+            })?
+            .map_err(|source| RunError::OpenLog {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+        if config.retention != crate::log::RetentionPolicy::default() {
+            crate::log::spawn_retention(
+                Arc::clone(local.log()),
+                config.retention.clone(),
+                RETENTION_INTERVAL,
+            );
+        }
+        (Arc::new(local), None)
+    };
+
+    let watchers = shutdown.child_token();
+    tls.spawn_watcher(config.reload_interval, watchers.clone());
+    acl.spawn_watcher(config.reload_interval, watchers.clone());
+
+    let server = NodeServer::new(
+        Arc::clone(&backend),
+        acl,
+        tls,
+        Arc::clone(&metrics),
+        config.limits.clone(),
+    )
+    .shutdown_grace(config.shutdown_grace);
+    let server = match &raft_node {
+        Some(node) => crate::raft::run::add_raft_services(server, node),
+        None => server,
+    };
+    let health = server.health_routes();
+    let bound = server.bind(config.bind_addr).await?;
+
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| RunError::BindMetrics {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| RunError::BindMetrics {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let http = tokio::spawn(crate::metrics::http::serve(
+        metrics_listener,
+        metrics,
+        Arc::clone(&backend),
+        health,
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        grpc = %bound.local_addr(),
+        metrics = %metrics_addr,
+        advertise = %config.advertise_addr,
+        data_dir = %config.data_dir.display(),
+        "proglog node serving"
+    );
+    let served = bound.serve(shutdown).await;
+    watchers.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "metrics port failed"),
+        Err(error) => tracing::warn!(%error, "metrics task failed"),
+    }
+    served?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

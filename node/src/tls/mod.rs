@@ -1,0 +1,122 @@
+//! Mutual TLS for the node: loading PEM files, the rustls server configuration (client
+//! certificates verified against the CA but optional at the handshake, so health checks work
+//! without one and other RPCs answer `UNAUTHENTICATED`), reloading certificates and CA when their
+//! files change, client configurations, and caller identities taken from verified certificates.
+//!
+//! The whole workspace uses one rustls crypto provider: `ring`.
+
+mod client;
+mod identity;
+mod server;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use client::{ClientTlsFiles, client_tls_config};
+pub use identity::identity_of;
+pub use server::{ReloadingServerTls, build_server_config};
+
+/// Failures while loading certificates or building a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key")]
+    NoPrivateKey { path: PathBuf },
+    #[error("{path} is not valid PEM: {reason}")]
+    BadPem { path: PathBuf, reason: String },
+    #[error("invalid CA certificate in {path}: {source}")]
+    BadCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("building the client-certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("a client certificate needs both a certificate file and a key file")]
+    IncompleteClientIdentity,
+    #[error("the certificate and key do not form a usable TLS identity: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Paths of the PEM files a node serves with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    /// The node's certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The private key of `cert`.
+    pub key: PathBuf,
+    /// The CA that client certificates must chain to.
+    pub ca: PathBuf,
+}
+
+impl ServerTlsFiles {
+    /// All three paths, for change detection.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        vec![self.cert.clone(), self.key.clone(), self.ca.clone()]
+    }
+}
+
+/// The one crypto provider of the workspace.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file (a chain or a CA bundle); at least one.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadPem {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_file(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            path: path.to_path_buf(),
+        },
+        other => TlsError::BadPem {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// A root store holding every certificate of the CA file.
+pub fn load_root_store(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|source| TlsError::BadCa {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(roots)
+}

@@ -1,0 +1,322 @@
+//! In-process Raft clusters for the `raft_*` integration tests: every node is a real
+//! `NodeServer` on its own 127.0.0.1 port with mutual TLS (dev CA), the ACL, the Raft and admin
+//! services, talking to the others over gRPC exactly as separate processes would.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proglog_node::acl::Acl;
+use proglog_node::certs::write_dev_certs;
+use proglog_node::log::LogConfig;
+use proglog_node::metrics::Metrics;
+use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
+use proglog_node::server::{NodeServer, ServerLimits};
+use proglog_node::tls::{ClientTlsFiles, ReloadingServerTls, ServerTlsFiles, client_tls_config};
+use proglog_proto::log::v1::log_client::LogClient;
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
+use proglog_proto::proglog::admin::v1::admin_client::AdminClient;
+use proglog_proto::proglog::admin::v1::{
+    AddLearnerRequest, ClusterStatusRequest, InitializeRequest, Member, PromoteVoterRequest,
+};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+/// Generous bound for anything a test waits for (elections, replication, catch-up).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct RunningNode {
+    pub node: Arc<RaftNode>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub struct TestCluster {
+    pub dir: TempDir,
+    pub certs: PathBuf,
+    pub addrs: Vec<String>,
+    pub nodes: Vec<Option<RunningNode>>,
+    /// Adjusts each node's configuration before it starts (snapshot policy, segment sizes).
+    pub tune: fn(&mut RaftNodeConfig),
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+pub fn fast_raft_config() -> openraft::Config {
+    openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..proglog_node::raft::default_raft_config()
+    }
+}
+
+fn no_tuning(_: &mut RaftNodeConfig) {}
+
+impl TestCluster {
+    /// `size` stopped nodes with fresh data directories and ports.
+    pub fn new(size: usize) -> Self {
+        Self::with_tuning(size, no_tuning)
+    }
+
+    pub fn with_tuning(size: usize, tune: fn(&mut RaftNodeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let certs = dir.path().join("certs");
+        write_dev_certs(&certs).expect("dev certificates");
+        let addrs = (0..size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        Self {
+            dir,
+            certs,
+            addrs,
+            nodes: (0..size).map(|_| None).collect(),
+            tune,
+        }
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    fn client_files(&self, identity: &str) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca: self.certs.join("ca.pem"),
+            cert: Some(self.certs.join(format!("{identity}.pem"))),
+            key: Some(self.certs.join(format!("{identity}-key.pem"))),
+            server_name: None,
+        }
+    }
+
+    /// Starts (or restarts) node `i` on its port with its data directory.
+    pub async fn start(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is already running");
+        let client_tls = client_tls_config(&self.client_files("node")).expect("node client tls");
+        let mut config = RaftNodeConfig::new(
+            self.data_dir(i),
+            i as u32,
+            self.addrs[i].clone(),
+            client_tls,
+        );
+        config.raft = fast_raft_config();
+        config.propose_timeout = Duration::from_secs(5);
+        (self.tune)(&mut config);
+        let node = RaftNode::start(config).await.expect("start raft node");
+        let tls = ReloadingServerTls::load(ServerTlsFiles {
+            cert: self.certs.join("node.pem"),
+            key: self.certs.join("node-key.pem"),
+            ca: self.certs.join("ca.pem"),
+        })
+        .expect("server tls");
+        let acl = Acl::load(&self.certs.join("acl.csv")).expect("acl");
+        let server = NodeServer::new(
+            Arc::new(RaftBackend::new(node.clone())),
+            acl,
+            tls,
+            Arc::new(Metrics::new()),
+            ServerLimits::default(),
+        )
+        .shutdown_grace(Duration::from_secs(1));
+        let authorizer = server.authorizer();
+        let server = server
+            .add_service(RaftService::new(node.clone(), authorizer.clone()).into_server())
+            .add_service(AdminService::new(node.clone(), authorizer).into_server());
+        let bound = server
+            .bind(self.addrs[i].parse().expect("socket address"))
+            .await
+            .expect("bind node port");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = bound.serve(token).await {
+                eprintln!("node server stopped with an error: {e}");
+            }
+        });
+        self.nodes[i] = Some(RunningNode {
+            node,
+            shutdown,
+            task,
+        });
+    }
+
+    /// Stops node `i` (its server, then Raft); its data directory stays.
+    pub async fn stop(&mut self, i: usize) {
+        let running = self.nodes[i].take().expect("node is running");
+        running.shutdown.cancel();
+        tokio::time::timeout(WAIT, running.task)
+            .await
+            .expect("node stops")
+            .expect("server task");
+        // The server closes the backend; make sure Raft is down even if it did not.
+        let _ = running.node.shutdown().await;
+    }
+
+    pub fn node(&self, i: usize) -> &Arc<RaftNode> {
+        &self.nodes[i].as_ref().expect("node is running").node
+    }
+
+    pub async fn channel(&self, i: usize, identity: &str) -> Channel {
+        let tls = client_tls_config(&self.client_files(identity)).expect("client tls");
+        Endpoint::from_shared(format!("https://{}", self.addrs[i]))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("tls config")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy()
+    }
+
+    pub async fn log_client(&self, i: usize) -> LogClient<Channel> {
+        LogClient::new(self.channel(i, "root").await)
+    }
+
+    pub async fn admin(&self, i: usize) -> AdminClient<Channel> {
+        AdminClient::new(self.channel(i, "root").await)
+    }
+
+    pub fn member(&self, i: usize) -> Member {
+        Member {
+            node_id: self.node(i).node_id(),
+            rpc_addr: self.addrs[i].clone(),
+        }
+    }
+
+    /// Starts every node, initializes node 0 and adds the others as learners then voters, the
+    /// way an operator (or `make run`) does.
+    pub async fn start_all_and_form(&mut self) {
+        for i in 0..self.addrs.len() {
+            self.start(i).await;
+        }
+        let mut admin = self.admin(0).await;
+        admin
+            .initialize(InitializeRequest { members: vec![] })
+            .await
+            .expect("initialize node 0");
+        self.wait_for_leader_among(&[0]).await;
+        for i in 1..self.addrs.len() {
+            let member = self.member(i);
+            admin
+                .add_learner(AddLearnerRequest {
+                    member: Some(member),
+                    wait_caught_up: true,
+                })
+                .await
+                .expect("add learner");
+            admin
+                .promote_voter(PromoteVoterRequest {
+                    node_id: self.node(i).node_id(),
+                })
+                .await
+                .expect("promote voter");
+        }
+    }
+
+    /// Waits until the running nodes among `candidates` agree on a leader among them; returns
+    /// its index.
+    pub async fn wait_for_leader_among(&self, candidates: &[usize]) -> usize {
+        let ids: Vec<u64> = candidates.iter().map(|&i| self.node(i).node_id()).collect();
+        wait_until("a leader is elected", || {
+            let leaders: Vec<Option<u64>> = candidates
+                .iter()
+                .map(|&i| self.node(i).metrics().current_leader)
+                .collect();
+            match leaders.first().copied().flatten() {
+                Some(leader)
+                    if ids.contains(&leader) && leaders.iter().all(|l| *l == Some(leader)) =>
+                {
+                    candidates
+                        .iter()
+                        .copied()
+                        .find(|&i| self.node(i).node_id() == leader)
+                }
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    pub async fn leader_status_term(&self, i: usize) -> u64 {
+        let mut admin = self.admin(i).await;
+        admin
+            .cluster_status(ClusterStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .term
+    }
+
+    /// Waits until node `i` holds `next` records.
+    pub async fn wait_for_next_offset(&self, i: usize, next: u64) {
+        let node = self.node(i).clone();
+        wait_until(&format!("node {i} reaches offset {next}"), || {
+            (node.user_log().next_offset() == next).then_some(())
+        })
+        .await
+    }
+
+    /// Every record of node `i`, in offset order.
+    pub fn records(&self, i: usize) -> Vec<Bytes> {
+        let log = self.node(i).user_log();
+        (log.lowest_offset()..log.next_offset())
+            .map(|o| log.read(o).expect("read record"))
+            .collect()
+    }
+}
+
+/// Polls `check` every 20 ms until it yields a value; panics after [`WAIT`].
+pub async fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Produces `value` through node `i`'s `log.v1` API; returns the offset.
+pub async fn produce(
+    client: &mut LogClient<Channel>,
+    value: impl Into<Bytes>,
+) -> Result<u64, tonic::Status> {
+    client
+        .produce(ProduceRequest {
+            record: Some(Record {
+                value: value.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().offset)
+}
+
+pub async fn consume(
+    client: &mut LogClient<Channel>,
+    offset: u64,
+) -> Result<Record, tonic::Status> {
+    client
+        .consume(ConsumeRequest { offset })
+        .await
+        .map(|r| r.into_inner().record.expect("record"))
+}
+
+pub fn small_segments(config: &mut RaftNodeConfig) {
+    config.raft_log = LogConfig {
+        max_store_bytes: 4096,
+        ..config.raft_log.clone()
+    };
+}

@@ -1,0 +1,160 @@
+//! The ConfigMap every node mounts: the node configuration file (log settings) and the ACL
+//! policy, plus the hash of the configuration that rolls the pods when it changes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{BuildError, ClusterRef, OPERATOR_IDENTITY};
+use crate::crd::ProgLogCluster;
+
+/// ConfigMap key of the node configuration (TOML, read through `--config`).
+pub const NODE_CONFIG_KEY: &str = "proglog.toml";
+/// ConfigMap key of the ACL policy (read through `--acl-file`).
+pub const ACL_FILE_KEY: &str = "acl.csv";
+
+/// The TOML keys the operator sets; every other node setting comes from environment variables
+/// (the `PROGLOG_*` contract in docs/ARCHITECTURE.md) or the node's defaults.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+struct NodeConfigFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_store_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_index_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_record_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_age: Option<&'a str>,
+}
+
+/// The node configuration file for this cluster.
+pub fn node_config(cluster: &ProgLogCluster) -> Result<String, BuildError> {
+    let log = &cluster.spec.log;
+    let file = NodeConfigFile {
+        max_store_bytes: log.max_store_bytes,
+        max_index_bytes: log.max_index_bytes,
+        max_record_bytes: log.max_record_bytes,
+        retention_bytes: log.retention_bytes,
+        retention_age: log.retention_age.as_deref(),
+    };
+    let body = toml::to_string(&file)?;
+    Ok(format!(
+        "# Written by the ProgLog operator from the ProgLogCluster spec; edits are overwritten.\n{body}"
+    ))
+}
+
+/// The ACL policy: the operator's admin identity and the nodes' replication identity first,
+/// then the user's rules. Default deny is the node's behaviour.
+pub fn acl_policy(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> String {
+    let mut policy = String::from(
+        "# subject, object, action. Written by the ProgLog operator; edit spec.acl instead.\n",
+    );
+    policy.push_str(&format!("{OPERATOR_IDENTITY}, *, admin\n"));
+    let node = cluster_ref.node_identity();
+    policy.push_str(&format!("{node}, *, replicate\n"));
+    for rule in &cluster.spec.acl.rules {
+        policy.push_str(&format!(
+            "{}, {}, {}\n",
+            rule.subject,
+            rule.object,
+            rule.action.as_str()
+        ));
+    }
+    policy
+}
+
+/// Hex SHA-256 of the node configuration. Put on the pod template so that a change rolls the
+/// pods; the ACL is not hashed because nodes reload it from the mounted file without a restart.
+pub fn config_hash(node_config: &str) -> String {
+    let digest = Sha256::digest(node_config.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The ConfigMap with both files.
+pub fn config_map(
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+) -> Result<ConfigMap, BuildError> {
+    Ok(ConfigMap {
+        metadata: cluster_ref.metadata(cluster_ref.config_map_name()),
+        data: Some(BTreeMap::from([
+            (NODE_CONFIG_KEY.to_owned(), node_config(cluster)?),
+            (ACL_FILE_KEY.to_owned(), acl_policy(cluster, cluster_ref)),
+        ])),
+        ..ConfigMap::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+    use crate::crd::{AclAction, AclRule};
+
+    #[test]
+    fn default_config_sets_no_log_keys() {
+        let config = node_config(&cluster()).unwrap();
+        assert!(config.starts_with("# Written by the ProgLog operator"));
+        assert!(!config.contains('='), "{config}");
+    }
+
+    #[test]
+    fn log_settings_become_toml_keys() {
+        let mut cluster = cluster();
+        cluster.spec.log.max_store_bytes = Some(1 << 20);
+        cluster.spec.log.retention_age = Some("7d".to_owned());
+        let config = node_config(&cluster).unwrap();
+        let parsed: toml::Table = toml::from_str(&config).unwrap();
+        assert_eq!(parsed["max_store_bytes"].as_integer(), Some(1 << 20));
+        assert_eq!(parsed["retention_age"].as_str(), Some("7d"));
+        assert!(!parsed.contains_key("max_index_bytes"));
+    }
+
+    #[test]
+    fn hash_changes_when_config_changes() {
+        let mut cluster = cluster();
+        let before = config_hash(&node_config(&cluster).unwrap());
+        assert_eq!(before.len(), 64);
+        assert_eq!(before, config_hash(&node_config(&cluster).unwrap()));
+        cluster.spec.log.max_record_bytes = Some(4096);
+        let after = config_hash(&node_config(&cluster).unwrap());
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn acl_always_grants_operator_and_nodes_then_user_rules() {
+        let mut cluster = cluster();
+        cluster.spec.acl.rules = vec![AclRule {
+            subject: "app".to_owned(),
+            object: "*".to_owned(),
+            action: AclAction::Produce,
+        }];
+        let cluster_ref = ClusterRef::of(&cluster).unwrap();
+        let policy = acl_policy(&cluster, &cluster_ref);
+        let rules: Vec<&str> = policy.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            rules,
+            vec![
+                "proglog-operator, *, admin",
+                "demo-node, *, replicate",
+                "app, *, produce"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_map_holds_both_files_and_owner() {
+        let cluster = cluster();
+        let cluster_ref = ClusterRef::of(&cluster).unwrap();
+        let map = config_map(&cluster, &cluster_ref).unwrap();
+        assert_eq!(map.metadata.name.as_deref(), Some("demo-config"));
+        let data = map.data.unwrap();
+        assert!(data.contains_key(NODE_CONFIG_KEY));
+        assert!(data.contains_key(ACL_FILE_KEY));
+        assert_eq!(map.metadata.owner_references.unwrap()[0].name, "demo");
+    }
+}

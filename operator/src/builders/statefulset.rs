@@ -1,0 +1,340 @@
+//! The node StatefulSet: volumes, probes, Pod Security "restricted", anti-affinity, config-hash
+//! annotation, pod template overrides.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{
+            StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+            StatefulSetUpdateStrategy,
+        },
+        core::v1::{
+            Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction, HTTPGetAction,
+            ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+            PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+            SecretVolumeSource, SecurityContext, VolumeMount, VolumeResourceRequirements,
+            WeightedPodAffinityTerm,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use super::{ClusterRef, config::NODE_CONFIG_KEY};
+use crate::crd::ProgLogCluster;
+
+/// Client and Raft gRPC port (mutual TLS).
+pub const GRPC_PORT: u16 = 8400;
+/// Plaintext port: Prometheus metrics, `/healthz`, `/readyz` and `grpc.health.v1`.
+pub const METRICS_PORT: u16 = 9400;
+/// Where the data volume is mounted.
+pub const DATA_DIR: &str = "/var/lib/proglog";
+/// Where the node certificate Secret is mounted.
+pub const TLS_DIR: &str = "/etc/proglog/tls";
+/// Where the ConfigMap is mounted.
+const CONFIG_DIR: &str = "/etc/proglog/config";
+/// Annotation carrying the hash of the node configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "proglog.dev/config-hash";
+/// The unprivileged user and group the node runs as (distroless "nonroot").
+const NODE_UID: i64 = 65532;
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The node's settings as the `PROGLOG_*` environment variables of the node contract.
+fn node_env(cluster_ref: &ClusterRef) -> Vec<EnvVar> {
+    vec![
+        env_from_field("POD_NAME", "metadata.name"),
+        env("PROGLOG_CONFIG", format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")),
+        env("PROGLOG_DATA_DIR", DATA_DIR),
+        env("PROGLOG_BIND_ADDR", format!("0.0.0.0:{GRPC_PORT}")),
+        // Kubernetes expands $(POD_NAME) from the variable defined above.
+        env(
+            "PROGLOG_ADVERTISE_ADDR",
+            format!(
+                "$(POD_NAME).{}.{}.svc.cluster.local:{GRPC_PORT}",
+                cluster_ref.headless_service_name(),
+                cluster_ref.namespace
+            ),
+        ),
+        env("PROGLOG_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+        env("PROGLOG_TLS_CERT", format!("{TLS_DIR}/tls.crt")),
+        env("PROGLOG_TLS_KEY", format!("{TLS_DIR}/tls.key")),
+        env("PROGLOG_TLS_CA", format!("{TLS_DIR}/ca.crt")),
+        env(
+            "PROGLOG_ACL_FILE",
+            format!("{CONFIG_DIR}/{}", super::config::ACL_FILE_KEY),
+        ),
+        env("PROGLOG_LOG_FORMAT", "json"),
+    ]
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(NODE_UID),
+        run_as_group: Some(NODE_UID),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        ..SeccompProfile::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn node_container(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> Container {
+    let port = |name: &str, port: u16| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(port),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    Container {
+        name: "proglog".to_owned(),
+        image: Some(cluster.spec.image.clone()),
+        image_pull_policy: Some(cluster.spec.image_pull_policy.as_str().to_owned()),
+        env: Some(node_env(cluster_ref)),
+        ports: Some(vec![port("grpc", GRPC_PORT), port("metrics", METRICS_PORT)]),
+        resources: cluster.spec.resources.clone(),
+        // Opening a large log (index recovery) can take a while: allow up to 5 minutes.
+        startup_probe: Some(http_probe("/healthz", 2, 150)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        // gRPC health on the plaintext port: SERVING once the node accepts requests.
+        readiness_probe: Some(Probe {
+            grpc: Some(GRPCAction {
+                port: i32::from(METRICS_PORT),
+                service: None,
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
+            timeout_seconds: Some(2),
+            ..Probe::default()
+        }),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![
+            mount("data", DATA_DIR, false),
+            mount("config", CONFIG_DIR, true),
+            mount("tls", TLS_DIR, true),
+            mount("tmp", "/tmp", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+/// Spread the pods over nodes when possible (preferred, so small clusters still schedule).
+fn default_affinity(cluster_ref: &ClusterRef) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(cluster_ref.selector_labels()),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+fn pod_template(
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+    config_hash: &str,
+) -> PodTemplateSpec {
+    let overrides = &cluster.spec.pod_template;
+    let mut labels = overrides.labels.clone();
+    labels.extend(cluster_ref.labels()); // ours win: the selector depends on them
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    let secret_volume = SecretVolumeSource {
+        secret_name: Some(cluster_ref.node_tls_secret_name()),
+        default_mode: Some(0o440),
+        ..SecretVolumeSource::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![node_container(cluster, cluster_ref)],
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(NODE_UID),
+                run_as_group: Some(NODE_UID),
+                fs_group: Some(NODE_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+                seccomp_profile: Some(runtime_default_seccomp()),
+                ..PodSecurityContext::default()
+            }),
+            affinity: Some(
+                overrides
+                    .affinity
+                    .clone()
+                    .unwrap_or_else(|| default_affinity(cluster_ref)),
+            ),
+            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+            node_selector: (!overrides.node_selector.is_empty())
+                .then(|| overrides.node_selector.clone()),
+            priority_class_name: overrides.priority_class_name.clone(),
+            // The node never talks to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            // Time for a leader to hand over and the log to fsync on SIGTERM.
+            termination_grace_period_seconds: Some(60),
+            volumes: Some(vec![
+                k8s_openapi::api::core::v1::Volume {
+                    name: "config".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: cluster_ref.config_map_name(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Default::default()
+                },
+                k8s_openapi::api::core::v1::Volume {
+                    name: "tls".to_owned(),
+                    secret: Some(secret_volume),
+                    ..Default::default()
+                },
+                k8s_openapi::api::core::v1::Volume {
+                    name: "tmp".to_owned(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                },
+            ]),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn volume_claim(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(cluster_ref.selector_labels()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: cluster.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(cluster.spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The node StatefulSet with `replicas` pods (chosen by the membership planner, not copied from
+/// the spec: a scale-down shrinks it only after Raft membership shrank).
+pub fn stateful_set(
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+    replicas: i32,
+    config_hash: &str,
+) -> StatefulSet {
+    StatefulSet {
+        metadata: cluster_ref.metadata(cluster_ref.name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(cluster_ref.headless_service_name()),
+            selector: LabelSelector {
+                match_labels: Some(cluster_ref.selector_labels()),
+                ..LabelSelector::default()
+            },
+            // Pods start independently: the operator, not pod ordering, sequences membership.
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(
+                        cluster.spec.storage.retention_on_delete.as_str().to_owned(),
+                    ),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            template: pod_template(cluster, cluster_ref, config_hash),
+            volume_claim_templates: Some(vec![volume_claim(cluster, cluster_ref)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "statefulset_tests.rs"]
+mod tests;

@@ -1,0 +1,208 @@
+//! Observes the cluster for the planner (pods, each node's identity, the Raft membership) over
+//! the nodes' admin API, and executes the planner's membership steps.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Context, ReconcileError};
+use crate::{
+    admin::{AdminClient, AdminCredentials},
+    builders::ClusterRef,
+    planner::{ObservedMembership, ObservedPod, Step, ordinal_of},
+};
+
+/// What the operator saw this pass.
+#[derive(Debug, Default)]
+pub(crate) struct Observation {
+    /// Pods with their node identity (when their admin API answered).
+    pub pods: Vec<ObservedPod>,
+    /// Ready pods.
+    pub ready: i32,
+    /// Membership from the leader (or any node that knows one).
+    pub membership: Option<ObservedMembership>,
+    /// Connected admin clients by ordinal.
+    clients: BTreeMap<u32, AdminClient>,
+}
+
+/// The ordinal in a StatefulSet pod name `NAME-N`.
+pub(crate) fn pod_ordinal(cluster_name: &str, pod_name: &str) -> Option<u32> {
+    pod_name
+        .strip_prefix(cluster_name)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+fn is_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+/// Asks every running pod for its identity, then the membership from the nodes with Raft state.
+pub(crate) async fn observe(
+    ctx: &Context,
+    cluster_ref: &ClusterRef,
+    credentials: &AdminCredentials,
+    pods: &[Pod],
+) -> Observation {
+    let mut observation = Observation::default();
+    let mut running = Vec::new();
+    for pod in pods {
+        let Some(ordinal) = pod
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|name| pod_ordinal(&cluster_ref.name, name))
+        else {
+            continue;
+        };
+        if is_ready(pod) {
+            observation.ready += 1;
+        }
+        if is_running(pod) {
+            running.push(ordinal);
+        } else {
+            observation.pods.push(ObservedPod {
+                ordinal,
+                node: None,
+            });
+        }
+    }
+    // Ask the running pods concurrently, so unreachable pods cost one timeout, not one each.
+    let answers = futures::future::join_all(running.into_iter().map(|ordinal| async move {
+        let address = cluster_ref.pod_address(ordinal);
+        let answer = async {
+            let mut client =
+                AdminClient::connect(&address, None, credentials, ctx.config.admin_timeout).await?;
+            let info = client.node_info().await?;
+            Ok::<_, crate::admin::AdminError>((client, info))
+        }
+        .await;
+        (ordinal, answer)
+    }))
+    .await;
+    for (ordinal, answer) in answers {
+        match answer {
+            Ok((client, info)) => {
+                observation.clients.insert(ordinal, client);
+                observation.pods.push(ObservedPod {
+                    ordinal,
+                    node: Some(info),
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%error, ordinal, "node did not answer NodeInfo");
+                observation.pods.push(ObservedPod {
+                    ordinal,
+                    node: None,
+                });
+            }
+        }
+    }
+    observation.pods.sort_by_key(|pod| pod.ordinal);
+
+    // Ask nodes with Raft state; the leader's answer has the replication lag of every member.
+    let with_state: Vec<u32> = observation
+        .pods
+        .iter()
+        .filter(|pod| pod.node.as_ref().is_some_and(|n| n.has_raft_state))
+        .map(|pod| pod.ordinal)
+        .collect();
+    let mut fallback = None;
+    for ordinal in with_state {
+        let Some(client) = observation.clients.get_mut(&ordinal) else {
+            continue;
+        };
+        match client.cluster_status().await {
+            Ok(membership) => {
+                let answered_by_leader = observation
+                    .pods
+                    .iter()
+                    .find(|pod| pod.ordinal == ordinal)
+                    .and_then(|pod| pod.node.as_ref())
+                    .is_some_and(|node| Some(node.node_id) == membership.leader_id);
+                if answered_by_leader {
+                    observation.membership = Some(membership);
+                    return observation;
+                }
+                if fallback.is_none() || membership.leader_id.is_some() {
+                    fallback = Some(membership);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "ClusterStatus failed"),
+        }
+    }
+    observation.membership = fallback;
+    observation
+}
+
+impl Observation {
+    fn client(&mut self, ordinal: u32) -> Result<&mut AdminClient, ReconcileError> {
+        self.clients
+            .get_mut(&ordinal)
+            .ok_or_else(|| no_client(ordinal))
+    }
+
+    fn leader(&mut self) -> Result<&mut AdminClient, ReconcileError> {
+        let leader = self
+            .membership
+            .as_ref()
+            .and_then(|m| m.leader_id)
+            .ok_or_else(|| ReconcileError::NodeUnavailable("no Raft leader is known".to_owned()))?;
+        self.client(ordinal_of(leader))
+    }
+
+    /// Executes a membership step (other steps are handled by the reconciler).
+    pub(crate) async fn execute(&mut self, step: &Step) -> Result<(), ReconcileError> {
+        match step {
+            Step::Initialize { .. } => self.client(0)?.initialize().await?,
+            Step::AddLearner {
+                node_id, address, ..
+            } => self.leader()?.add_learner(*node_id, address).await?,
+            Step::Promote { node_id } => self.leader()?.promote(*node_id).await?,
+            Step::RemoveVoter { node_id } | Step::RemoveLearner { node_id } => {
+                self.leader()?.remove(*node_id).await?
+            }
+            Step::ReplaceMember { old_node_id, .. } => self.leader()?.remove(*old_node_id).await?,
+            Step::TransferLeadership { to, .. } => self.leader()?.transfer_leadership(*to).await?,
+            Step::ScaleStatefulSet { .. }
+            | Step::Wait { .. }
+            | Step::RefuseScaleDown { .. }
+            | Step::Stuck { .. }
+            | Step::Steady => {}
+        }
+        Ok(())
+    }
+}
+
+fn no_client(ordinal: u32) -> ReconcileError {
+    ReconcileError::NodeUnavailable(format!(
+        "pod {ordinal} stopped answering between observation and action"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_come_from_pod_names() {
+        assert_eq!(pod_ordinal("demo", "demo-0"), Some(0));
+        assert_eq!(pod_ordinal("demo", "demo-12"), Some(12));
+        assert_eq!(pod_ordinal("demo", "demo-x"), None);
+        assert_eq!(pod_ordinal("demo", "demox-1"), None);
+        assert_eq!(pod_ordinal("de", "demo-1"), None);
+    }
+}

@@ -1,0 +1,499 @@
+//! One reconciliation of a ProgLogCluster: validate, certificates, configuration, Services,
+//! PodDisruptionBudget, observe and plan membership, StatefulSet, one membership step, status.
+//! Deletion (the finalizer) removes what garbage collection does not.
+
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
+
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{PersistentVolumeClaim, Pod, Service},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event as KubeEvent, EventType},
+        finalizer::{Error as FinalizerError, Event, finalizer},
+        reflector::ObjectRef,
+    },
+};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{
+    Context, FIELD_MANAGER, ReconcileError, certificates, membership,
+    status::{self, Problem, StatusInput},
+};
+use crate::{
+    builders::{self, BuildError, ClusterRef, INSTANCE_LABEL},
+    crd::{FINALIZER, ProgLogCluster, VolumeRetention},
+    planner::{self, PlannerInput, Step},
+};
+
+/// A learner at most this many Raft entries behind the leader is promoted.
+const MAX_PROMOTION_LAG: u64 = 100;
+
+/// Entry point called by the controller for every change and requeue.
+pub(crate) async fn reconcile(
+    cluster: Arc<ProgLogCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let namespace = cluster
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let api: Api<ProgLogCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, cluster.clone(), |event| async {
+        match event {
+            Event::Apply(cluster) => apply(&cluster, &ctx).await,
+            Event::Cleanup(cluster) => cleanup(&cluster, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer(other.to_string()),
+    });
+    ctx.config
+        .metrics
+        .observe_reconcile(started.elapsed(), result.is_err());
+    match &result {
+        Ok(_) => {
+            let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+            failures.remove(&ObjectRef::from(cluster.as_ref()));
+        }
+        Err(error) if cluster.meta().deletion_timestamp.is_none() => {
+            report_failure(&api, &cluster, error, &ctx).await;
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Best effort: a Degraded condition and a Warning event explaining the failure.
+async fn report_failure(
+    api: &Api<ProgLogCluster>,
+    cluster: &ProgLogCluster,
+    error: &ReconcileError,
+    ctx: &Context,
+) {
+    let problem = Problem {
+        reason: error.reason().to_owned(),
+        message: error.to_string(),
+    };
+    let input = StatusInput {
+        problem: Some(problem),
+        initialized: cluster.status.as_ref().is_some_and(|s| s.initialized),
+        ..StatusInput::default()
+    };
+    let mut new_status = status::compute(cluster, &input, OffsetDateTime::now_utc());
+    // Keep what was observed last time; only the conditions and phase change.
+    if let Some(previous) = &cluster.status {
+        new_status.replicas = previous.replicas;
+        new_status.ready_replicas = previous.ready_replicas;
+        new_status.leader = previous.leader.clone();
+        new_status.voters = previous.voters.clone();
+        new_status.learners = previous.learners.clone();
+    }
+    if let Err(e) = status::write(api, &cluster.name_any(), &new_status).await {
+        tracing::warn!(error = %e, "could not write the Degraded status");
+    }
+    publish(
+        ctx,
+        cluster,
+        EventType::Warning,
+        error.reason(),
+        "Reconcile",
+        error.to_string(),
+    )
+    .await;
+}
+
+async fn publish(
+    ctx: &Context,
+    cluster: &ProgLogCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish an event");
+    }
+}
+
+/// Checks the schema cannot express; returns the problems found.
+pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
+    let spec = &cluster.spec;
+    let mut problems = Vec::new();
+    if spec.replicas < 1 {
+        problems.push(format!(
+            "spec.replicas is {}; it must be at least 1",
+            spec.replicas
+        ));
+    }
+    if spec.replicas % 2 == 0 {
+        tracing::debug!("even replica count tolerates no more failures than one fewer");
+    }
+    if !is_quantity(&spec.storage.size) {
+        problems.push(format!(
+            "spec.storage.size {:?} is not a Kubernetes quantity such as 10Gi",
+            spec.storage.size
+        ));
+    }
+    if spec.image.trim().is_empty() {
+        problems.push("spec.image is empty".to_owned());
+    }
+    for (i, rule) in spec.acl.rules.iter().enumerate() {
+        for (field, value) in [("subject", &rule.subject), ("object", &rule.object)] {
+            if value.is_empty() || value.contains([',', '#', '\n', ' ']) {
+                problems.push(format!(
+                    "spec.acl.rules[{i}].{field} {value:?} must be non-empty without commas, '#' or spaces"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A Kubernetes quantity: a decimal number with an optional binary or decimal suffix.
+fn is_quantity(value: &str) -> bool {
+    let suffixes = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
+    suffixes.iter().any(|suffix| {
+        value.strip_suffix(suffix).is_some_and(|number| {
+            !number.is_empty()
+                && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && number.chars().filter(|&c| c == '.').count() <= 1
+                && number.chars().any(|c| c.is_ascii_digit())
+        })
+    })
+}
+
+async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<(), ReconcileError>
+where
+    K: Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, ReconcileError> {
+    let cluster_ref = ClusterRef::of(cluster)?;
+    let ns = cluster_ref.namespace.as_str();
+    let client = &ctx.client;
+    let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), ns);
+    let previous = cluster.status.clone().unwrap_or_default();
+
+    let problems = validate_spec(cluster);
+    if !problems.is_empty() {
+        let message = problems.join("; ");
+        let input = StatusInput {
+            problem: Some(Problem {
+                reason: "InvalidSpec".to_owned(),
+                message: message.clone(),
+            }),
+            initialized: previous.initialized,
+            ..StatusInput::default()
+        };
+        status::write(
+            &clusters,
+            &cluster_ref.name,
+            &status::compute(cluster, &input, OffsetDateTime::now_utc()),
+        )
+        .await?;
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            message,
+        )
+        .await;
+        return Ok(Action::requeue(ctx.config.steady_requeue));
+    }
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let existing_sts = statefulsets.get_opt(&cluster_ref.name).await?;
+    let sts_replicas = existing_sts
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let desired = u32::try_from(cluster.spec.replicas).unwrap_or(1);
+    let current = u32::try_from(sts_replicas).unwrap_or(0);
+    let named_pods = desired.max(current).max(1);
+
+    let tls = certificates::ensure(ctx, cluster, &cluster_ref, named_pods).await?;
+    for note in &tls.issued {
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "CertificateIssued",
+            "Certificates",
+            note.clone(),
+        )
+        .await;
+    }
+
+    // Configuration and Services: desired state, applied every pass (idempotent).
+    let config_map = builders::config_map(cluster, &cluster_ref)?;
+    let node_config = builders::node_config(cluster)?;
+    apply_object(&Api::namespaced(client.clone(), ns), &config_map).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    apply_object(&services, &builders::headless_service(&cluster_ref)).await?;
+    apply_object(&services, &builders::client_service(cluster, &cluster_ref)).await?;
+    let external = builders::external_services(cluster, &cluster_ref, named_pods);
+    for service in &external {
+        apply_object(&services, service).await?;
+    }
+    delete_stale_external_services(&services, &cluster_ref, &external).await?;
+    apply_object(
+        &Api::namespaced(client.clone(), ns),
+        &builders::pod_disruption_budget(&cluster_ref),
+    )
+    .await?;
+
+    // Observe, plan one step.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("{INSTANCE_LABEL}={}", cluster_ref.name);
+    let pod_list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let mut observation =
+        membership::observe(ctx, &cluster_ref, &tls.credentials, &pod_list.items).await;
+    let input = PlannerInput {
+        desired_replicas: desired,
+        statefulset_replicas: current,
+        pods: observation.pods.clone(),
+        membership: observation.membership.clone(),
+        initialized: previous.initialized,
+        max_promotion_lag: MAX_PROMOTION_LAG,
+    };
+    let step = planner::plan(&input);
+    tracing::info!(cluster = %builders::display_name(cluster), %step, "planned");
+
+    let target = match &step {
+        Step::ScaleStatefulSet { replicas } => i32::try_from(*replicas).unwrap_or(i32::MAX),
+        _ => sts_replicas,
+    };
+    let mut sts = builders::stateful_set(
+        cluster,
+        &cluster_ref,
+        target,
+        &builders::config_hash(&node_config),
+    );
+    if let Some(existing) = &existing_sts {
+        // volumeClaimTemplates are immutable: keep the existing ones and grow the PVCs instead.
+        if let (Some(spec), Some(old)) = (sts.spec.as_mut(), existing.spec.as_ref()) {
+            spec.volume_claim_templates = old.volume_claim_templates.clone();
+        }
+        grow_volumes(ctx, cluster, &cluster_ref, &selector).await?;
+    }
+    apply_object(&statefulsets, &sts).await?;
+    if let Step::ScaleStatefulSet { replicas } = &step {
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "Scaled",
+            "ScaleStatefulSet",
+            format!("StatefulSet scaled from {sts_replicas} to {replicas}"),
+        )
+        .await;
+    }
+
+    let mut initialized = previous.initialized;
+    if step.changes_membership() || matches!(step, Step::TransferLeadership { .. }) {
+        observation.execute(&step).await?;
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "MembershipChanged",
+            "Membership",
+            step.to_string(),
+        )
+        .await;
+        initialized |= matches!(step, Step::Initialize { .. });
+    }
+    if let Step::RefuseScaleDown { reason } | Step::Stuck { reason } = &step {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            if matches!(step, Step::Stuck { .. }) {
+                "RaftStateLost"
+            } else {
+                "ScaleDownRefused"
+            },
+            "Membership",
+            reason.clone(),
+        )
+        .await;
+    }
+    initialized |= observation.membership.is_some()
+        || observation
+            .pods
+            .iter()
+            .any(|p| p.node.as_ref().is_some_and(|n| n.has_raft_state));
+
+    let input = StatusInput {
+        step: Some(&step),
+        problem: None,
+        replicas: target,
+        ready: observation.ready,
+        membership: observation.membership.as_ref(),
+        initialized,
+        ca_expiry: Some(tls.ca_expiry),
+        certificate_expiry: Some(tls.node_expiry),
+    };
+    status::write(
+        &clusters,
+        &cluster_ref.name,
+        &status::compute(cluster, &input, OffsetDateTime::now_utc()),
+    )
+    .await?;
+
+    let requeue = if step == Step::Steady {
+        let until_renewal = (tls.next_renewal - OffsetDateTime::now_utc())
+            .try_into()
+            .unwrap_or(std::time::Duration::ZERO)
+            .max(ctx.config.progress_requeue);
+        ctx.config.steady_requeue.min(until_renewal)
+    } else {
+        ctx.config.progress_requeue
+    };
+    Ok(Action::requeue(requeue))
+}
+
+async fn delete_stale_external_services(
+    services: &Api<Service>,
+    cluster_ref: &ClusterRef,
+    wanted: &[Service],
+) -> Result<(), ReconcileError> {
+    let wanted: BTreeSet<String> = wanted
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    let selector = format!("{INSTANCE_LABEL}={}", cluster_ref.name);
+    for service in services
+        .list(&ListParams::default().labels(&selector))
+        .await?
+    {
+        let name = service.name_any();
+        if name.ends_with("-external") && !wanted.contains(&name) {
+            services.delete(&name, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Raises the storage request of existing PVCs to `spec.storage.size` (volume expansion); the
+/// schema guarantees the size never shrinks.
+async fn grow_volumes(
+    ctx: &Context,
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+    selector: &str,
+) -> Result<(), ReconcileError> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &cluster_ref.namespace);
+    let wanted = &cluster.spec.storage.size;
+    for claim in claims.list(&ListParams::default().labels(selector)).await? {
+        let current = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone());
+        if current.as_deref() != Some(wanted.as_str()) {
+            let patch = json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
+            claims
+                .patch(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Finalizer: owned objects are garbage-collected through owner references; PersistentVolumeClaims
+/// are not (they belong to the StatefulSet's claim templates), so they are deleted here only when
+/// `spec.storage.retentionOnDelete` is Delete.
+async fn cleanup(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, ReconcileError> {
+    let cluster_ref = ClusterRef::of(cluster)?;
+    let selector = format!("{INSTANCE_LABEL}={}", cluster_ref.name);
+    let note = match cluster.spec.storage.retention_on_delete {
+        VolumeRetention::Delete => {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &cluster_ref.namespace);
+            claims
+                .delete_collection(
+                    &DeleteParams::default(),
+                    &ListParams::default().labels(&selector),
+                )
+                .await?;
+            "deleted the cluster's PersistentVolumeClaims".to_owned()
+        }
+        VolumeRetention::Retain => format!(
+            "kept the PersistentVolumeClaims labelled {selector} (spec.storage.retentionOnDelete is Retain)"
+        ),
+    };
+    publish(ctx, cluster, EventType::Normal, "Deleted", "Cleanup", note).await;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+    use crate::crd::{AclAction, AclRule};
+
+    #[test]
+    fn quantities() {
+        for ok in ["10Gi", "1", "1.5Ti", "500M", "100k"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "Gi", "ten", "10GB", "1.2.3Gi", "-1Gi"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spec_validation_reports_every_problem() {
+        assert!(validate_spec(&cluster()).is_empty());
+        let mut bad = cluster();
+        bad.spec.replicas = 0;
+        bad.spec.storage.size = "lots".to_owned();
+        bad.spec.acl.rules.push(AclRule {
+            subject: "a,b".to_owned(),
+            object: "*".to_owned(),
+            action: AclAction::Consume,
+        });
+        let problems = validate_spec(&bad);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("spec.replicas"));
+        assert!(problems[1].contains("spec.storage.size"));
+        assert!(problems[2].contains("spec.acl.rules[0].subject"));
+    }
+}

@@ -1,0 +1,339 @@
+//! The ProgLogCluster status: phase, the Available/Progressing/Degraded conditions (keeping
+//! their transition times when unchanged), replica counts, observed membership and
+//! certificate expiry, written to the status subresource.
+
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    crd::{ClusterCondition, MemberSummary, ProgLogCluster, ProgLogClusterStatus},
+    planner::{ObservedMembership, Step},
+};
+
+/// Why the cluster is degraded, if it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// Condition reason (PascalCase).
+    pub reason: String,
+    /// Explanation for humans.
+    pub message: String,
+}
+
+/// Everything the status is computed from.
+#[derive(Debug, Default)]
+pub(crate) struct StatusInput<'a> {
+    /// The step planned this pass (None when the pass failed before planning).
+    pub step: Option<&'a Step>,
+    /// The problem, if any.
+    pub problem: Option<Problem>,
+    /// StatefulSet replicas.
+    pub replicas: i32,
+    /// Ready pods.
+    pub ready: i32,
+    /// Observed membership.
+    pub membership: Option<&'a ObservedMembership>,
+    /// Whether the cluster is known to be initialized.
+    pub initialized: bool,
+    /// CA expiry.
+    pub ca_expiry: Option<OffsetDateTime>,
+    /// Node certificate expiry.
+    pub certificate_expiry: Option<OffsetDateTime>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn step_reason(step: &Step) -> &'static str {
+    match step {
+        Step::Initialize { .. } => "Initializing",
+        Step::AddLearner { .. } => "AddingLearner",
+        Step::Promote { .. } => "PromotingLearner",
+        Step::RemoveVoter { .. } => "RemovingVoter",
+        Step::RemoveLearner { .. } => "RemovingLearner",
+        Step::ReplaceMember { .. } => "ReplacingMember",
+        Step::TransferLeadership { .. } => "TransferringLeadership",
+        Step::ScaleStatefulSet { .. } => "ScalingStatefulSet",
+        Step::Wait { .. } => "Waiting",
+        Step::RefuseScaleDown { .. } => "ScaleDownRefused",
+        Step::Stuck { .. } => "RaftStateLost",
+        Step::Steady => "Reconciled",
+    }
+}
+
+/// Computes the new status from the previous one (for transition times) and this pass.
+pub(crate) fn compute(
+    cluster: &ProgLogCluster,
+    input: &StatusInput<'_>,
+    now: OffsetDateTime,
+) -> ProgLogClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let problem = input.problem.clone().or_else(|| match input.step {
+        Some(step @ (Step::RefuseScaleDown { reason } | Step::Stuck { reason })) => Some(Problem {
+            reason: step_reason(step).to_owned(),
+            message: reason.clone(),
+        }),
+        _ => None,
+    });
+    let leader = input
+        .membership
+        .and_then(|m| {
+            let id = m.leader_id?;
+            m.members.iter().find(|member| member.node_id == id)
+        })
+        .map(|member| member.address.clone());
+    let summaries = |voter: bool| -> Vec<MemberSummary> {
+        input
+            .membership
+            .map(|m| {
+                m.members
+                    .iter()
+                    .filter(|member| member.voter == voter)
+                    .map(|member| MemberSummary {
+                        node_id: member.node_id,
+                        address: member.address.clone(),
+                        lag: member.lag,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let voters = summaries(true);
+    let available = leader.is_some();
+    let progressing = input.step.is_some_and(|step| {
+        !matches!(
+            step,
+            Step::Steady | Step::RefuseScaleDown { .. } | Step::Stuck { .. }
+        )
+    });
+
+    let (available_reason, available_message) = if available {
+        (
+            "LeaderElected",
+            format!("{} voter(s) with an elected leader", voters.len()),
+        )
+    } else if !input.initialized {
+        (
+            "NotInitialized",
+            "the Raft cluster has not been initialized yet".to_owned(),
+        )
+    } else {
+        ("NoLeader", "no node reported a Raft leader".to_owned())
+    };
+    let (progress_reason, progress_message) = match input.step {
+        Some(step) => (step_reason(step), step.to_string()),
+        None => (
+            "ReconcileFailed",
+            "reconciliation failed; see Degraded".to_owned(),
+        ),
+    };
+    let conditions = vec![
+        condition(
+            &previous,
+            generation,
+            now,
+            "Available",
+            available,
+            available_reason,
+            available_message,
+        ),
+        condition(
+            &previous,
+            generation,
+            now,
+            "Progressing",
+            progressing,
+            progress_reason,
+            progress_message,
+        ),
+        match &problem {
+            Some(p) => condition(
+                &previous,
+                generation,
+                now,
+                "Degraded",
+                true,
+                &p.reason,
+                p.message.clone(),
+            ),
+            None => condition(
+                &previous,
+                generation,
+                now,
+                "Degraded",
+                false,
+                "AsExpected",
+                "no problem detected".to_owned(),
+            ),
+        },
+    ];
+    let phase = if problem.is_some() {
+        "Degraded"
+    } else if !input.initialized {
+        if input
+            .step
+            .is_some_and(|s| matches!(s, Step::Initialize { .. }))
+        {
+            "Initializing"
+        } else {
+            "Pending"
+        }
+    } else if progressing {
+        "Scaling"
+    } else {
+        "Running"
+    };
+    ProgLogClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase.to_owned()),
+        conditions,
+        replicas: input.replicas,
+        ready_replicas: input.ready,
+        initialized: input.initialized || previous.initialized,
+        leader,
+        voters,
+        learners: summaries(false),
+        ca_expiry: input.ca_expiry.map(rfc3339).or(previous.ca_expiry),
+        certificate_expiry: input
+            .certificate_expiry
+            .map(rfc3339)
+            .or(previous.certificate_expiry),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn condition(
+    previous: &ProgLogClusterStatus,
+    generation: Option<i64>,
+    now: OffsetDateTime,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> ClusterCondition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| rfc3339(now));
+    ClusterCondition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// Writes the status subresource (merge patch: only the status, never the spec).
+pub(crate) async fn write(
+    api: &Api<ProgLogCluster>,
+    name: &str,
+    status: &ProgLogClusterStatus,
+) -> Result<(), kube::Error> {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+    use crate::planner::ObservedMember;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn find<'a>(status: &'a ProgLogClusterStatus, type_: &str) -> &'a ClusterCondition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn steady_cluster_is_available_and_running() {
+        let membership = ObservedMembership {
+            leader_id: Some(1),
+            members: vec![ObservedMember {
+                node_id: 1,
+                address: "demo-0:8400".to_owned(),
+                voter: true,
+                lag: 0,
+            }],
+            committed: true,
+        };
+        let input = StatusInput {
+            step: Some(&Step::Steady),
+            membership: Some(&membership),
+            initialized: true,
+            replicas: 1,
+            ready: 1,
+            ..StatusInput::default()
+        };
+        let status = compute(&cluster(), &input, now());
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(find(&status, "Available").status, "True");
+        assert_eq!(find(&status, "Progressing").status, "False");
+        assert_eq!(find(&status, "Degraded").status, "False");
+        assert_eq!(status.leader.as_deref(), Some("demo-0:8400"));
+        assert_eq!(status.voters.len(), 1);
+        assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn problems_make_the_cluster_degraded_with_reason() {
+        let input = StatusInput {
+            problem: Some(Problem {
+                reason: "CASecretInvalid".to_owned(),
+                message: "Secret x: not found".to_owned(),
+            }),
+            ..StatusInput::default()
+        };
+        let status = compute(&cluster(), &input, now());
+        assert_eq!(status.phase.as_deref(), Some("Degraded"));
+        let degraded = find(&status, "Degraded");
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.reason, "CASecretInvalid");
+        let refused = Step::RefuseScaleDown {
+            reason: "quorum".to_owned(),
+        };
+        let input = StatusInput {
+            step: Some(&refused),
+            initialized: true,
+            ..StatusInput::default()
+        };
+        let status = compute(&cluster(), &input, now());
+        assert_eq!(find(&status, "Degraded").reason, "ScaleDownRefused");
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_is_unchanged() {
+        let mut cluster = cluster();
+        let input = StatusInput {
+            step: Some(&Step::Wait {
+                reason: "pod 0".to_owned(),
+            }),
+            ..StatusInput::default()
+        };
+        cluster.status = Some(compute(&cluster, &input, now()));
+        let later = now() + time::Duration::hours(1);
+        let status = compute(&cluster, &input, later);
+        assert_eq!(
+            find(&status, "Progressing").last_transition_time,
+            rfc3339(now())
+        );
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Helpers of the integration tests against a real API server (`KUBECONFIG` from the
+//! environment, e.g. under `scripts/control-plane/with-control-plane.sh`).
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{future::Future, time::Duration};
+
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use proglog_operator::crd::ProgLogCluster;
+
+/// Generous bound for anything the API server or controller does; never a performance assertion.
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A client for `KUBECONFIG`; fails clearly when it is not set.
+pub async fn client() -> Client {
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "KUBECONFIG is not set: run these tests under scripts/control-plane/with-control-plane.sh \
+         (make test-operator)"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::try_default().await.expect("client from KUBECONFIG")
+}
+
+/// Polls `check` until it returns `Some`, panicking with `what` after [`TIMEOUT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Applies the generated CRD and waits until it is Established.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ProgLogCluster::crd();
+    let name = crd.metadata.name.clone().expect("CRD name");
+    crds.patch(
+        &name,
+        &PatchParams::apply("proglog-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the API server accepts the CRD (structural schema)");
+    eventually("the CRD to be Established", || {
+        let crds = crds.clone();
+        let name = name.clone();
+        async move {
+            let crd = crds.get(&name).await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+    // Discovery may lag Established slightly: wait until the resource is listable.
+    let any: Api<ProgLogCluster> = Api::all(client.clone());
+    eventually("ProgLogClusters to be served", || {
+        let any = any.clone();
+        async move { any.list(&Default::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+/// A fresh namespace for one test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .expect("namespace object");
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+    // The ServiceAccount controller must create "default" before pods/objects referencing it
+    // matter; nothing here needs it, so no wait.
+    name
+}
+
+/// Deletes a namespace (best effort; there is no namespace controller finalizing it without
+/// kube-controller-manager, which the local control plane runs).
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(name, &DeleteParams::default()).await;
+}
+
+/// A ProgLogCluster from a JSON spec.
+pub fn cluster(name: &str, spec: serde_json::Value) -> ProgLogCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "proglog.dev/v1alpha1",
+        "kind": "ProgLogCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("ProgLogCluster object")
+}

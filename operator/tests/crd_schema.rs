@@ -1,0 +1,125 @@
+//! The generated CRD against a real API server: accepted as a structural schema, served with
+//! its short name and printer columns, and its validation (ranges, enums, CEL) rejects bad input.
+
+mod common;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+};
+use proglog_operator::crd::ProgLogCluster;
+use serde_json::json;
+
+fn rejection<T>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Ok(_) => panic!("the API server accepted invalid input"),
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "validation errors are 422 Invalid: {e:?}");
+            e.message
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs KUBECONFIG (make test-operator)"]
+async fn crd_is_accepted_with_short_name_and_columns() {
+    let client = common::client().await;
+    common::install_crd(&client).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds.get("proglogclusters.proglog.dev").await.unwrap();
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["plc".to_owned()][..])
+    );
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<String> = version
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(columns, ["Replicas", "Ready", "Leader", "Phase", "Age"]);
+    // A structural schema has no NonStructuralSchema condition.
+    let conditions = crd.status.unwrap().conditions.unwrap_or_default();
+    assert!(
+        !conditions
+            .iter()
+            .any(|c| c.type_ == "NonStructuralSchema" && c.status == "True"),
+        "{conditions:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs KUBECONFIG (make test-operator)"]
+async fn schema_rejects_bad_input_and_defaults_the_rest() {
+    let client = common::client().await;
+    common::install_crd(&client).await;
+    let ns = common::namespace(&client, "plc-schema").await;
+    let api: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
+    // Untyped, so that input the Rust types could not even represent reaches the API server.
+    let resource = ApiResource::erase::<ProgLogCluster>(&());
+    let untyped: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    let create = |name: &str, spec: serde_json::Value| {
+        let untyped = untyped.clone();
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "proglog.dev/v1alpha1",
+            "kind": "ProgLogCluster",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("object");
+        async move { untyped.create(&PostParams::default(), &object).await }
+    };
+
+    let message = rejection(create("zero", json!({"replicas": 0})).await);
+    assert!(message.contains("replicas"), "{message}");
+    let message = rejection(create("pull", json!({"imagePullPolicy": "Sometimes"})).await);
+    assert!(message.contains("imagePullPolicy"), "{message}");
+    let message = rejection(create("size", json!({"storage": {"size": "lots"}})).await);
+    assert!(message.contains("Kubernetes quantity"), "{message}");
+    let message = rejection(
+        create(
+            "acl",
+            json!({"acl": {"rules": [{"subject": "a,b", "action": "produce"}]}}),
+        )
+        .await,
+    );
+    assert!(message.contains("subject"), "{message}");
+
+    // Defaults are filled in by the API server.
+    let created = api
+        .create(
+            &PostParams::default(),
+            &common::cluster("ok", json!({"storage": {"size": "10Gi"}})),
+        )
+        .await
+        .expect("valid spec accepted");
+    assert_eq!(created.spec.replicas, 3);
+    assert_eq!(created.spec.tls.certificate_lifetime_hours, 2160);
+
+    // Storage may grow but never shrink (CEL transition rule with oldSelf).
+    let patch = |size: &str| json!({"spec": {"storage": {"size": size}}});
+    let shrink = api
+        .patch("ok", &PatchParams::default(), &Patch::Merge(patch("5Gi")))
+        .await;
+    let message = rejection(shrink);
+    assert!(message.contains("storage size cannot shrink"), "{message}");
+    api.patch("ok", &PatchParams::default(), &Patch::Merge(patch("20Gi")))
+        .await
+        .expect("growing storage is allowed");
+    // Replicas cannot drop below 1 on update either.
+    let message = rejection(
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await,
+    );
+    assert!(message.contains("replicas"), "{message}");
+    common::delete_namespace(&client, &ns).await;
+}

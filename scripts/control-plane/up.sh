@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Starts a real local Kubernetes control plane on 127.0.0.1 only: etcd, kube-apiserver (RBAC,
+# client-certificate authentication) and kube-controller-manager (garbage collector, StatefulSet,
+# Deployment/ReplicaSet, service-account controllers, ...). There is no kubelet, so pods are
+# created but stay Pending.
+#
+# Writes everything to $PROGLOG_CP_DIR (default $PROGLOG_CACHE_DIR/run/control-plane):
+#   pki/          CA, apiserver serving cert, service-account keys, admin and controller certs
+#   etcd-data/    etcd's data
+#   *.log, *.pid  one per component
+#   kubeconfig    admin (group system:masters) kubeconfig with embedded credentials
+#   env           `export KUBECONFIG=...` lines to source
+# and waits until /readyz is ok, the default namespace exists and the controller manager has
+# created its default ServiceAccount. Prints the kubeconfig path on stdout.
+#
+# If a control plane is already running from this directory, it is reused. Stop with down.sh.
+# errtrace: the ERR trap (stop what was started) also fires for failures inside functions.
+set -Eeuo pipefail
+
+# shellcheck source=lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+# Virtual ranges only: nothing is routed to them (no kube-proxy, no kubelet); the apiserver needs
+# them to allocate Service ClusterIPs. No process binds or connects to any non-loopback address.
+SERVICE_CIDR="${PROGLOG_CP_SERVICE_CIDR:-10.96.0.0/16}"
+SERVICE_FIRST_IP="${PROGLOG_CP_SERVICE_FIRST_IP:-10.96.0.1}"
+STARTUP_TIMEOUT_SECS="${PROGLOG_CP_STARTUP_TIMEOUT:-180}"
+
+PKI="$CP_DIR/pki"
+
+for component in "${CP_COMPONENTS[@]}"; do
+    [[ -x "$(cp_binary "$component")" ]] ||
+        cp_die "$(cp_binary "$component") is missing: run 'make control-plane' (scripts/control-plane/build.sh) first"
+done
+command -v openssl >/dev/null || cp_die "openssl is required (apt-get install -y openssl)"
+command -v curl >/dev/null || cp_die "curl is required (apt-get install -y curl)"
+
+kubectl_admin() { "$(cp_binary kubectl)" --kubeconfig "$CP_KUBECONFIG" "$@"; }
+
+# Reuse a healthy control plane instead of starting a second one over the same directory.
+if running="$(for c in "${CP_COMPONENTS[@]}"; do cp_running_pid "$c" >/dev/null && echo "$c"; done)" &&
+    [[ "$(wc -w <<<"$running")" -eq "${#CP_COMPONENTS[@]}" ]] &&
+    kubectl_admin get --raw /readyz >/dev/null 2>&1; then
+    cp_log "already running from $CP_DIR"
+    echo "$CP_KUBECONFIG"
+    exit 0
+fi
+# Anything left over (a crashed component, a half-started run) is stopped and wiped: the
+# control plane is disposable test infrastructure, its state is never worth keeping.
+cp_stop_all
+cp_wipe_run_dir
+mkdir -p "$PKI" "$CP_DIR/etcd-data"
+touch "$CP_DIR/$CP_MARKER"
+chmod 700 "$CP_DIR" "$CP_DIR/etcd-data"
+
+# On any failure below, stop what was started and show the tail of the component logs.
+on_error() {
+    local status=$?
+    cp_log "startup failed (status $status); last log lines:"
+    local component
+    for component in "${CP_COMPONENTS[@]}"; do
+        [[ -f "$CP_DIR/$component.log" ]] || continue
+        echo "----- $component.log -----" >&2
+        tail -n 15 "$CP_DIR/$component.log" >&2
+    done
+    cp_stop_all
+    exit "$status"
+}
+trap on_error ERR
+
+started_at=$(date +%s)
+
+# --- ports: free TCP ports on 127.0.0.1 ------------------------------------------------------
+declare -A taken_ports=()
+# free_port VAR: sets VAR to a TCP port nothing listens on (and not already handed out here).
+# Assigns instead of printing: a $(...) subshell would lose the taken_ports bookkeeping.
+free_port() {
+    local -n result="$1" # a nameref: assigning it sets the caller's variable
+    local port _
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 40000))
+        [[ -z "${taken_ports[$port]:-}" ]] || continue
+        if [[ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+            taken_ports[$port]=1
+            # shellcheck disable=SC2034 # nameref to the caller's variable
+            result=$port
+            return 0
+        fi
+    done
+    cp_die "no free TCP port found on 127.0.0.1"
+}
+free_port ETCD_CLIENT_PORT
+free_port ETCD_PEER_PORT
+free_port APISERVER_PORT
+free_port KCM_PORT
+
+# --- PKI -------------------------------------------------------------------------------------
+# ECDSA P-256 keys: fast to generate, accepted by every component and by rustls.
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# sign_cert NAME SUBJECT EXTENSIONS: NAME.key + NAME.crt signed by the CA, valid 30 days.
+sign_cert() {
+    local name="$1" subject="$2" extensions="$3"
+    new_key "$PKI/$name.key"
+    openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
+    printf '%b\n' "$extensions" >"$PKI/$name.ext"
+    local ca="${PKI_CA:-ca}"
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+        -days 30 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+    rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+new_key "$PKI/ca.key"
+openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=proglog-local-control-plane-ca" -days 30 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/ca.crt" 2>/dev/null
+
+CLIENT_EXT="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
+sign_cert apiserver "/CN=kube-apiserver" \
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_FIRST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+# Group system:masters = cluster-admin through the bootstrap RBAC policy.
+sign_cert admin "/O=system:masters/CN=proglog-admin" "$CLIENT_EXT"
+# The bootstrap RBAC policy grants this user what the controller manager itself needs; each
+# controller then runs under its own service account (--use-service-account-credentials).
+sign_cert controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+# kube-controller-manager's serving certificate (its /healthz is probed with our CA).
+sign_cert controller-manager-serving "/CN=kube-controller-manager" \
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
+# The aggregation layer's front proxy has its own CA, as in kubeadm: a certificate of the main
+# CA must never be able to assert user names through request headers.
+new_key "$PKI/front-proxy-ca.key"
+openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=proglog-local-front-proxy-ca" -days 30 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+# sign_cert signs with ca.* unless PKI_CA names another CA (only for this call).
+PKI_CA=front-proxy-ca sign_cert front-proxy-client "/CN=front-proxy-client" "$CLIENT_EXT"
+# Service-account token signing key pair (RSA: what most token verifiers expect).
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
+openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+chmod 600 "$PKI"/*.key
+
+# write_kubeconfig FILE CERT_NAME: a kubeconfig with the certificates embedded (portable to
+# any client library, including kube-rs).
+write_kubeconfig() {
+    local file="$1" cert="$2"
+    cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: proglog-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $cert
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$cert.crt")
+    client-key-data: $(base64 -w0 "$PKI/$cert.key")
+contexts:
+- name: proglog-local
+  context:
+    cluster: proglog-local
+    user: $cert
+    namespace: default
+current-context: proglog-local
+EOF
+    chmod 600 "$file"
+}
+write_kubeconfig "$CP_KUBECONFIG" admin
+write_kubeconfig "$CP_DIR/controller-manager.kubeconfig" controller-manager
+
+# --- processes -------------------------------------------------------------------------------
+# start COMPONENT ARGS...: runs the component in its own session (so a Ctrl-C in the caller's
+# terminal does not reach it; down.sh stops it by pid) with output in COMPONENT.log.
+start() {
+    local component="$1"
+    shift
+    setsid "$(cp_binary "$component")" "$@" >"$CP_DIR/$component.log" 2>&1 </dev/null &
+    echo $! >"$CP_DIR/$component.pid"
+}
+
+# wait_until DESCRIPTION COMPONENT CMD...: polls CMD until it succeeds; fails early if the
+# component has exited (its log says why) or after the startup timeout.
+wait_until() {
+    local description="$1" component="$2"
+    shift 2
+    local deadline=$(($(date +%s) + STARTUP_TIMEOUT_SECS))
+    until "$@" >/dev/null 2>&1; do
+        cp_running_pid "$component" >/dev/null ||
+            { cp_log "$component exited while waiting for $description"; return 1; }
+        (($(date +%s) < deadline)) ||
+            { cp_log "timed out after ${STARTUP_TIMEOUT_SECS}s waiting for $description"; return 1; }
+        sleep 0.2
+    done
+}
+
+start etcd \
+    --name proglog-local \
+    --data-dir "$CP_DIR/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "proglog-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --log-level warn
+wait_until "etcd /health" etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+
+start kube-apiserver \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" \
+    --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --cert-dir="$CP_DIR/apiserver-certs" \
+    --tls-cert-file="$PKI/apiserver.crt" \
+    --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
+    --authorization-mode=RBAC \
+    --anonymous-auth=false \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --allow-privileged=true \
+    --profiling=false \
+    --endpoint-reconciler-type=none \
+    --v=1
+wait_until "kube-apiserver /readyz" kube-apiserver \
+    curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz"
+
+start kube-controller-manager \
+    --kubeconfig="$CP_DIR/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$CP_DIR/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$CP_DIR/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$KCM_PORT" \
+    --tls-cert-file="$PKI/controller-manager-serving.crt" \
+    --tls-private-key-file="$PKI/controller-manager-serving.key" \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" \
+    --cluster-signing-key-file="$PKI/ca.key" \
+    --leader-elect=false \
+    --profiling=false \
+    --v=1
+wait_until "kube-controller-manager /healthz" kube-controller-manager \
+    curl -fsS --cacert "$PKI/ca.crt" "https://127.0.0.1:$KCM_PORT/healthz"
+
+wait_until "the default namespace" kube-apiserver kubectl_admin get namespace default
+# Created by the controller manager's service-account controller: proves the controllers run.
+wait_until "the default ServiceAccount (created by kube-controller-manager)" kube-controller-manager \
+    kubectl_admin -n default get serviceaccount default
+
+cat >"$CP_DIR/env" <<EOF
+export KUBECONFIG=$CP_KUBECONFIG
+export PATH=$(k8s_bin_dir):\$PATH
+EOF
+trap - ERR
+cp_log "ready in $(($(date +%s) - started_at))s: apiserver https://127.0.0.1:$APISERVER_PORT, etcd 127.0.0.1:$ETCD_CLIENT_PORT, run dir $CP_DIR"
+cp_log "use it with: source $CP_DIR/env   (or KUBECONFIG=$CP_KUBECONFIG)"
+echo "$CP_KUBECONFIG"
