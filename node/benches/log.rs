@@ -6,7 +6,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use proglog_node::log::{Log, LogConfig};
 use rand::Rng;
 
@@ -34,6 +36,8 @@ fn records(size: usize, count: usize) -> Vec<Vec<u8>> {
 fn append_durable(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_durable");
     group
+        // Slow iterations (fsync, large reads): equal-sized samples keep the run short.
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
@@ -66,6 +70,8 @@ fn append_durable(c: &mut Criterion) {
 fn append_1mib_batch(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_1MiB_batch");
     group
+        // Slow iterations (fsync, large reads): equal-sized samples keep the run short.
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(4));
@@ -77,12 +83,16 @@ fn append_1mib_batch(c: &mut Criterion) {
         });
         let input = records(size, count);
         let (_dir, log) = fresh_log(LogConfig::default());
-        group.bench_with_input(BenchmarkId::from_parameter(format!("{size}B")), &input, |b, input| {
-            b.iter(|| {
-                log.append_batch(input).expect("append");
-                log.sync().expect("sync");
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{size}B")),
+            &input,
+            |b, input| {
+                b.iter(|| {
+                    log.append_batch(input).expect("append");
+                    log.sync().expect("sync");
+                });
+            },
+        );
     }
     group.finish();
 }
@@ -93,13 +103,20 @@ fn reads(c: &mut Criterion) {
     const TOTAL: usize = 64 << 20;
     let mut group = c.benchmark_group("read_page_cache");
     group
+        // Slow iterations (fsync, large reads): equal-sized samples keep the run short.
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     for size in [1024usize, 64 * 1024] {
         let count = TOTAL / size;
         let (_dir, log) = fresh_log(LogConfig::default());
-        for chunk in records(size, 256).iter().cycle().take(count).collect::<Vec<_>>().chunks(1024)
+        for chunk in records(size, 256)
+            .iter()
+            .cycle()
+            .take(count)
+            .collect::<Vec<_>>()
+            .chunks(1024)
         {
             log.append_batch(chunk).expect("fill");
         }
@@ -107,22 +124,28 @@ fn reads(c: &mut Criterion) {
             elements: count as u64,
             bytes: TOTAL as u64,
         });
-        group.bench_function(BenchmarkId::new("reader_sequential", format!("{size}B")), |b| {
-            b.iter(|| {
-                let mut bytes = 0;
-                for item in log.reader(0) {
-                    bytes += item.expect("read").1.len();
-                }
-                assert_eq!(bytes, TOTAL);
-            });
-        });
-        group.bench_function(BenchmarkId::new("read_sequential", format!("{size}B")), |b| {
-            b.iter(|| {
-                for offset in 0..count as u64 {
-                    black_box(log.read(offset).expect("read"));
-                }
-            });
-        });
+        group.bench_function(
+            BenchmarkId::new("reader_sequential", format!("{size}B")),
+            |b| {
+                b.iter(|| {
+                    let mut bytes = 0;
+                    for item in log.reader(0) {
+                        bytes += item.expect("read").1.len();
+                    }
+                    assert_eq!(bytes, TOTAL);
+                });
+            },
+        );
+        group.bench_function(
+            BenchmarkId::new("read_sequential", format!("{size}B")),
+            |b| {
+                b.iter(|| {
+                    for offset in 0..count as u64 {
+                        black_box(log.read(offset).expect("read"));
+                    }
+                });
+            },
+        );
         let reads = 10_000.min(count);
         group.throughput(Throughput::ElementsAndBytes {
             elements: reads as u64,
@@ -178,5 +201,11 @@ fn open_1000_segments(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_durable, append_1mib_batch, reads, open_1000_segments);
+criterion_group!(
+    benches,
+    append_durable,
+    append_1mib_batch,
+    reads,
+    open_1000_segments
+);
 criterion_main!(benches);

@@ -33,7 +33,10 @@ async fn client_routes_to_the_leader_and_retries_across_failover() {
     let client = ClusterClient::connect(config(&cluster, vec![cluster.addrs[follower].clone()]))
         .await
         .expect("connect through a follower seed");
-    assert_eq!(client.leader().as_deref(), Some(cluster.addrs[leader].as_str()));
+    assert_eq!(
+        client.leader().as_deref(),
+        Some(cluster.addrs[leader].as_str())
+    );
     for i in 0..10u64 {
         assert_eq!(client.produce(format!("c{i}")).await.expect("produce"), i);
     }
@@ -45,10 +48,19 @@ async fn client_routes_to_the_leader_and_retries_across_failover() {
     cluster.stop(leader).await;
     // The old leader refuses connections: the produce was never sent, so the client may retry
     // until the new leader is known.
-    let offset = client.produce("after failover").await.expect("produce after failover");
+    let offset = client
+        .produce("after failover")
+        .await
+        .expect("produce after failover");
     assert_eq!(offset, 10);
-    assert_ne!(client.leader().as_deref(), Some(cluster.addrs[leader].as_str()));
-    assert_eq!(client.consume(10).await.expect("consume").value, "after failover".as_bytes());
+    assert_ne!(
+        client.leader().as_deref(),
+        Some(cluster.addrs[leader].as_str())
+    );
+    assert_eq!(
+        client.consume(10).await.expect("consume").value,
+        "after failover".as_bytes()
+    );
 
     // Past the end is a clear rejection, not a retry loop.
     match client.consume(1_000).await {
@@ -66,5 +78,8 @@ async fn client_configuration_errors_are_clear() {
     let mut unreachable = config(&cluster, vec![cluster.addrs[0].clone()]);
     unreachable.request_timeout = Duration::from_secs(2);
     let result = ClusterClient::connect(unreachable).await;
-    assert!(matches!(result, Err(ClientError::Unreachable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(ClientError::Unreachable(_))),
+        "{result:?}"
+    );
 }

@@ -22,14 +22,22 @@ async fn a_node_far_behind_catches_up_by_snapshot() {
     let lagging = (leader + 1) % 3;
     let mut client = cluster.log_client(leader).await;
     for i in 0..10u32 {
-        produce(&mut client, format!("before-{i}")).await.expect("produce");
+        produce(&mut client, format!("before-{i}"))
+            .await
+            .expect("produce");
     }
     cluster.wait_for_next_offset(lagging, 10).await;
-    let lagging_last = cluster.node(lagging).metrics().last_log_index.expect("has entries");
+    let lagging_last = cluster
+        .node(lagging)
+        .metrics()
+        .last_log_index
+        .expect("has entries");
     cluster.stop(lagging).await;
 
     for i in 0..300u32 {
-        produce(&mut client, format!("while-down-{i}-{}", "x".repeat(64))).await.expect("produce");
+        produce(&mut client, format!("while-down-{i}-{}", "x".repeat(64)))
+            .await
+            .expect("produce");
     }
     // The leader purged (whole segments of) the entries the stopped node is missing.
     let leader_node = cluster.node(leader).clone();
@@ -45,16 +53,33 @@ async fn a_node_far_behind_catches_up_by_snapshot() {
     cluster.start(lagging).await;
     cluster.wait_for_next_offset(lagging, 310).await;
     assert_eq!(cluster.records(lagging), cluster.records(leader));
-    assert!(cluster.node(lagging).installed_snapshots() >= 1, "caught up by installing a snapshot");
-    let snapshot = cluster.node(lagging).metrics().snapshot.expect("the node has a snapshot");
-    assert!(snapshot.index > lagging_last, "snapshot {snapshot} covers what the node missed");
+    assert!(
+        cluster.node(lagging).installed_snapshots() >= 1,
+        "caught up by installing a snapshot"
+    );
+    let snapshot = cluster
+        .node(lagging)
+        .metrics()
+        .snapshot
+        .expect("the node has a snapshot");
+    assert!(
+        snapshot.index > lagging_last,
+        "snapshot {snapshot} covers what the node missed"
+    );
     // Disk use on the leader is bounded: old segments were deleted.
-    let entries_now = std::fs::read_dir(cluster.data_dir(leader).join("raft/log")).expect("dir").count();
-    assert!(entries_now <= purged_dir_entries + 4, "raft log keeps shrinking behind snapshots");
+    let entries_now = std::fs::read_dir(cluster.data_dir(leader).join("raft/log"))
+        .expect("dir")
+        .count();
+    assert!(
+        entries_now <= purged_dir_entries + 4,
+        "raft log keeps shrinking behind snapshots"
+    );
 
     // It keeps replicating normally afterwards.
     for i in 0..5u32 {
-        produce(&mut client, format!("after-{i}")).await.expect("produce");
+        produce(&mut client, format!("after-{i}"))
+            .await
+            .expect("produce");
     }
     cluster.wait_for_next_offset(lagging, 315).await;
     assert_eq!(cluster.records(lagging), cluster.records(leader));
@@ -67,7 +92,9 @@ async fn five_nodes_tolerate_two_failures() {
     let leader = cluster.wait_for_leader_among(&[0, 1, 2, 3, 4]).await;
     let mut client = cluster.log_client(leader).await;
     for i in 0..20u32 {
-        produce(&mut client, format!("five-{i}")).await.expect("produce");
+        produce(&mut client, format!("five-{i}"))
+            .await
+            .expect("produce");
     }
     // Stop the leader and one follower.
     let other = (leader + 1) % 5;
@@ -77,7 +104,9 @@ async fn five_nodes_tolerate_two_failures() {
     let new_leader = cluster.wait_for_leader_among(&rest).await;
     let mut client = cluster.log_client(rest[0]).await;
     for i in 20..40u32 {
-        let offset = produce(&mut client, format!("five-{i}")).await.expect("produce with two nodes down");
+        let offset = produce(&mut client, format!("five-{i}"))
+            .await
+            .expect("produce with two nodes down");
         assert_eq!(offset, u64::from(i));
     }
     for &i in &rest {

@@ -41,7 +41,11 @@ async fn produce_then_consume_returns_the_record_with_its_offset() {
     assert_eq!(&got.value[..], b"second");
     assert_eq!(got.offset, 1);
 
-    let servers = client.get_servers(GetServersRequest {}).await.unwrap().into_inner();
+    let servers = client
+        .get_servers(GetServersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(servers.servers.len(), 1);
     assert!(servers.servers[0].is_leader);
     node.stop().await;
@@ -57,11 +61,19 @@ async fn consume_past_the_end_is_out_of_range_with_a_localized_message() {
         })
         .await
         .unwrap();
-    let status = client.consume(ConsumeRequest { offset: 1 }).await.unwrap_err();
+    let status = client
+        .consume(ConsumeRequest { offset: 1 })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange);
-    let detail = status.get_details_localized_message().expect("LocalizedMessage detail");
+    let detail = status
+        .get_details_localized_message()
+        .expect("LocalizedMessage detail");
     assert_eq!(detail.locale, "en-US");
-    assert_eq!(detail.message, "The requested offset is outside the log's range: 1");
+    assert_eq!(
+        detail.message,
+        "The requested offset is outside the log's range: 1"
+    );
     node.stop().await;
 }
 
@@ -91,7 +103,11 @@ async fn produce_batch_gets_contiguous_offsets_and_bounds_follow() {
         .unwrap()
         .into_inner();
     assert_eq!((bounds.lowest_offset, bounds.next_offset), (0, 4));
-    let c = client.consume(ConsumeRequest { offset: 3 }).await.unwrap().into_inner();
+    let c = client
+        .consume(ConsumeRequest { offset: 3 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(&c.record.unwrap().value[..], b"c");
 
     let empty = client
@@ -99,7 +115,10 @@ async fn produce_batch_gets_contiguous_offsets_and_bounds_follow() {
         .await
         .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
-    let missing = client.produce(ProduceRequest { record: None }).await.unwrap_err();
+    let missing = client
+        .produce(ProduceRequest { record: None })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
     node.stop().await;
 }
@@ -130,7 +149,10 @@ async fn concurrent_produces_all_get_distinct_durable_offsets() {
     assert_eq!(offsets, (0..64).collect::<Vec<u64>>());
     // Group commit: fewer fsyncs than records is possible but never more.
     let encoded = node.metrics.encode();
-    assert!(encoded.contains("proglog_records_appended_total 64"), "{encoded}");
+    assert!(
+        encoded.contains("proglog_records_appended_total 64"),
+        "{encoded}"
+    );
     node.stop().await;
 }
 
@@ -159,7 +181,11 @@ async fn produce_stream_pipelines_and_acknowledges_in_order() {
         expected += 1;
     }
     assert_eq!(expected, 1000);
-    let r = client.consume(ConsumeRequest { offset: 999 }).await.unwrap().into_inner();
+    let r = client
+        .consume(ConsumeRequest { offset: 999 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(&r.record.unwrap().value[..], b"r999");
     node.stop().await;
 }
@@ -284,7 +310,11 @@ async fn oversized_records_and_messages_are_rejected_clearly() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("maximum record size"), "{}", status.message());
+    assert!(
+        status.message().contains("maximum record size"),
+        "{}",
+        status.message()
+    );
     // Over --max-message-size (256 KiB here).
     let status = client
         .produce(ProduceRequest {
@@ -344,14 +374,21 @@ async fn graceful_shutdown_ends_followers_and_keeps_every_acknowledged_record() 
     .expect("the follower stream ends");
     if let Some(Err(status)) = end {
         assert!(
-            matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
+            matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled
+            ),
             "{status:?}"
         );
     }
     // Everything acknowledged is in the log after a restart.
     let node = TestNode::start_in(dir, NodeOptions::default()).await;
     let mut client = node.client(Some("root")).await;
-    let r = client.consume(ConsumeRequest { offset: 99 }).await.unwrap().into_inner();
+    let r = client
+        .consume(ConsumeRequest { offset: 99 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(&r.record.unwrap().value[..], b"v99");
     node.stop().await;
 }

@@ -48,7 +48,10 @@ pub enum ClusterCommand {
     Transfer { node_id: u64 },
 }
 
-async fn admin_at(connection: &ConnectionArgs, addr: &str) -> Result<AdminClient<Channel>, CliError> {
+async fn admin_at(
+    connection: &ConnectionArgs,
+    addr: &str,
+) -> Result<AdminClient<Channel>, CliError> {
     let mut connection = connection.clone();
     if connection.addr != addr {
         connection.addr = addr.to_owned();
@@ -61,7 +64,10 @@ async fn admin_at(connection: &ConnectionArgs, addr: &str) -> Result<AdminClient
 /// An admin client to the leader (the node at --addr when it leads or no leader is known).
 async fn leader_admin(connection: &ConnectionArgs) -> Result<AdminClient<Channel>, CliError> {
     let mut admin = admin_at(connection, &connection.addr).await?;
-    let status = admin.cluster_status(ClusterStatusRequest {}).await?.into_inner();
+    let status = admin
+        .cluster_status(ClusterStatusRequest {})
+        .await?
+        .into_inner();
     if status.leader_id == 0 {
         return Err(CliError::Usage(
             "the cluster has no leader right now (not initialized, or an election is running); retry"
@@ -76,7 +82,9 @@ async fn leader_admin(connection: &ConnectionArgs) -> Result<AdminClient<Channel
         .iter()
         .filter_map(|m| m.member.as_ref())
         .find(|m| m.node_id == status.leader_id)
-        .ok_or_else(|| CliError::Usage(format!("leader {} has no known address", status.leader_id)))?;
+        .ok_or_else(|| {
+            CliError::Usage(format!("leader {} has no known address", status.leader_id))
+        })?;
     admin_at(connection, &leader.rpc_addr).await
 }
 
@@ -99,7 +107,11 @@ fn print_status(status: &ClusterStatusResponse) {
         status.node_id,
         status.state,
         status.term,
-        if status.leader_id == 0 { "none".to_owned() } else { status.leader_id.to_string() }
+        if status.leader_id == 0 {
+            "none".to_owned()
+        } else {
+            status.leader_id.to_string()
+        }
     );
     println!(
         "raft log: last {} committed {} applied {}; membership at {} ({})",
@@ -107,10 +119,20 @@ fn print_status(status: &ClusterStatusResponse) {
         status.committed_index,
         status.applied_index,
         status.membership_log_index,
-        if status.membership_committed { "committed" } else { "change in flight" }
+        if status.membership_committed {
+            "committed"
+        } else {
+            "change in flight"
+        }
     );
-    println!("user log offsets: lowest {} next {}", status.lowest_offset, status.next_offset);
-    println!("{:<16} {:<28} {:<8} {:<7} {:>10} {:>8}", "NODE", "ADDRESS", "ROLE", "LEADER", "MATCHED", "LAG");
+    println!(
+        "user log offsets: lowest {} next {}",
+        status.lowest_offset, status.next_offset
+    );
+    println!(
+        "{:<16} {:<28} {:<8} {:<7} {:>10} {:>8}",
+        "NODE", "ADDRESS", "ROLE", "LEADER", "MATCHED", "LAG"
+    );
     for member in &status.members {
         let Some(m) = &member.member else { continue };
         println!(
@@ -130,17 +152,30 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
     match args.command {
         ClusterCommand::Status => {
             let mut admin = admin_at(connection, &connection.addr).await?;
-            print_status(&admin.cluster_status(ClusterStatusRequest {}).await?.into_inner());
+            print_status(
+                &admin
+                    .cluster_status(ClusterStatusRequest {})
+                    .await?
+                    .into_inner(),
+            );
         }
         ClusterCommand::Init { if_needed } => {
             let mut admin = admin_at(connection, &connection.addr).await?;
             let info = admin.node_info(NodeInfoRequest {}).await?.into_inner();
             if info.has_raft_state && if_needed {
-                println!("node {} already has Raft state; nothing to do", info.node_id);
+                println!(
+                    "node {} already has Raft state; nothing to do",
+                    info.node_id
+                );
                 return Ok(());
             }
-            admin.initialize(InitializeRequest { members: vec![] }).await?;
-            println!("initialized a cluster with node {} ({}) as its first voter", info.node_id, info.rpc_addr);
+            admin
+                .initialize(InitializeRequest { members: vec![] })
+                .await?;
+            println!(
+                "initialized a cluster with node {} ({}) as its first voter",
+                info.node_id, info.rpc_addr
+            );
         }
         ClusterCommand::Add { node_addr, learner } => {
             let info = admin_at(connection, &node_addr)
@@ -149,15 +184,30 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
                 .await?
                 .into_inner();
             let mut leader = leader_admin(connection).await?;
-            let status = leader.cluster_status(ClusterStatusRequest {}).await?.into_inner();
-            let known = status.members.iter().find(|m| m.member.as_ref().is_some_and(|m| m.node_id == info.node_id));
+            let status = leader
+                .cluster_status(ClusterStatusRequest {})
+                .await?
+                .into_inner();
+            let known = status
+                .members
+                .iter()
+                .find(|m| m.member.as_ref().is_some_and(|m| m.node_id == info.node_id));
             if known.is_none() {
-                let member = Member { node_id: info.node_id, rpc_addr: info.rpc_addr.clone() };
+                let member = Member {
+                    node_id: info.node_id,
+                    rpc_addr: info.rpc_addr.clone(),
+                };
                 let response = leader
-                    .add_learner(AddLearnerRequest { member: Some(member), wait_caught_up: true })
+                    .add_learner(AddLearnerRequest {
+                        member: Some(member),
+                        wait_caught_up: true,
+                    })
                     .await?
                     .into_inner();
-                println!("added node {} ({}) as a learner", info.node_id, info.rpc_addr);
+                println!(
+                    "added node {} ({}) as a learner",
+                    info.node_id, info.rpc_addr
+                );
                 if learner {
                     print_membership(&response);
                     return Ok(());
@@ -166,22 +216,35 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
                 println!("node {} is already a member", info.node_id);
                 return Ok(());
             }
-            let response = leader.promote_voter(PromoteVoterRequest { node_id: info.node_id }).await?.into_inner();
+            let response = leader
+                .promote_voter(PromoteVoterRequest {
+                    node_id: info.node_id,
+                })
+                .await?
+                .into_inner();
             println!("promoted node {} to voter", info.node_id);
             print_membership(&response);
         }
         ClusterCommand::Promote { node_id } => {
-            let response = leader_admin(connection).await?.promote_voter(PromoteVoterRequest { node_id }).await?;
+            let response = leader_admin(connection)
+                .await?
+                .promote_voter(PromoteVoterRequest { node_id })
+                .await?;
             print_membership(&response.into_inner());
         }
         ClusterCommand::Remove { node_id } => {
-            let response = leader_admin(connection).await?.remove_node(RemoveNodeRequest { node_id }).await?;
+            let response = leader_admin(connection)
+                .await?
+                .remove_node(RemoveNodeRequest { node_id })
+                .await?;
             print_membership(&response.into_inner());
         }
         ClusterCommand::Transfer { node_id } => {
             leader_admin(connection)
                 .await?
-                .transfer_leadership(TransferLeadershipRequest { to_node_id: node_id })
+                .transfer_leadership(TransferLeadershipRequest {
+                    to_node_id: node_id,
+                })
                 .await?;
             println!("asked the leader to hand leadership to node {node_id}");
         }

@@ -72,7 +72,9 @@ pub enum ClientError {
     #[error("no server reachable: {0}")]
     Unreachable(String),
     /// The produce may or may not have been stored; retrying could duplicate it.
-    #[error("the produce's outcome is unknown ({0}); it may have been stored — check before retrying")]
+    #[error(
+        "the produce's outcome is unknown ({0}); it may have been stored — check before retrying"
+    )]
     OutcomeUnknown(Status),
     /// Retries were exhausted on a retryable error.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -136,7 +138,9 @@ impl ClusterClient {
                 let _ = self.refresh().await;
             }
             let Some((addr, mut client)) = self.routing.leader_client(&self.config) else {
-                last = Some(Status::unavailable(format!("no leader known; {NOT_EXECUTED_MARK}")));
+                last = Some(Status::unavailable(format!(
+                    "no leader known; {NOT_EXECUTED_MARK}"
+                )));
                 continue;
             };
             let mut request = tonic::Request::new(ProduceRequest {
@@ -149,8 +153,11 @@ impl ClusterClient {
                     self.routing.forget_leader(&addr);
                     last = Some(status);
                 }
-                Err(status) if status.code() == Code::Unavailable || status.code() == Code::DeadlineExceeded
-                    || status.code() == Code::Unknown || status.code() == Code::Cancelled =>
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        || status.code() == Code::DeadlineExceeded
+                        || status.code() == Code::Unknown
+                        || status.code() == Code::Cancelled =>
                 {
                     self.routing.forget_leader(&addr);
                     return Err(ClientError::OutcomeUnknown(status));
@@ -174,7 +181,8 @@ impl ClusterClient {
                 let _ = self.refresh().await;
             }
             let prefer_leader = matches!(&last, Some(s) if is_out_of_range(s));
-            let Some((addr, mut client)) = self.routing.reader_client(&self.config, prefer_leader) else {
+            let Some((addr, mut client)) = self.routing.reader_client(&self.config, prefer_leader)
+            else {
                 last = Some(Status::unavailable("no server known"));
                 continue;
             };
@@ -182,16 +190,24 @@ impl ClusterClient {
             request.set_timeout(self.config.request_timeout);
             match client.consume(request).await {
                 Ok(response) => {
-                    return response
-                        .into_inner()
-                        .record
-                        .ok_or_else(|| ClientError::Rejected(Status::internal("response without a record")));
+                    return response.into_inner().record.ok_or_else(|| {
+                        ClientError::Rejected(Status::internal("response without a record"))
+                    });
                 }
-                Err(status) if is_out_of_range(&status) && !prefer_leader && self.routing.leader().as_deref() != Some(addr.as_str()) => {
+                Err(status)
+                    if is_out_of_range(&status)
+                        && !prefer_leader
+                        && self.routing.leader().as_deref() != Some(addr.as_str()) =>
+                {
                     // The follower may not have applied it yet: ask the leader next (no pause).
                     last = Some(status);
                 }
-                Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+                    ) =>
+                {
                     self.routing.forget(&addr);
                     last = Some(status);
                 }

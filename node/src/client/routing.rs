@@ -61,7 +61,11 @@ impl Routing {
     pub(super) async fn refresh(&self, config: &ClientConfig) -> Result<(), ClientError> {
         let mut candidates: Vec<String> = {
             let view = self.view.lock();
-            view.leader.iter().chain(view.followers.iter()).cloned().collect()
+            view.leader
+                .iter()
+                .chain(view.followers.iter())
+                .cloned()
+                .collect()
         };
         for seed in &config.seeds {
             if !candidates.contains(seed) {
@@ -84,7 +88,10 @@ impl Routing {
                         continue;
                     }
                     let mut view = self.view.lock();
-                    view.leader = servers.iter().find(|s| s.is_leader).map(|s| s.rpc_addr.clone());
+                    view.leader = servers
+                        .iter()
+                        .find(|s| s.is_leader)
+                        .map(|s| s.rpc_addr.clone());
                     view.followers = servers
                         .iter()
                         .filter(|s| !s.is_leader)
@@ -102,7 +109,10 @@ impl Routing {
         self.view.lock().leader.clone()
     }
 
-    pub(super) fn leader_client(&self, config: &ClientConfig) -> Option<(String, LogClient<Channel>)> {
+    pub(super) fn leader_client(
+        &self,
+        config: &ClientConfig,
+    ) -> Option<(String, LogClient<Channel>)> {
         let addr = self.leader()?;
         let client = self.client(config, &addr)?;
         Some((addr, client))
@@ -117,7 +127,9 @@ impl Routing {
         let addr = {
             let view = self.view.lock();
             if prefer_leader || view.followers.is_empty() {
-                view.leader.clone().or_else(|| view.followers.first().cloned())
+                view.leader
+                    .clone()
+                    .or_else(|| view.followers.first().cloned())
             } else {
                 let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % view.followers.len();
                 Some(view.followers[i].clone())

@@ -410,8 +410,7 @@ fn write_error(
             match forward.leader_node {
                 Some(node) => BackendError::Unavailable(format!(
                     "this node is not the leader; {}; the leader is at {}; retry there",
-                    NOT_EXECUTED_MARK,
-                    node.addr
+                    NOT_EXECUTED_MARK, node.addr
                 )),
                 None => no_leader(),
             }

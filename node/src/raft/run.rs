@@ -19,9 +19,8 @@ pub async fn start_raft_node(config: &NodeConfig) -> Result<Arc<RaftNode>, RaftN
         key: Some(config.tls.key.clone()),
         server_name: None,
     })?;
-    let ordinal = u32::try_from(config.ordinal).map_err(|_| {
-        RaftNodeError::Start(format!("ordinal {} is too large", config.ordinal))
-    })?;
+    let ordinal = u32::try_from(config.ordinal)
+        .map_err(|_| RaftNodeError::Start(format!("ordinal {} is too large", config.ordinal)))?;
     let mut raft_config = RaftNodeConfig::new(
         config.data_dir.clone(),
         ordinal,

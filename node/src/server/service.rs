@@ -397,6 +397,9 @@ impl ProducePipeline {
         let mut in_flight_records = 0usize;
         let mut inbound_open = true;
         loop {
+            if !inbound_open && in_flight.is_empty() {
+                return tonic::Code::Ok;
+            }
             tokio::select! {
                 // Acknowledge first: it frees window space.
                 biased;
@@ -443,7 +446,6 @@ impl ProducePipeline {
                     }
                 }
                 _ = self.tx.closed() => return tonic::Code::Cancelled,
-                else => return tonic::Code::Ok,
             }
         }
     }

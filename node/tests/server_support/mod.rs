@@ -161,7 +161,10 @@ impl TestNode {
         LogClient::new(self.channel(identity).await.expect("connect"))
     }
 
-    pub async fn channel(&self, identity: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    pub async fn channel(
+        &self,
+        identity: Option<&str>,
+    ) -> Result<Channel, tonic::transport::Error> {
         connect(self.addr, &self.client_files(identity)).await
     }
 
@@ -227,7 +230,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -15,18 +15,21 @@ pub const NODE_CONFIG_KEY: &str = "proglog.toml";
 /// ConfigMap key of the ACL policy (read through `--acl-file`).
 pub const ACL_FILE_KEY: &str = "acl.csv";
 
-/// The TOML keys the operator sets; every other node setting comes from environment variables
-/// (the `PROGLOG_*` contract in docs/ARCHITECTURE.md) or the node's defaults.
+/// The keys of the node's config file (`proglog-node --config`, kebab-case flag names; the node
+/// rejects unknown keys). Only settings present in `spec.log` are written; everything else comes
+/// from environment variables (the `PROGLOG_*` contract in docs/ARCHITECTURE.md) or defaults.
 #[derive(Serialize, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
 struct NodeConfigFile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    max_store_bytes: Option<u64>,
+    segment_max_store_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    max_index_bytes: Option<u64>,
+    segment_max_index_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    max_record_bytes: Option<u64>,
+    max_record_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retention_bytes: Option<u64>,
+    /// A humantime duration such as `7d` or `1d12h`.
     #[serde(skip_serializing_if = "Option::is_none")]
     retention_age: Option<&'a str>,
 }
@@ -35,9 +38,9 @@ struct NodeConfigFile<'a> {
 pub fn node_config(cluster: &ProgLogCluster) -> Result<String, BuildError> {
     let log = &cluster.spec.log;
     let file = NodeConfigFile {
-        max_store_bytes: log.max_store_bytes,
-        max_index_bytes: log.max_index_bytes,
-        max_record_bytes: log.max_record_bytes,
+        segment_max_store_bytes: log.max_store_bytes,
+        segment_max_index_bytes: log.max_index_bytes,
+        max_record_size: log.max_record_bytes,
         retention_bytes: log.retention_bytes,
         retention_age: log.retention_age.as_deref(),
     };
@@ -106,12 +109,23 @@ mod tests {
     fn log_settings_become_toml_keys() {
         let mut cluster = cluster();
         cluster.spec.log.max_store_bytes = Some(1 << 20);
-        cluster.spec.log.retention_age = Some("7d".to_owned());
+        cluster.spec.log.max_record_bytes = Some(4096);
+        cluster.spec.log.retention_age = Some("1d12h".to_owned());
         let config = node_config(&cluster).unwrap();
         let parsed: toml::Table = toml::from_str(&config).unwrap();
-        assert_eq!(parsed["max_store_bytes"].as_integer(), Some(1 << 20));
-        assert_eq!(parsed["retention_age"].as_str(), Some("7d"));
-        assert!(!parsed.contains_key("max_index_bytes"));
+        // The node's flag names (proglog-node --config rejects unknown keys).
+        assert_eq!(
+            parsed["segment-max-store-bytes"].as_integer(),
+            Some(1 << 20)
+        );
+        assert_eq!(parsed["max-record-size"].as_integer(), Some(4096));
+        let age = parsed["retention-age"].as_str().unwrap();
+        assert_eq!(
+            humantime::parse_duration(age).unwrap(),
+            std::time::Duration::from_secs(36 * 3600)
+        );
+        assert!(!parsed.contains_key("segment-max-index-bytes"));
+        assert_eq!(parsed.len(), 3);
     }
 
     #[test]

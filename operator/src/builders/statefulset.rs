@@ -90,6 +90,8 @@ fn node_env(cluster_ref: &ClusterRef) -> Vec<EnvVar> {
             format!("{CONFIG_DIR}/{}", super::config::ACL_FILE_KEY),
         ),
         env("PROGLOG_LOG_FORMAT", "json"),
+        // Membership is driven by the operator through the admin API.
+        env("PROGLOG_RAFT", "true"),
     ]
 }
 

@@ -65,6 +65,7 @@ fn env_follows_the_node_contract() {
         Some("/etc/proglog/tls/ca.crt")
     );
     assert!(env.contains_key("PROGLOG_ACL_FILE"));
+    assert_eq!(env["PROGLOG_RAFT"].as_deref(), Some("true"));
     // POD_NAME is defined before it is referenced, as Kubernetes requires.
     assert_eq!(
         container_env_names(&build(&cluster()))[0],

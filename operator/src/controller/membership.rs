@@ -144,6 +144,13 @@ pub(crate) async fn observe(
             Err(error) => tracing::debug!(%error, "ClusterStatus failed"),
         }
     }
+    // Only the leader knows replication progress; a follower reports lag 0 for everyone, which
+    // must not read as "caught up" (the planner would promote a learner too early).
+    if let Some(membership) = fallback.as_mut() {
+        for member in membership.members.iter_mut().filter(|m| !m.voter) {
+            member.lag = u64::MAX;
+        }
+    }
     observation.membership = fallback;
     observation
 }

@@ -9,6 +9,7 @@ mod membership;
 pub mod metrics;
 mod reconcile;
 mod status;
+mod validation;
 
 use std::{
     collections::HashMap,

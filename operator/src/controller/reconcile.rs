@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use super::{
     Context, FIELD_MANAGER, ReconcileError, certificates, membership,
     status::{self, Problem, StatusInput},
+    validation::validate_spec,
 };
 use crate::{
     builders::{self, BuildError, ClusterRef, INSTANCE_LABEL},
@@ -128,55 +129,6 @@ async fn publish(
     if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
         tracing::warn!(%error, "could not publish an event");
     }
-}
-
-/// Checks the schema cannot express; returns the problems found.
-pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
-    let spec = &cluster.spec;
-    let mut problems = Vec::new();
-    if spec.replicas < 1 {
-        problems.push(format!(
-            "spec.replicas is {}; it must be at least 1",
-            spec.replicas
-        ));
-    }
-    if spec.replicas % 2 == 0 {
-        tracing::debug!("even replica count tolerates no more failures than one fewer");
-    }
-    if !is_quantity(&spec.storage.size) {
-        problems.push(format!(
-            "spec.storage.size {:?} is not a Kubernetes quantity such as 10Gi",
-            spec.storage.size
-        ));
-    }
-    if spec.image.trim().is_empty() {
-        problems.push("spec.image is empty".to_owned());
-    }
-    for (i, rule) in spec.acl.rules.iter().enumerate() {
-        for (field, value) in [("subject", &rule.subject), ("object", &rule.object)] {
-            if value.is_empty() || value.contains([',', '#', '\n', ' ']) {
-                problems.push(format!(
-                    "spec.acl.rules[{i}].{field} {value:?} must be non-empty without commas, '#' or spaces"
-                ));
-            }
-        }
-    }
-    problems
-}
-
-/// A Kubernetes quantity: a decimal number with an optional binary or decimal suffix.
-fn is_quantity(value: &str) -> bool {
-    let suffixes = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
-    ];
-    suffixes.iter().any(|suffix| {
-        value.strip_suffix(suffix).is_some_and(|number| {
-            !number.is_empty()
-                && number.chars().all(|c| c.is_ascii_digit() || c == '.')
-                && number.chars().filter(|&c| c == '.').count() <= 1
-                && number.chars().any(|c| c.is_ascii_digit())
-        })
-    })
 }
 
 async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<(), ReconcileError>
@@ -286,7 +238,11 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         max_promotion_lag: MAX_PROMOTION_LAG,
     };
     let step = planner::plan(&input);
-    tracing::info!(cluster = %builders::display_name(cluster), %step, "planned");
+    if matches!(step, Step::Wait { .. } | Step::Steady) {
+        tracing::debug!(cluster = %builders::display_name(cluster), %step, "planned");
+    } else {
+        tracing::info!(cluster = %builders::display_name(cluster), %step, "planned");
+    }
 
     let target = match &step {
         Step::ScaleStatefulSet { replicas } => i32::try_from(*replicas).unwrap_or(i32::MAX),
@@ -461,39 +417,4 @@ async fn cleanup(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reco
     };
     publish(ctx, cluster, EventType::Normal, "Deleted", "Cleanup", note).await;
     Ok(Action::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::builders::test_support::cluster;
-    use crate::crd::{AclAction, AclRule};
-
-    #[test]
-    fn quantities() {
-        for ok in ["10Gi", "1", "1.5Ti", "500M", "100k"] {
-            assert!(is_quantity(ok), "{ok}");
-        }
-        for bad in ["", "Gi", "ten", "10GB", "1.2.3Gi", "-1Gi"] {
-            assert!(!is_quantity(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn spec_validation_reports_every_problem() {
-        assert!(validate_spec(&cluster()).is_empty());
-        let mut bad = cluster();
-        bad.spec.replicas = 0;
-        bad.spec.storage.size = "lots".to_owned();
-        bad.spec.acl.rules.push(AclRule {
-            subject: "a,b".to_owned(),
-            object: "*".to_owned(),
-            action: AclAction::Consume,
-        });
-        let problems = validate_spec(&bad);
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].contains("spec.replicas"));
-        assert!(problems[1].contains("spec.storage.size"));
-        assert!(problems[2].contains("spec.acl.rules[0].subject"));
-    }
 }

@@ -1,0 +1,379 @@
+//! The membership planner and admin client driving real `proglog-node` processes on loopback
+//! (what the controller does in Kubernetes, minus the pods): a new cluster is initialized once
+//! and grown to three voters, a node whose data directory is lost is replaced by its new
+//! incarnation, and a scale-down removes voters before the "StatefulSet" shrinks.
+//!
+//! `#[ignore]`d because it needs the `proglog-node` binary next to the test executable (built by
+//! `cargo build -p proglog-node`, which `make test` does first); run with
+//! `cargo test -p proglog-operator --test real_nodes -- --ignored`.
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime},
+};
+
+use proglog_operator::{
+    admin::{AdminClient, AdminCredentials},
+    builders::{self, ClusterRef},
+    ca,
+    crd::ProgLogCluster,
+    planner::{self, NodeIdentity, ObservedMembership, ObservedPod, PlannerInput, Step},
+};
+use time::OffsetDateTime;
+
+/// Generous bound on one convergence; never a performance assertion.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let binary = dir.join("proglog-node");
+    assert!(
+        binary.exists(),
+        "{} not found: build it first with `cargo build -p proglog-node`",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// One node process ("pod") with its own data directory and ports.
+struct Node {
+    ordinal: u32,
+    grpc_port: u16,
+    metrics_port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    fn start(&mut self, files: &Path) {
+        let log = std::fs::File::create(files.join(format!("node-{}.log", self.ordinal))).unwrap();
+        let child = Command::new(node_binary())
+            .env_clear()
+            .env("PROGLOG_CONFIG", files.join("proglog.toml"))
+            .env("PROGLOG_DATA_DIR", &self.data_dir)
+            .env("PROGLOG_BIND_ADDR", self.address())
+            .env("PROGLOG_ADVERTISE_ADDR", self.address())
+            .env(
+                "PROGLOG_METRICS_ADDR",
+                format!("127.0.0.1:{}", self.metrics_port),
+            )
+            .env("PROGLOG_ORDINAL", self.ordinal.to_string())
+            .env("PROGLOG_TLS_CERT", files.join("tls.crt"))
+            .env("PROGLOG_TLS_KEY", files.join("tls.key"))
+            .env("PROGLOG_TLS_CA", files.join("ca.crt"))
+            .env("PROGLOG_ACL_FILE", files.join("acl.csv"))
+            .env("PROGLOG_RAFT", "true")
+            .env("PROGLOG_LOG_FORMAT", "text")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning proglog-node");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A local "StatefulSet": nodes `0..replicas` run.
+struct LocalCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+    replicas: u32,
+    initialized: bool,
+    credentials: AdminCredentials,
+    steps: Vec<Step>,
+}
+
+impl LocalCluster {
+    fn new(max_nodes: u32) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({"log": {"maxStoreBytes": 1048576, "retentionAge": "7d"}});
+        let mut cluster: ProgLogCluster =
+            serde_json::from_value(serde_json::json!({"apiVersion": "proglog.dev/v1alpha1",
+                "kind": "ProgLogCluster", "metadata": {"name": "demo", "namespace": "logs",
+                "uid": "00000000-0000-0000-0000-000000000001"}, "spec": spec}))
+            .unwrap();
+        cluster.metadata.generation = Some(1);
+        let cluster_ref = ClusterRef::of(&cluster).unwrap();
+        let now = OffsetDateTime::from(SystemTime::now());
+        let day = Duration::from_secs(86_400);
+        let ca = ca::generate_ca(&cluster_ref, now).unwrap();
+        let node_cert = ca::issue_node_certificate(&ca, &cluster_ref, max_nodes, now, day).unwrap();
+        let operator =
+            ca::issue_client_certificate(&ca, builders::OPERATOR_IDENTITY, now, day).unwrap();
+        let files = dir.path();
+        std::fs::write(files.join("ca.crt"), &ca.cert_pem).unwrap();
+        std::fs::write(files.join("tls.crt"), &node_cert.cert_pem).unwrap();
+        std::fs::write(files.join("tls.key"), &node_cert.key_pem).unwrap();
+        // The exact files the operator puts in the ConfigMap.
+        std::fs::write(
+            files.join("proglog.toml"),
+            builders::node_config(&cluster).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            files.join("acl.csv"),
+            builders::acl_policy(&cluster, &cluster_ref),
+        )
+        .unwrap();
+        let nodes = (0..max_nodes)
+            .map(|ordinal| Node {
+                ordinal,
+                grpc_port: free_port(),
+                metrics_port: free_port(),
+                data_dir: files.join(format!("data-{ordinal}")),
+                child: None,
+            })
+            .collect();
+        Self {
+            dir,
+            nodes,
+            replicas: 0,
+            initialized: false,
+            credentials: AdminCredentials {
+                ca_pem: ca.cert_pem,
+                cert_pem: operator.cert_pem,
+                key_pem: operator.key_pem,
+            },
+            steps: Vec::new(),
+        }
+    }
+
+    /// Starts or stops processes so that exactly `0..replicas` run (like the StatefulSet).
+    fn scale(&mut self, replicas: u32) {
+        self.replicas = replicas;
+        let dir = self.dir.path().to_owned();
+        for node in &mut self.nodes {
+            if node.ordinal < replicas && node.child.is_none() {
+                node.start(&dir);
+            } else if node.ordinal >= replicas {
+                node.stop();
+            }
+        }
+    }
+
+    async fn client(&self, ordinal: u32) -> Option<AdminClient> {
+        let node = &self.nodes[ordinal as usize];
+        node.child.as_ref()?;
+        AdminClient::connect(
+            &node.address(),
+            Some("localhost"),
+            &self.credentials,
+            CALL_TIMEOUT,
+        )
+        .await
+        .ok()
+    }
+
+    /// What the controller observes.
+    async fn observe(
+        &self,
+    ) -> (
+        Vec<ObservedPod>,
+        Option<ObservedMembership>,
+        BTreeMap<u32, AdminClient>,
+    ) {
+        let mut pods = Vec::new();
+        let mut clients = BTreeMap::new();
+        for ordinal in 0..self.replicas {
+            let mut node: Option<NodeIdentity> = None;
+            if let Some(mut client) = self.client(ordinal).await
+                && let Ok(info) = client.node_info().await
+            {
+                node = Some(info);
+                clients.insert(ordinal, client);
+            }
+            pods.push(ObservedPod { ordinal, node });
+        }
+        let mut membership = None;
+        for pod in &pods {
+            let Some(node) = pod.node.as_ref().filter(|n| n.has_raft_state) else {
+                continue;
+            };
+            let client = clients.get_mut(&pod.ordinal).unwrap();
+            if let Ok(status) = client.cluster_status().await
+                && status.leader_id == Some(node.node_id)
+            {
+                membership = Some(status);
+            }
+        }
+        (pods, membership, clients)
+    }
+
+    /// Runs observe → plan → act until the planner reports Steady.
+    async fn converge(&mut self, desired: u32) {
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let (pods, membership, mut clients) = self.observe().await;
+            let input = PlannerInput {
+                desired_replicas: desired,
+                statefulset_replicas: self.replicas,
+                pods,
+                membership: membership.clone(),
+                initialized: self.initialized,
+                max_promotion_lag: 100,
+            };
+            let step = planner::plan(&input);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no convergence to {desired} within {CONVERGE_TIMEOUT:?}; last step {step}; \
+                 steps {:?}; logs in {}",
+                self.steps,
+                self.dir.path().display()
+            );
+            assert!(
+                !matches!(step, Step::Stuck { .. } | Step::RefuseScaleDown { .. }),
+                "{step}"
+            );
+            let leader = membership
+                .as_ref()
+                .and_then(|m| m.leader_id)
+                .map(planner::ordinal_of);
+            let result = match &step {
+                Step::Steady => return,
+                Step::Wait { .. } => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Step::ScaleStatefulSet { replicas } => {
+                    self.scale(*replicas);
+                    Ok(())
+                }
+                Step::Initialize { .. } => {
+                    let result = clients.get_mut(&0).unwrap().initialize().await;
+                    self.initialized |= result.is_ok();
+                    result
+                }
+                membership_step => {
+                    let leader = clients
+                        .get_mut(&leader.expect("a leader"))
+                        .expect("leader client");
+                    match membership_step {
+                        Step::AddLearner {
+                            node_id, address, ..
+                        } => leader.add_learner(*node_id, address).await,
+                        Step::Promote { node_id } => leader.promote(*node_id).await,
+                        Step::RemoveVoter { node_id } | Step::RemoveLearner { node_id } => {
+                            leader.remove(*node_id).await
+                        }
+                        Step::ReplaceMember { old_node_id, .. } => {
+                            leader.remove(*old_node_id).await
+                        }
+                        Step::TransferLeadership { to, .. } => {
+                            leader.transfer_leadership(*to).await
+                        }
+                        other => unreachable!("handled above: {other}"),
+                    }
+                }
+            };
+            // Like the controller: a failed step is retried after observing again.
+            if let Err(error) = result {
+                eprintln!("step {step} failed: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            self.steps.push(step);
+        }
+    }
+
+    async fn voters(&self) -> Vec<u64> {
+        let (_, membership, _) = self.observe().await;
+        let mut voters: Vec<u64> = membership
+            .expect("membership")
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect();
+        voters.sort_unstable();
+        voters
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the proglog-node binary (cargo build -p proglog-node)"]
+async fn planner_grows_replaces_and_shrinks_a_real_cluster() {
+    let mut cluster = LocalCluster::new(3);
+    cluster.converge(3).await;
+    let initializations = cluster
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Initialize { .. }))
+        .count();
+    assert_eq!(initializations, 1, "{:?}", cluster.steps);
+    let voters = cluster.voters().await;
+    assert_eq!(voters.len(), 3, "{voters:?}");
+    let ordinals: Vec<u32> = voters.iter().map(|&v| planner::ordinal_of(v)).collect();
+    assert_eq!(ordinals, [0, 1, 2]);
+
+    // Node 2 loses its volume: it comes back with a new incarnation and is re-added.
+    let old_id = voters[2];
+    cluster.nodes[2].stop();
+    std::fs::remove_dir_all(&cluster.nodes[2].data_dir).unwrap();
+    let dir = cluster.dir.path().to_owned();
+    cluster.nodes[2].start(&dir);
+    cluster.steps.clear();
+    cluster.converge(3).await;
+    assert!(
+        cluster.steps.iter().any(
+            |s| matches!(s, Step::ReplaceMember { old_node_id, .. } if *old_node_id == old_id)
+        ),
+        "{:?}",
+        cluster.steps
+    );
+    let voters = cluster.voters().await;
+    assert_eq!(voters.len(), 3);
+    assert!(
+        !voters.contains(&old_id),
+        "the lost incarnation is no longer a voter"
+    );
+
+    // Scale down to one: voters are removed before the nodes stop.
+    cluster.steps.clear();
+    cluster.converge(1).await;
+    assert_eq!(cluster.voters().await.len(), 1);
+    assert_eq!(cluster.replicas, 1);
+    let scale_at = cluster
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::ScaleStatefulSet { .. }))
+        .unwrap();
+    assert!(
+        cluster.steps[..scale_at]
+            .iter()
+            .filter(|s| matches!(s, Step::RemoveVoter { .. }))
+            .count()
+            == 2,
+        "{:?}",
+        cluster.steps
+    );
+}
