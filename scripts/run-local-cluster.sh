@@ -83,7 +83,7 @@ admin=("$PROGLOG" --addr 127.0.0.1:8401 --ca "$CERTS/ca.pem" --cert "$CERTS/root
 for ((i = 1; i < NODES; i++)); do
   for attempt in $(seq 1 50); do
     if out=$("${admin[@]}" cluster add "127.0.0.1:$((8401 + i))" 2>&1); then
-      echo "$out" | head -n 1
+      echo "$out" | grep -E "^(added|promoted|node)" || true
       break
     fi
     if ((attempt == 50)); then

@@ -20,6 +20,7 @@
 pub mod acl;
 pub mod backend;
 pub mod certs;
+pub mod client;
 pub mod cli;
 pub mod config;
 pub mod log;

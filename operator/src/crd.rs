@@ -160,9 +160,19 @@ impl VolumeRetention {
     }
 }
 
+/// The node's default largest record (`--max-record-size`).
+pub const NODE_DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+/// The node's default segment store size (`--segment-max-store-bytes`).
+pub const NODE_DEFAULT_MAX_STORE_BYTES: u64 = 64 << 20;
+/// Bytes of the length/checksum frame in front of every record in a store file.
+pub const RECORD_FRAME_BYTES: u64 = 8;
+
 /// Commit-log settings. Unset fields use the node's defaults.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.maxRecordBytes) ? self.maxRecordBytes : 1048576) + 8 <= (has(self.maxStoreBytes) ? self.maxStoreBytes : 67108864)"
+).message("maxRecordBytes plus its 8-byte frame must fit in maxStoreBytes (node defaults: 1048576 and 67108864)"))]
 pub struct LogSpec {
     /// Maximum size in bytes of a segment's store file before a new segment starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]

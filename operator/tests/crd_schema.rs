@@ -90,6 +90,9 @@ async fn schema_rejects_bad_input_and_defaults_the_rest() {
     );
     assert!(message.contains("subject"), "{message}");
 
+    let message = rejection(create("frame", json!({"log": {"maxStoreBytes": 1048576}})).await);
+    assert!(message.contains("must fit in maxStoreBytes"), "{message}");
+
     // Defaults are filled in by the API server.
     let created = api
         .create(

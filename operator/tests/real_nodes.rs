@@ -25,7 +25,7 @@ use proglog_operator::{
 use time::OffsetDateTime;
 
 /// Generous bound on one convergence; never a performance assertion.
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(90);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn node_binary() -> PathBuf {
@@ -116,7 +116,7 @@ impl LocalCluster {
     fn new(max_nodes: u32) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let spec = serde_json::json!({"log": {"maxStoreBytes": 1048576, "retentionAge": "7d"}});
+        let spec = serde_json::json!({"log": {"maxStoreBytes": 4194304, "retentionAge": "7d"}});
         let mut cluster: ProgLogCluster =
             serde_json::from_value(serde_json::json!({"apiVersion": "proglog.dev/v1alpha1",
                 "kind": "ProgLogCluster", "metadata": {"name": "demo", "namespace": "logs",
@@ -246,9 +246,9 @@ impl LocalCluster {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no convergence to {desired} within {CONVERGE_TIMEOUT:?}; last step {step}; \
-                 steps {:?}; logs in {}",
+                 steps {:?}; node logs:\n{}",
                 self.steps,
-                self.dir.path().display()
+                self.logs()
             );
             assert!(
                 !matches!(step, Step::Stuck { .. } | Step::RefuseScaleDown { .. }),
@@ -303,6 +303,19 @@ impl LocalCluster {
             }
             self.steps.push(step);
         }
+    }
+
+    /// The tail of every node's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let path = self.dir.path().join(format!("node-{}.log", node.ordinal));
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            text.push_str(&format!("--- node {} ---\n{tail}\n", node.ordinal));
+        }
+        text
     }
 
     async fn voters(&self) -> Vec<u64> {

@@ -106,7 +106,7 @@ build_k8s() {
         log "k8s $K8S_VERSION is cached in $bin_dir"
         return
     fi
-    log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION (cold: ~10 minutes on 2 cores)"
+    log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION (cold: 10-15 minutes on 2 cores)"
     local started=$SECONDS
     rm -f "$bin_dir/.stamp"
     write_k8s_module "$src_dir"

@@ -340,3 +340,105 @@ impl GroupWriter {
         Ok(range.end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, max_record_bytes: u64) -> LocalBackend {
+        LocalBackend::open(
+            dir,
+            LogConfig {
+                max_record_bytes,
+                ..LogConfig::default()
+            },
+            GroupCommitConfig::default(),
+            Arc::new(Metrics::new()),
+            "n0".to_owned(),
+            "127.0.0.1:1".to_owned(),
+        )
+        .unwrap()
+    }
+
+    fn rec(value: &[u8]) -> Record {
+        Record {
+            value: value.to_vec().into(),
+            ..Record::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_get_contiguous_offsets_and_only_durable_records_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(open(dir.path(), 1024));
+        let mut tasks = Vec::new();
+        for i in 0..50u8 {
+            let backend = Arc::clone(&backend);
+            tasks.push(tokio::spawn(async move {
+                backend.append(vec![rec(&[i]), rec(&[i])]).await.unwrap()
+            }));
+        }
+        let mut firsts = Vec::new();
+        for task in tasks {
+            let appended = task.await.unwrap();
+            assert_eq!(appended.count, 2);
+            firsts.push(appended.first_offset);
+        }
+        firsts.sort_unstable();
+        assert_eq!(firsts, (0..50).map(|i| i * 2).collect::<Vec<u64>>());
+        let bounds = backend.bounds(Consistency::Local).await.unwrap();
+        assert_eq!((bounds.lowest, bounds.next), (0, 100));
+        // Both records of one request are adjacent and carry their offsets.
+        let a = backend.read(10).unwrap();
+        let b = backend.read(11).unwrap();
+        assert_eq!((a.offset, b.offset), (10, 11));
+        assert_eq!(a.value, b.value);
+        assert!(matches!(
+            backend.read(100),
+            Err(BackendError::OffsetPastEnd {
+                offset: 100,
+                next: 100
+            })
+        ));
+        backend.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_too_large_request_fails_alone_and_others_in_its_batch_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(open(dir.path(), 64));
+        let big = {
+            let backend = Arc::clone(&backend);
+            tokio::spawn(async move { backend.append(vec![rec(&[1u8; 200])]).await })
+        };
+        let small = backend.append(vec![rec(b"ok")]).await.unwrap();
+        assert!(matches!(
+            big.await.unwrap(),
+            Err(BackendError::RecordTooLarge { max: 64, .. })
+        ));
+        assert_eq!(small.count, 1);
+        assert_eq!(&backend.read(small.first_offset).unwrap().value[..], b"ok");
+        assert!(matches!(
+            backend.append(Vec::new()).await,
+            Err(BackendError::InvalidArgument(_))
+        ));
+        backend.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_survive_shutdown_and_appends_after_it_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = open(dir.path(), 1024);
+        backend.append(vec![rec(b"kept")]).await.unwrap();
+        backend.shutdown().await.unwrap();
+        assert!(matches!(
+            backend.append(vec![rec(b"late")]).await,
+            Err(BackendError::Closed)
+        ));
+        drop(backend);
+        let reopened = open(dir.path(), 1024);
+        assert_eq!(&reopened.read(0).unwrap().value[..], b"kept");
+        assert!(reopened.read(1).is_err());
+        reopened.shutdown().await.unwrap();
+    }
+}

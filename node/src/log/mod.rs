@@ -1,6 +1,19 @@
 //! The segmented commit-log storage engine: store files, memory-mapped indexes, segments,
 //! recovery and retention. Usable on its own; [`Log`] is the entry point.
 //!
+//! ```
+//! use proglog_node::log::{Log, LogConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path(), LogConfig::default())?;
+//! let first = log.append(b"hello")?;
+//! let rest = log.append_batch(&[b"a", b"b"])?; // offsets 1..3
+//! log.sync()?; // one fsync makes all three durable
+//! assert_eq!(log.read(first)?, &b"hello"[..]);
+//! assert_eq!(log.reader(rest.start).count(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Layout on disk
 //! A log is a directory of segments. Segment `B` (its first offset, zero-padded to 20 digits so
 //! names sort by offset) is `B.store`, the record frames `[len u32][crc32c u32][bytes]` (the
@@ -13,9 +26,12 @@
 //! - [`Log::append`]/[`Log::append_batch`] return once the records are written to the files
 //!   (the OS page cache): they are readable by every reader and survive the *process* crashing
 //!   (`kill -9`), but not a power loss or kernel crash.
-//! - [`Log::sync`] returns once every record appended *before the call* is on stable storage
-//!   (fdatasync of each store and index written since the last sync, and of the directory when
-//!   segments were created or removed). Group commit is many appends, then one `sync`.
+//! - [`Log::sync`] returns once every record appended *before the call* is on stable storage:
+//!   one fdatasync of the active store, plus one of the directory when segments were created or
+//!   removed. Group commit is many appends, then one `sync`. A roll fsyncs the segment it seals
+//!   (store and index) before creating the next, so sealed segments are always complete on
+//!   disk and only the last segment can hold unsynced data; the last segment's index is never
+//!   trusted (open rebuilds it from the store), so it needs no fsync of its own.
 //! - [`Log::reset`] is durable on return. [`Log::truncate_suffix`] removes later segment files
 //!   durably on return; the cut of the remaining segment is durable after the next `sync`.
 //!   [`Log::truncate_prefix`] deletions are durable after the next `sync` (a deleted segment

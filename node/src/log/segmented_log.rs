@@ -49,8 +49,6 @@ pub(super) struct WriterState {
     frames: Vec<u8>,
     /// Where each frame starts within `frames`.
     frame_starts: Vec<u64>,
-    /// Segments sealed since the last sync, whose tails still need an fsync.
-    pub(super) unsynced_sealed: Vec<SyncHandles>,
     /// A segment file was created or removed since the last sync.
     pub(super) directory_dirty: bool,
 }
@@ -183,14 +181,15 @@ impl Log {
         let (sealed, base) = {
             let segments = self.segments.read();
             let active = segments.last().expect("segments are never empty");
-            // Seal before creating the next segment: once a newer segment exists on disk, the
-            // older one's index is already cut to its entries.
             active.seal()?;
             (active.sync_handles(), active.next_offset())
         };
+        // Make the sealed segment (store and cut index) durable before a newer segment can
+        // exist on disk: then only the last segment can ever hold unsynced data, which is what
+        // lets open trust sealed segments and scan only the last one. One fsync per segment.
+        self.sync_segment_files(&sealed, true)?;
         let segment = Segment::create(&self.dir, base, &self.config)?;
         self.segments.write().push(segment);
-        writer.unsynced_sealed.push(sealed);
         writer.directory_dirty = true;
         Ok(())
     }
@@ -245,35 +244,37 @@ impl Log {
             .collect()
     }
 
-    /// Makes every record appended before this call durable: fsyncs the active store and index,
-    /// segments sealed since the last sync, and the directory when segment files were created
-    /// or removed. The fsyncs run without the writer's lock, so appends continue meanwhile.
-    /// After a failed fsync this returns [`LogError::FsyncFailed`] and the log refuses writes.
+    /// Makes every record appended before this call durable: fdatasyncs the active store, and
+    /// the directory when segment files were created or removed since the last sync. Sealed
+    /// segments were synced when they were sealed, and the active index needs no fsync: open
+    /// rebuilds it from the store. The fsyncs run without the writer's lock, so appends
+    /// continue meanwhile. After a failed fsync this returns [`LogError::FsyncFailed`] and the
+    /// log refuses writes.
     pub fn sync(&self) -> Result<()> {
         let _sync = self.sync_lock.lock();
-        let (handles, directory) = {
+        let (active, directory) = {
             let mut writer = self.writer.lock();
             self.check_writable()?;
-            let mut handles = std::mem::take(&mut writer.unsynced_sealed);
-            handles.push(
-                self.segments
-                    .read()
-                    .last()
-                    .expect("segments are never empty")
-                    .sync_handles(),
-            );
-            (handles, std::mem::take(&mut writer.directory_dirty))
+            let active = self
+                .segments
+                .read()
+                .last()
+                .expect("segments are never empty")
+                .sync_handles();
+            (active, std::mem::take(&mut writer.directory_dirty))
         };
-        self.sync_files(&handles, directory)
-    }
-
-    pub(super) fn sync_files(&self, handles: &[SyncHandles], directory: bool) -> Result<()> {
-        for handle in handles {
-            self.fsync(&handle.store, &handle.store_path)?;
-            self.fsync(&handle.index, &handle.index_path)?;
-        }
+        self.sync_segment_files(&active, false)?;
         if directory {
             self.sync_directory()?;
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs a segment's store and, with `index`, its index.
+    pub(super) fn sync_segment_files(&self, handles: &SyncHandles, index: bool) -> Result<()> {
+        self.fsync(&handles.store, &handles.store_path)?;
+        if index {
+            self.fsync(&handles.index, &handles.index_path)?;
         }
         Ok(())
     }
@@ -337,10 +338,11 @@ impl Log {
             let segments = self.segments.read();
             let active = segments.last().expect("segments are never empty");
             active.seal()?;
-            let mut handles = std::mem::take(&mut writer.unsynced_sealed);
-            handles.push(active.sync_handles());
-            let directory = std::mem::take(&mut writer.directory_dirty);
-            self.sync_files(&handles, directory)
+            self.sync_segment_files(&active.sync_handles(), true)?;
+            if std::mem::take(&mut writer.directory_dirty) {
+                self.sync_directory()?;
+            }
+            Ok(())
         });
         self.closed.store(true, Ordering::Release);
         result

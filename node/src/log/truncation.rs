@@ -139,12 +139,12 @@ impl Log {
             }
             segments.push(fresh);
         }
-        let handles = vec![segments[0].sync_handles()];
+        let handles = segments[0].sync_handles();
         drop(segments);
-        writer.unsynced_sealed.clear();
         writer.directory_dirty = false;
         self.next_offset.store(next, Ordering::Release);
         self.notify.send_replace(next);
-        self.sync_files(&handles, true)
+        self.sync_segment_files(&handles, true)?;
+        self.sync_directory()
     }
 }

@@ -40,7 +40,7 @@ pub struct Metrics {
     registry: Registry,
     /// RPCs finished, by method and status code (errors are the codes other than `Ok`).
     pub rpcs: Family<RpcLabels, Counter>,
-    /// RPC latency by method (unary: whole call; streams: per record).
+    /// RPC latency by method (streams: the whole stream's lifetime).
     pub rpc_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
     /// Records made durable.
     pub records_appended: Counter,
@@ -80,7 +80,7 @@ impl Metrics {
             );
         registry.register(
             "grpc_request_duration_seconds",
-            "gRPC call latency by method (streams: per record)",
+            "gRPC call latency by method (streams: whole stream)",
             rpc_seconds.clone(),
         );
         let records_appended = Counter::default();

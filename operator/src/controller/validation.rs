@@ -1,7 +1,9 @@
 //! Checks of a ProgLogCluster spec that the CRD schema cannot express (or that must hold even
 //! if the schema was bypassed); problems become a Degraded condition with reason InvalidSpec.
 
-use crate::crd::ProgLogCluster;
+use crate::crd::{
+    NODE_DEFAULT_MAX_RECORD_BYTES, NODE_DEFAULT_MAX_STORE_BYTES, ProgLogCluster, RECORD_FRAME_BYTES,
+};
 
 /// Checks the schema cannot express; returns the problems found.
 pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
@@ -24,6 +26,20 @@ pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
     }
     if spec.image.trim().is_empty() {
         problems.push("spec.image is empty".to_owned());
+    }
+    let record = spec
+        .log
+        .max_record_bytes
+        .unwrap_or(NODE_DEFAULT_MAX_RECORD_BYTES);
+    let store = spec
+        .log
+        .max_store_bytes
+        .unwrap_or(NODE_DEFAULT_MAX_STORE_BYTES);
+    if record.saturating_add(RECORD_FRAME_BYTES) > store {
+        problems.push(format!(
+            "spec.log.maxRecordBytes {record} plus its {RECORD_FRAME_BYTES}-byte frame does not fit \
+             in a segment of spec.log.maxStoreBytes {store}; the node would refuse to start"
+        ));
     }
     for (i, rule) in spec.acl.rules.iter().enumerate() {
         for (field, value) in [("subject", &rule.subject), ("object", &rule.object)] {
@@ -79,10 +95,15 @@ mod tests {
             object: "*".to_owned(),
             action: AclAction::Consume,
         });
+        bad.spec.log.max_store_bytes = Some(1 << 20);
         let problems = validate_spec(&bad);
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("spec.replicas"));
         assert!(problems[1].contains("spec.storage.size"));
-        assert!(problems[2].contains("spec.acl.rules[0].subject"));
+        assert!(problems[2].contains("spec.log.maxRecordBytes 1048576"));
+        assert!(problems[3].contains("spec.acl.rules[0].subject"));
+        let mut fits = cluster();
+        fits.spec.log.max_store_bytes = Some((1 << 20) + 8);
+        assert!(validate_spec(&fits).is_empty());
     }
 }
