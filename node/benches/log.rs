@@ -4,6 +4,7 @@
 //! docs/BENCHMARKS.md. Sample sizes and times are small so the whole run stays near 2 minutes.
 
 use std::hint::black_box;
+use std::io::Write;
 use std::time::Duration;
 
 use criterion::{
@@ -41,6 +42,20 @@ fn append_durable(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
+    // The same run's yardstick for batches of one: a 1 KiB `write` + `fdatasync` on a plain
+    // file (the machine's fsync rate for appends).
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: 1,
+        bytes: 1024,
+    });
+    let dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
+    let mut file = std::fs::File::create(dir.path().join("raw")).expect("create");
+    group.bench_function("raw_file_write_fdatasync/1024B", |b| {
+        b.iter(|| {
+            file.write_all(&[7u8; 1024]).expect("write");
+            file.sync_data().expect("fdatasync");
+        });
+    });
     for size in [100usize, 1024, 64 * 1024] {
         for batch in [1usize, 10, 100, 1000] {
             let bytes = (size * batch) as u64;
@@ -94,6 +109,18 @@ fn append_1mib_batch(c: &mut Criterion) {
             },
         );
     }
+    // The same run's yardstick: 1 MiB appended to a plain file with `write` + `fdatasync`, what
+    // `fio --rw=write --bs=1M --fdatasync=1` measures, without any log format.
+    group.throughput(Throughput::Bytes(1 << 20));
+    let dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
+    let mut file = std::fs::File::create(dir.path().join("raw")).expect("create");
+    let block = records(1 << 20, 1).remove(0);
+    group.bench_function("raw_file_write_fdatasync", |b| {
+        b.iter(|| {
+            file.write_all(&block).expect("write");
+            file.sync_data().expect("fdatasync");
+        });
+    });
     group.finish();
 }
 

@@ -397,6 +397,16 @@ mod tests {
         assert_eq!(config.metrics_addr, "0.0.0.0:9400".parse().unwrap());
         assert_eq!(config.limits.service.max_record_bytes, 1024 * 1024);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert!(!config.raft);
+        let mut argv = base();
+        argv.extend(["--raft", "true"]);
+        assert!(
+            NodeArgs::try_parse_from(argv)
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .raft
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@
 pub mod acl;
 pub mod backend;
 pub mod certs;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod log;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Wire compatibility with the book's clients: the book's `log.v1` messages written by hand as
 //! prost structs with exactly the field numbers of design.md §1 (not the generated code), sent
 //! to a real node, and the replies decoded with the same structs. Also malformed request bytes
-//! in a hand-made gRPC frame.
+//! in a hand-made gRPC frame, and server reflection.
 
 mod server_support;
 
@@ -218,5 +218,33 @@ async fn malformed_request_bytes_are_rejected_and_the_node_keeps_serving() {
         .into_inner()
         .offset;
     assert_eq!(offset, 0);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_log_service_without_a_client_certificate() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let node = TestNode::start().await;
+    // Reflection, like health, needs no identity.
+    let mut client = ServerReflectionClient::new(node.channel(None).await.unwrap());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reply {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"log.v1.Log".to_owned()), "{names:?}");
     node.stop().await;
 }

@@ -16,6 +16,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_types::StatusExt;
 
+/// The number of group commits (fsyncs) the node has made, from its metrics.
+fn commit_count(metrics_text: &str) -> u64 {
+    metrics_text
+        .lines()
+        .find_map(|line| line.strip_prefix("proglog_log_commit_batch_records_count "))
+        .expect("commit batch histogram")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn produce_then_consume_returns_the_record_with_its_offset() {
     let node = TestNode::start().await;
@@ -187,6 +198,13 @@ async fn produce_stream_pipelines_and_acknowledges_in_order() {
         .unwrap()
         .into_inner();
     assert_eq!(&r.record.unwrap().value[..], b"r999");
+    // Pipelined: records of the stream share fsyncs. One record per fsync (a stream that waits
+    // for each ack before reading the next request) would need 1000.
+    let fsyncs = commit_count(&node.metrics.encode());
+    assert!(
+        fsyncs <= 500,
+        "{fsyncs} group commits for 1000 streamed records"
+    );
     node.stop().await;
 }
 
@@ -265,7 +283,7 @@ async fn consume_stream_replays_then_follows_new_records_and_ends_on_cancel() {
 }
 
 #[tokio::test]
-async fn consume_stream_from_below_start_or_past_end_behaves() {
+async fn consume_stream_from_past_the_end_waits_for_the_offset() {
     let node = TestNode::start().await;
     let mut client = node.client(Some("root")).await;
     // From beyond the end: waits, then delivers once the offset exists.
@@ -390,5 +408,69 @@ async fn graceful_shutdown_ends_followers_and_keeps_every_acknowledged_record() 
         .unwrap()
         .into_inner();
     assert_eq!(&r.record.unwrap().value[..], b"v99");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn offsets_removed_by_retention_are_out_of_range_and_say_so() {
+    let node = TestNode::start_with(NodeOptions {
+        // Tiny segments (two records each) so whole segments can be dropped.
+        log: proglog_node::log::LogConfig {
+            max_index_bytes: 24,
+            ..proglog_node::log::LogConfig::default()
+        },
+        ..NodeOptions::default()
+    })
+    .await;
+    let mut client = node.client(Some("root")).await;
+    client
+        .produce_batch(ProduceBatchRequest {
+            records: (0..10).map(|i| record(&format!("v{i}"))).collect(),
+        })
+        .await
+        .unwrap();
+    node.local.log().truncate_prefix(6).unwrap();
+    let lowest = client
+        .get_log_bounds(GetLogBoundsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .lowest_offset;
+    assert!(lowest > 0 && lowest <= 6, "lowest {lowest}");
+
+    let status = client
+        .consume(ConsumeRequest { offset: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange);
+    assert!(
+        status.message().contains("retention start"),
+        "{}",
+        status.message()
+    );
+    let detail = status
+        .get_details_localized_message()
+        .expect("LocalizedMessage");
+    assert!(
+        detail
+            .message
+            .starts_with("The requested offset is outside the log's range: 0"),
+        "{}",
+        detail.message
+    );
+    // A stream from a removed offset fails the same way instead of skipping records.
+    let mut stream = client
+        .consume_stream(ConsumeRequest { offset: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap_err().code(), Code::OutOfRange);
+    // Offsets still held are served.
+    let r = client
+        .consume(ConsumeRequest { offset: 9 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&r.record.unwrap().value[..], b"v9");
     node.stop().await;
 }

@@ -4,8 +4,9 @@
 # single (non-Raft) node for the ratio, and leader failover time. Prints a Markdown table for
 # docs/BENCHMARKS.md ("Replication").
 #
-# Environment: RECORDS (per run, default 20000), SIZE (bytes per record, default 256),
-# FAILOVERS (default 3).
+# Environment: RECORDS (per run, default 20000; the 1-client unary run uses a tenth), SIZE
+# (bytes per record, default 1024, as in the single-node section), STREAM_RECORDS (default
+# 200000), FAILOVERS (default 3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,7 +14,8 @@ BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/proglog/target}/release}
 PROGLOG=$BIN_DIR/proglog
 NODE=$BIN_DIR/proglog-node
 RECORDS=${RECORDS:-20000}
-SIZE=${SIZE:-256}
+SIZE=${SIZE:-1024}
+STREAM_RECORDS=${STREAM_RECORDS:-200000}
 FAILOVERS=${FAILOVERS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/proglog-bench-raft.XXXXXX")
 CERTS=$WORK/certs
@@ -48,16 +50,17 @@ start_node() {
 retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
 bench_row() { # LABEL ADDR CONCURRENCY MODE
-  local out
+  local out records=$RECORDS
+  if [[ $4 == stream ]]; then records=$STREAM_RECORDS; elif [[ $3 == 1 ]]; then records=$((RECORDS / 10)); fi
   # shellcheck disable=SC2046
-  out=$("$PROGLOG" $(conn "$2") produce --bench "$RECORDS" --size "$SIZE" --concurrency "$3" --mode "$4")
+  out=$("$PROGLOG" $(conn "$2") produce --bench "$records" --size "$SIZE" --concurrency "$3" --mode "$4")
   echo "| $1 | $3 | $4 | $out |"
 }
 
 echo "## single node (no Raft), $RECORDS x $SIZE B records"
 start_node 9 8419 false
 for c in 1 16 128; do bench_row single 127.0.0.1:8419 "$c" unary; done
-bench_row single 127.0.0.1:8419 16 stream
+bench_row single 127.0.0.1:8419 1 stream
 kill -TERM "${pids[9]}"; wait "${pids[9]}" 2>/dev/null || true; unset 'pids[9]'
 
 echo "## 3-node Raft cluster"
@@ -69,7 +72,7 @@ for i in 1 2; do
   retry "$PROGLOG" $(conn 127.0.0.1:8411) cluster add "127.0.0.1:$((8411 + i))"
 done
 for c in 1 16 128; do bench_row raft-3 127.0.0.1:8411 "$c" unary; done
-bench_row raft-3 127.0.0.1:8411 16 stream
+bench_row raft-3 127.0.0.1:8411 1 stream
 bench_row "raft-3 via follower" 127.0.0.1:8412 16 unary
 
 echo "## leader failover (kill -9 the leader, time until another node accepts a produce)"

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
@@ -39,6 +39,8 @@ const STATE_FILE: &str = "sm-state.json";
 const USER_LOG_DIR: &str = "user-log";
 /// Longest time applied-but-unpersisted progress may wait before `sm-state.json` catches up.
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+/// Most entries applied with one user-log append.
+const MAX_APPLY_BATCH: usize = 4096;
 
 /// Where the state machine stands; persisted as `sm-state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -146,6 +148,65 @@ impl UserLogStateMachine {
         self.shared.persist().await
     }
 
+    /// Applies consecutive entries: their records are appended with one `append_batch`, then
+    /// the state advances and each entry's responder gets its offsets.
+    fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> Result<(), RaftStoreError> {
+        let log = &self.shared.log;
+        let start = log.next_offset();
+        let mut next = start;
+        let mut encoded = Vec::new();
+        let mut responses = Vec::with_capacity(batch.len());
+        let mut last_applied = None;
+        let mut membership = None;
+        for (entry, responder) in batch {
+            let log_id = entry.log_id;
+            let first_offset = next;
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(produce) => {
+                    for mut record in produce.records {
+                        record.offset = next;
+                        record.term = log_id.leader_id.term;
+                        encoded.push(record.encode_to_vec());
+                        next += 1;
+                    }
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(log_id), m))
+                }
+            }
+            last_applied = Some(log_id);
+            let applied = ProduceApplied {
+                first_offset,
+                count: next - first_offset,
+            };
+            responses.push((responder, applied));
+        }
+        if !encoded.is_empty() {
+            let range = log.append_batch(&encoded)?;
+            if range.start != start {
+                return Err(RaftStoreError::Corrupt(format!(
+                    "user log appended at {} but the state machine expected {start}",
+                    range.start
+                )));
+            }
+        }
+        {
+            let mut state = self.shared.state.lock();
+            state.last_applied = last_applied;
+            if let Some(m) = membership {
+                state.last_membership = m;
+            }
+            state.user_next_offset = next;
+        }
+        for (responder, applied) in responses {
+            if let Some(responder) = responder {
+                responder.send(applied);
+            }
+        }
+        Ok(())
+    }
+
     fn snapshot_of(&self, record: &SnapshotRecord) -> UserSnapshot {
         UserSnapshot {
             meta: record.meta.clone(),
@@ -187,52 +248,25 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let mut applied_any = false;
-        while let Some(item) = entries.next().await {
-            let (entry, responder) = item?;
-            let log_id = entry.log_id;
-            let mut response = ProduceApplied::default();
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => {
-                    let first_offset = self.shared.log.next_offset();
-                    let encoded: Vec<Vec<u8>> = batch
-                        .records
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, mut record)| {
-                            record.offset = first_offset + i as u64;
-                            record.term = log_id.leader_id.term;
-                            record.encode_to_vec()
-                        })
-                        .collect();
-                    if !encoded.is_empty() {
-                        let range = self
-                            .shared
-                            .log
-                            .append_batch(&encoded)
-                            .map_err(RaftStoreError::from)?;
-                        response = ProduceApplied {
-                            first_offset: range.start,
-                            count: range.end - range.start,
-                        };
-                    } else {
-                        response.first_offset = first_offset;
+        let mut ended = false;
+        while !ended {
+            let Some(first) = entries.next().await else {
+                break;
+            };
+            // Take every entry that is already available: they are applied with one append.
+            let mut batch = vec![first?];
+            while batch.len() < MAX_APPLY_BATCH {
+                match entries.next().now_or_never() {
+                    Some(Some(item)) => batch.push(item?),
+                    Some(None) => {
+                        ended = true;
+                        break;
                     }
-                }
-                EntryPayload::Membership(membership) => {
-                    self.shared.state.lock().last_membership =
-                        StoredMembership::new(Some(log_id), membership);
+                    None => break,
                 }
             }
-            {
-                let mut state = self.shared.state.lock();
-                state.last_applied = Some(log_id);
-                state.user_next_offset = self.shared.log.next_offset();
-            }
+            self.apply_batch(batch)?;
             applied_any = true;
-            if let Some(responder) = responder {
-                responder.send(response);
-            }
         }
         if applied_any {
             self.shared.applied.send_modify(|n| *n += 1);

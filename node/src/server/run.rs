@@ -1,4 +1,5 @@
-//! Runs a whole single node from a [`NodeConfig`]: opens the log, loads TLS and the ACL (and
+//! Runs a whole node from a [`NodeConfig`]: opens the log (single-node group commit, or Raft
+//! with `--raft true`, whose services then join the same port), loads TLS and the ACL (and
 //! watches their files), serves gRPC and the observability port, and shuts down gracefully.
 
 use std::sync::Arc;
@@ -76,37 +77,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         let backend = Arc::new(crate::raft::RaftBackend::new(Arc::clone(&node)));
         (backend, Some(node))
     } else {
-        let open = {
-            let config = config.clone();
-            let metrics = Arc::clone(&metrics);
-            tokio::task::spawn_blocking(move || {
-                LocalBackend::open(
-                    &config.data_dir,
-                    config.log.clone(),
-                    config.group_commit.clone(),
-                    metrics,
-                    format!("proglog-{}", config.ordinal),
-                    config.advertise_addr.clone(),
-                )
-            })
-        };
-        let local = open
-            .await
-            .map_err(|e| RunError::OpenLog {
-                dir: config.data_dir.clone(),
-                source: BackendError::Storage(e.to_string()),
-            })?
-            .map_err(|source| RunError::OpenLog {
-                dir: config.data_dir.clone(),
-                source,
-            })?;
-        if config.retention != crate::log::RetentionPolicy::default() {
-            crate::log::spawn_retention(
-                Arc::clone(local.log()),
-                config.retention.clone(),
-                RETENTION_INTERVAL,
-            );
-        }
+        let local = open_local_backend(&config, Arc::clone(&metrics)).await?;
         (Arc::new(local), None)
     };
 
@@ -164,6 +135,45 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     }
     served?;
     Ok(())
+}
+
+/// Opens the single-node group-commit log (recovery may take a while: off the async threads)
+/// and starts retention if configured.
+async fn open_local_backend(
+    config: &NodeConfig,
+    metrics: Arc<Metrics>,
+) -> Result<LocalBackend, RunError> {
+    let open = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            LocalBackend::open(
+                &config.data_dir,
+                config.log.clone(),
+                config.group_commit.clone(),
+                metrics,
+                format!("proglog-{}", config.ordinal),
+                config.advertise_addr.clone(),
+            )
+        })
+    };
+    let local = open
+        .await
+        .map_err(|e| RunError::OpenLog {
+            dir: config.data_dir.clone(),
+            source: BackendError::Storage(e.to_string()),
+        })?
+        .map_err(|source| RunError::OpenLog {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    if config.retention != crate::log::RetentionPolicy::default() {
+        crate::log::spawn_retention(
+            Arc::clone(local.log()),
+            config.retention.clone(),
+            RETENTION_INTERVAL,
+        );
+    }
+    Ok(local)
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

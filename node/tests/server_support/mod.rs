@@ -31,6 +31,8 @@ pub struct TestNode {
     pub shutdown: CancellationToken,
     pub handle: Option<JoinHandle<Result<(), ServerError>>>,
     pub backend: Arc<dyn LogBackend>,
+    /// The same backend, concretely (for retention and storage-level checks).
+    pub local: Arc<LocalBackend>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<ReloadingServerTls>,
     pub acl: Arc<Acl>,
@@ -41,6 +43,7 @@ pub struct NodeOptions {
     pub limits: ServerLimits,
     pub with_metrics_port: bool,
     pub shutdown_grace: Duration,
+    pub log: LogConfig,
 }
 
 impl Default for NodeOptions {
@@ -52,6 +55,7 @@ impl Default for NodeOptions {
             limits,
             with_metrics_port: false,
             shutdown_grace: Duration::from_secs(5),
+            log: LogConfig::default(),
         }
     }
 }
@@ -73,14 +77,15 @@ impl TestNode {
         let metrics = Arc::new(Metrics::new());
         let local = LocalBackend::open(
             &dir.path().join("data"),
-            LogConfig::default(),
+            options.log.clone(),
             GroupCommitConfig::default(),
             Arc::clone(&metrics),
             "proglog-0".to_owned(),
             "127.0.0.1:0".to_owned(),
         )
         .unwrap();
-        let backend: Arc<dyn LogBackend> = Arc::new(local);
+        let local = Arc::new(local);
+        let backend: Arc<dyn LogBackend> = local.clone();
         let tls = ReloadingServerTls::load(ServerTlsFiles {
             cert: certs.join("node.pem"),
             key: certs.join("node-key.pem"),
@@ -122,6 +127,7 @@ impl TestNode {
             shutdown,
             handle: Some(handle),
             backend,
+            local,
             metrics,
             tls,
             acl,
