@@ -228,8 +228,42 @@ fn open_1000_segments(c: &mut Criterion) {
     group.finish();
 }
 
+/// Durable 1 MiB batches against the same-run disk limit, interleaved round by round so that
+/// drift in this shared machine's disk speed affects both sides equally: a 1 MiB
+/// `append_batch` and `sync` versus a 1 MiB `write` and `fdatasync` on a plain file (what fio's
+/// fsync'd sequential write measures). Prints the ratio; criterion's statistics are not used.
+fn durable_1mib_vs_raw_file(_c: &mut Criterion) {
+    const ROUNDS: u32 = 60;
+    let dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
+    let mut raw = std::fs::File::create(dir.path().join("raw")).expect("create");
+    let block = records(1 << 20, 1).remove(0);
+    for size in [1024usize, 64 * 1024] {
+        let input = records(size, (1 << 20) / size);
+        let (_log_dir, log) = fresh_log(LogConfig::default());
+        let (mut log_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..ROUNDS {
+            let start = std::time::Instant::now();
+            log.append_batch(&input).expect("append");
+            log.sync().expect("sync");
+            log_time += start.elapsed();
+            let start = std::time::Instant::now();
+            raw.write_all(&block).expect("write");
+            raw.sync_data().expect("fdatasync");
+            raw_time += start.elapsed();
+        }
+        let mb_per_s = |time: Duration| f64::from(ROUNDS) * 1.048_576 / time.as_secs_f64();
+        println!(
+            "durable_1MiB_vs_raw_file/{size}B: log {:.0} MB/s, raw file {:.0} MB/s, log/raw {:.0}%",
+            mb_per_s(log_time),
+            mb_per_s(raw_time),
+            100.0 * raw_time.as_secs_f64() / log_time.as_secs_f64()
+        );
+    }
+}
+
 criterion_group!(
     benches,
+    durable_1mib_vs_raw_file,
     append_durable,
     append_1mib_batch,
     reads,

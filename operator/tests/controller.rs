@@ -34,7 +34,7 @@ impl Drop for RunningController {
 
 fn start_controller(client: &Client, namespace: &str) -> RunningController {
     let config = OperatorConfig {
-        namespace: Some(namespace.to_owned()),
+        namespaces: vec![namespace.to_owned()],
         progress_requeue: Duration::from_secs(1),
         admin_timeout: Duration::from_secs(1),
         ..OperatorConfig::default()

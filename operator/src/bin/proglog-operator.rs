@@ -17,9 +17,14 @@ enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Watch only this namespace (default: every namespace).
-    #[arg(long, env = "PROGLOG_OPERATOR_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag or separate with commas; default: every
+    /// namespace).
+    #[arg(
+        long = "namespace",
+        env = "PROGLOG_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Address of the HTTP port serving /metrics and /healthz.
     #[arg(
         long,
@@ -96,14 +101,14 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let config = OperatorConfig {
-        namespace: args.namespace.clone(),
+        namespaces: args.namespaces.clone(),
         leader_election,
         admin_timeout: Duration::from_secs(args.admin_timeout_secs),
         instance: Some(identity),
         metrics,
         ..OperatorConfig::default()
     };
-    tracing::info!(namespace = ?args.namespace, metrics = %args.metrics_addr, "starting the ProgLog operator");
+    tracing::info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, "starting the ProgLog operator");
     let result = tokio::select! {
         result = controller::run(client, config) => result.context("controller stopped"),
         served = server => match served {

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, Service},
@@ -44,8 +44,8 @@ pub const FIELD_MANAGER: &str = "proglog-operator";
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
-    /// Watch only this namespace (`None`: every namespace).
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (empty: every namespace).
+    pub namespaces: Vec<String>,
     /// Run only while holding this Lease (`None`: no leader election, e.g. in tests).
     pub leader_election: Option<LeaseConfig>,
     /// Timeout of each admin API call to a node.
@@ -63,7 +63,7 @@ pub struct OperatorConfig {
 impl Default for OperatorConfig {
     fn default() -> Self {
         Self {
-            namespace: None,
+            namespaces: Vec::new(),
             leader_election: None,
             admin_timeout: Duration::from_secs(5),
             steady_requeue: Duration::from_secs(60),
@@ -182,12 +182,19 @@ fn error_policy(cluster: Arc<ProgLogCluster>, error: &ReconcileError, ctx: Arc<C
 /// Runs the controller until shutdown (SIGTERM/ctrl-c) or, with leader election, until the
 /// Lease is lost. Waits for the Lease first when leader election is configured.
 pub async fn run(client: Client, config: OperatorConfig) -> Result<(), ControllerError> {
-    let clusters: Api<ProgLogCluster> = api(&client, config.namespace.as_deref());
-    // Fail fast with a clear message when the CRD is missing.
-    clusters
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(ControllerError::CrdMissing)?;
+    // One watch scope per namespace, or one cluster-wide scope.
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in &scopes {
+        // Fail fast with a clear message when the CRD is missing.
+        api::<ProgLogCluster>(&client, scope.as_deref())
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(ControllerError::CrdMissing)?;
+    }
 
     let elector = config
         .leader_election
@@ -202,7 +209,6 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
         controller: FIELD_MANAGER.to_owned(),
         instance: config.instance.clone(),
     };
-    let ns = config.namespace.clone();
     let metrics = config.metrics.clone();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
@@ -228,8 +234,13 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
         }
     };
 
-    let ns = ns.as_deref();
-    Controller::new(clusters, watcher::Config::default())
+    let shutdown = shutdown.boxed().shared();
+    let controllers = scopes.iter().map(|scope| {
+        let ns = scope.as_deref();
+        Controller::new(
+            api::<ProgLogCluster>(&client, ns),
+            watcher::Config::default(),
+        )
         .owns(api::<StatefulSet>(&client, ns), watcher::Config::default())
         .owns(api::<Service>(&client, ns), watcher::Config::default())
         .owns(api::<ConfigMap>(&client, ns), watcher::Config::default())
@@ -238,8 +249,11 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
             watcher::Config::default(),
         )
         .shutdown_on_signal()
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, error_policy, ctx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile::reconcile, error_policy, ctx.clone())
+        .boxed()
+    });
+    futures::stream::select_all(controllers)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");
