@@ -22,17 +22,21 @@ build: ## Debug build of every crate
 release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
 	$(CARGO) build --release --bins
 
-# `make test` runs everything: unit, integration, doc tests, openraft's storage suite, and the
-# operator tests against a real kube-apiserver + etcd (built once per machine by control-plane).
+# `make test` runs everything: unit, integration, doc tests, openraft's storage suite, the
+# operator tests against a real kube-apiserver + etcd + kube-controller-manager (built once per
+# machine by control-plane) and real proglog-node processes, and the e2e suite against that
+# control plane.
 test: control-plane ## Run every test (what CI runs)
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 	$(MAKE) test-operator
+	$(MAKE) e2e-local
 
 test-unit: ## Unit and integration tests only (no control plane)
 	$(CARGO) test --workspace --all-targets
 
 test-operator: control-plane ## Operator integration tests against the local control plane
+	$(CARGO) build -p proglog-node --bins
 	scripts/control-plane/with-control-plane.sh $(CARGO) test -p proglog-operator --test '*' -- --ignored --test-threads=1
 
 lint: ## rustfmt check and clippy with warnings as errors

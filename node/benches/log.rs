@@ -41,7 +41,7 @@ fn append_durable(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_millis(1500));
     // The same run's yardstick for batches of one: a 1 KiB `write` + `fdatasync` on a plain
     // file (the machine's fsync rate for appends).
     group.throughput(Throughput::ElementsAndBytes {
@@ -89,7 +89,7 @@ fn append_1mib_batch(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(4));
+        .measurement_time(Duration::from_secs(3));
     for size in [1024usize, 64 * 1024] {
         let count = (1 << 20) / size;
         group.throughput(Throughput::ElementsAndBytes {
@@ -228,28 +228,38 @@ fn open_1000_segments(c: &mut Criterion) {
     group.finish();
 }
 
-/// Durable 1 MiB batches against the same-run disk limit, interleaved round by round so that
-/// drift in this shared machine's disk speed affects both sides equally: a 1 MiB
+/// Durable 1 MiB batches against the same-run disk limit, interleaved round by round (in
+/// alternating order) so that drift in this shared machine's disk speed affects both sides
+/// equally: a 1 MiB
 /// `append_batch` and `sync` versus a 1 MiB `write` and `fdatasync` on a plain file (what fio's
 /// fsync'd sequential write measures). Prints the ratio; criterion's statistics are not used.
 fn durable_1mib_vs_raw_file(_c: &mut Criterion) {
     const ROUNDS: u32 = 60;
-    let dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
-    let mut raw = std::fs::File::create(dir.path().join("raw")).expect("create");
     let block = records(1 << 20, 1).remove(0);
     for size in [1024usize, 64 * 1024] {
         let input = records(size, (1 << 20) / size);
         let (_log_dir, log) = fresh_log(LogConfig::default());
+        let raw_dir = tempfile::tempdir_in(bench_dir()).expect("temporary directory");
+        let mut raw = std::fs::File::create(raw_dir.path().join("raw")).expect("create");
         let (mut log_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
-        for _ in 0..ROUNDS {
-            let start = std::time::Instant::now();
-            log.append_batch(&input).expect("append");
-            log.sync().expect("sync");
-            log_time += start.elapsed();
+        for round in 0..ROUNDS {
+            // Alternate which side goes first: a flush can slow down the write right after it.
+            let log_round = |log_time: &mut Duration| {
+                let start = std::time::Instant::now();
+                log.append_batch(&input).expect("append");
+                log.sync().expect("sync");
+                *log_time += start.elapsed();
+            };
+            if round % 2 == 0 {
+                log_round(&mut log_time);
+            }
             let start = std::time::Instant::now();
             raw.write_all(&block).expect("write");
             raw.sync_data().expect("fdatasync");
             raw_time += start.elapsed();
+            if round % 2 == 1 {
+                log_round(&mut log_time);
+            }
         }
         let mb_per_s = |time: Duration| f64::from(ROUNDS) * 1.048_576 / time.as_secs_f64();
         println!(

@@ -8,6 +8,7 @@
 #
 # Usage: scripts/bench/disk-limits.sh [DIR]   (default: $PROGLOG_BENCH_DIR, else /tmp)
 #        RUNTIME=10 SIZE_MB=512 scripts/bench/disk-limits.sh
+#        FORCE_DD=1 SIZE_MB=64 scripts/bench/disk-limits.sh   (the dd fallback even with fio)
 set -euo pipefail
 
 dir="${1:-${PROGLOG_BENCH_DIR:-/tmp}}"
@@ -36,7 +37,7 @@ report() {
         'BEGIN { printf "%-44s %10.1f MB/s %10.0f writes/s\n", label, bw / 1e6, ops }'
 }
 
-if command -v fio >/dev/null 2>&1; then
+if [ -z "${FORCE_DD:-}" ] && command -v fio >/dev/null 2>&1; then
     echo "tool: $(fio --version), runtime ${runtime}s per test"
     read -r bw ops < <(fio_run seq1m_fsync --bs=1M --fdatasync=1)
     report "fsync'd sequential write, 1 MiB writes" "$bw" "$ops"
@@ -45,10 +46,10 @@ if command -v fio >/dev/null 2>&1; then
     read -r bw ops < <(fio_run seq1m_buffered --bs=1M --end_fsync=1)
     report "buffered sequential write (one final fsync)" "$bw" "$ops"
 else
-    echo "tool: dd (fio not installed), oflag=dsync"
+    echo "tool: dd oflag=dsync (fio not installed, or FORCE_DD set)"
     # dd_run BS COUNT: bytes/s and writes/s of COUNT synchronous writes of BS.
     dd_run() {
-        local out start end
+        local start end
         start=$(date +%s.%N)
         dd if=/dev/zero of="$work/dd" bs="$1" count="$2" oflag=dsync status=none
         end=$(date +%s.%N)

@@ -65,9 +65,10 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    /// A write was attempted after an earlier fsync failure. Reopen the log (which re-reads
-    /// what actually reached the disk) to write again.
-    #[error("the log refuses writes since an earlier fsync of {} failed; reopen it", path.display())]
+    /// A write was attempted after an earlier fsync failure (or after a truncation or reset
+    /// failed halfway, leaving the files and the log's view of them apart). Reopen the log
+    /// (which re-reads what actually reached the disk) to write again.
+    #[error("the log refuses writes after an earlier failure on {}; reopen it", path.display())]
     WritesRefused {
         /// The file whose fsync failed earlier.
         path: PathBuf,

@@ -487,3 +487,14 @@ fn after_fsync_failure_writes_are_refused_but_reads_work() {
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.append(b"b").unwrap(), 1, "reopening clears the refusal");
 }
+
+#[test]
+fn open_on_a_file_path_is_an_io_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    match Log::open(&file, small_config()) {
+        Err(LogError::Io { path, .. }) => assert_eq!(path, file),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}

@@ -58,7 +58,10 @@
 //!   [`LogError::WritesRefused`]; reads keep working. Reopening the log re-reads what actually
 //!   reached the disk and is the only way to write again.
 //! - An I/O error during an append (for example a full disk) publishes nothing: the partly
-//!   written batch is taken back and the append can be retried.
+//!   written batch is taken back and the append can be retried. A truncation or reset that
+//!   fails halfway (or a batch that cannot be taken back) may leave the files and the log's view
+//!   of them apart, so it also makes the log refuse writes until reopened; every step on disk
+//!   still leaves a directory that opens as a contiguous log.
 
 mod config;
 mod error;

@@ -2,10 +2,12 @@
 //! records, segment listing, close and remove. Truncation lives in `truncation.rs`, recovery in
 //! `recovery.rs`, the streaming reader in `reader.rs`, retention in `retention.rs`.
 //!
-//! Locking: `writer` (a mutex) serializes everything that changes the log; `segments` (a
-//! read-write lock) is taken for reading by readers and by the writer while appending, and for
-//! writing only to add or remove segments or to truncate. Reads therefore never wait for an
-//! append or an fsync; they wait only for a roll or a truncation, which are short. Lock order:
+//! Locking: `writer` (a mutex) serializes appends, `truncate_suffix`, `reset` and `close`;
+//! `segments` (a read-write lock) is taken for reading by readers and by the writer while
+//! appending, and for writing only to add or remove segments or to truncate (retention takes
+//! only this one, and unlinks files after releasing it). Reads therefore never wait for an
+//! append or a `sync`; they wait only for a roll's list update, or for the rare
+//! `truncate_suffix`/`reset`, which hold it across their file operations. Lock order:
 //! `sync_lock`, then `writer`, then `segments`.
 
 use std::fs::File;

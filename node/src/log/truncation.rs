@@ -20,23 +20,28 @@ impl Log {
     /// Removes sealed segments entirely below `before`; returns how many and their bytes.
     pub(super) fn remove_segments_before(&self, before: u64) -> Result<(usize, u64)> {
         self.check_writable()?;
-        let mut removed = 0;
-        let mut bytes = 0;
-        {
+        let removed: Vec<Segment> = {
             let mut segments = self.segments.write();
-            // Oldest first: a crash midway leaves a contiguous suffix of the log.
-            while segments.len() > 1 && segments[0].next_offset() <= before {
-                let info = segments[0].info(false);
-                segments[0].remove_files()?;
-                segments.remove(0);
-                removed += 1;
-                bytes += info.store_bytes + info.index_bytes;
-            }
+            let last = segments.len() - 1;
+            let count = segments[..last]
+                .iter()
+                .take_while(|s| s.next_offset() <= before)
+                .count();
+            segments.drain(..count).collect()
+        };
+        if removed.is_empty() {
+            return Ok((0, 0));
         }
-        if removed > 0 {
-            self.writer.lock().directory_dirty = true;
+        self.writer.lock().directory_dirty = true;
+        // Unlink outside the lock so readers are not held up by the file system. Oldest first:
+        // a crash midway leaves a contiguous suffix of the log on disk.
+        let mut bytes = 0;
+        for segment in &removed {
+            let info = segment.info(false);
+            segment.remove_files()?;
+            bytes += info.store_bytes + info.index_bytes;
         }
-        Ok((removed, bytes))
+        Ok((removed.len(), bytes))
     }
 
     /// Drops every record at or after `from` (Raft uses this to drop a conflicting tail).
@@ -83,7 +88,11 @@ impl Log {
             self.sync_directory()?;
         }
         let last = segments.last().expect("segments are never empty");
-        last.truncate(from.max(last.base()))?;
+        if let Err(err) = last.truncate(from.max(last.base())) {
+            // The index may be cut and the store not: appends would then interleave old frames.
+            self.refuse_writes(last.store_path().to_path_buf());
+            return Err(err);
+        }
         let next = last.next_offset();
         drop(segments);
         self.next_offset.store(next, Ordering::Release);
@@ -101,6 +110,22 @@ impl Log {
         let mut writer = self.writer.lock();
         self.check_writable()?;
         let mut segments = self.segments.write();
+        if let Err(err) = self.replace_segments_for_reset(&mut segments, next) {
+            // The files and the segment list may now disagree; only a reopen can reconcile them.
+            self.refuse_writes(self.dir.clone());
+            return Err(err);
+        }
+        let handles = segments[0].sync_handles();
+        drop(segments);
+        writer.directory_dirty = false;
+        self.next_offset.store(next, Ordering::Release);
+        self.notify.send_replace(next);
+        self.sync_segment_files(&handles, true)?;
+        self.sync_directory()
+    }
+
+    /// The file operations of [`Log::reset`]: leaves exactly one, empty segment at `next`.
+    fn replace_segments_for_reset(&self, segments: &mut Vec<Segment>, next: u64) -> Result<()> {
         // An empty active segment behind full ones adds nothing; dropping it first means that
         // after this, only a lone segment can be empty, so recovery can recognise the empty
         // segment created below as the mark of an interrupted reset.
@@ -108,11 +133,12 @@ impl Log {
             segments.last().expect("checked").remove_files()?;
             segments.pop();
         }
-        if let Some(at) = segments.iter().position(|s| s.base() == next) {
+        if segments.iter().any(|s| s.base() == next) {
             // Keep the segment that already starts at `next`: delete older ones oldest first and
             // newer ones newest first (each step leaves a contiguous log), then empty it.
-            for segment in segments.drain(..at) {
-                segment.remove_files()?;
+            while segments[0].base() != next {
+                segments[0].remove_files()?;
+                segments.remove(0);
             }
             while segments.len() > 1 {
                 segments.last().expect("checked").remove_files()?;
@@ -127,24 +153,17 @@ impl Log {
             let new_store = super::segment::store_path(&self.dir, next);
             segments[0].remove_index_file()?;
             std::fs::rename(&old_store, &new_store).map_err(|e| LogError::io(&old_store, e))?;
-            segments.clear();
-            segments.push(Segment::open_active(&self.dir, next, &self.config)?);
+            segments[0] = Segment::open_active(&self.dir, next, &self.config)?;
         } else {
             // Create the new, empty segment first and make it durable: recovery treats an empty
             // segment among full ones as an interrupted reset and finishes it.
             let fresh = Segment::create(&self.dir, next, &self.config)?;
             self.sync_directory()?;
-            for segment in segments.drain(..) {
+            for segment in segments.iter() {
                 segment.remove_files()?;
             }
-            segments.push(fresh);
+            *segments = vec![fresh];
         }
-        let handles = segments[0].sync_handles();
-        drop(segments);
-        writer.directory_dirty = false;
-        self.next_offset.store(next, Ordering::Release);
-        self.notify.send_replace(next);
-        self.sync_segment_files(&handles, true)?;
-        self.sync_directory()
+        Ok(())
     }
 }

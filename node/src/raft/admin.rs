@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Membership};
@@ -17,6 +18,9 @@ use super::node::RaftNode;
 use super::types::{NodeId, TypeConfig};
 use crate::acl::Action;
 use crate::server::auth::Authorizer;
+
+/// Longest a membership change waits for the previous one to commit.
+const MEMBERSHIP_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The admin service of one node.
 #[derive(Debug, Clone)]
@@ -65,11 +69,34 @@ impl AdminService {
         }
     }
 
+    /// Waits (bounded) until no membership change is in flight, so a change requested right
+    /// after `Initialize` or after another change is not refused for overlapping it.
+    async fn wait_membership_settled(&self) -> Result<(), Status> {
+        self.node
+            .raft()
+            .wait(Some(MEMBERSHIP_SETTLE_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.current_leader.is_some()
+                        && m.committed_membership_config.log_id() == m.membership_config.log_id()
+                },
+                "membership committed",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "the previous membership change has not committed yet ({e}); retry shortly"
+                ))
+            })
+    }
+
     async fn change(
         &self,
         change: ChangeMembers<NodeId, BasicNode>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let _one_at_a_time = self.changing.lock().await;
+        self.wait_membership_settled().await?;
         let response = self
             .node
             .raft()
@@ -179,6 +206,7 @@ impl admin_server::Admin for AdminService {
             return Err(Status::invalid_argument("member.rpc_addr is required"));
         }
         let _one_at_a_time = self.changing.lock().await;
+        self.wait_membership_settled().await?;
         let response = self
             .node
             .raft()

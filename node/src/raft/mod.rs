@@ -29,7 +29,7 @@ pub mod types;
 pub use admin::AdminService;
 pub use error::RaftStoreError;
 pub use identity::NodeIdentity;
-pub use network::{ChannelPool, NetworkConfig};
+pub use network::{ChannelPool, NetworkConfig, TARGET_NODE_HEADER};
 pub use node::{RaftBackend, RaftNode, RaftNodeConfig, RaftNodeError, default_raft_config};
 pub use service::RaftService;
 pub use types::{NodeId, TypeConfig};

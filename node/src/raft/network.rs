@@ -2,7 +2,9 @@
 //! `proglog.raft.v1.Raft` gRPC service. One pooled, lazily connected channel per peer address,
 //! reused by every RPC (tonic multiplexes them over one HTTP/2 connection); per-RPC timeouts from
 //! openraft; errors classified so that openraft backs off from unreachable peers; snapshots
-//! streamed chunk by chunk with a bounded buffer and a stall timeout.
+//! streamed chunk by chunk with a bounded buffer and a stall timeout. Every Raft RPC names the
+//! node id it is addressed to ([`TARGET_NODE_HEADER`]), so a new incarnation at a reused address
+//! refuses instead of answering for the member it replaced.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,25 +12,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use parking_lot::Mutex;
 use proglog_proto::proglog::raft::v1 as pb;
 use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
 use serde::{Deserialize, Serialize};
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::codec;
 use super::snapshot::UserLogSnapshot;
 use super::types::{LogId, NodeId, SnapshotMeta, TypeConfig, UserSnapshot, Vote};
+
+/// gRPC metadata key carrying the node id a Raft RPC is addressed to. The receiver refuses the
+/// RPC unless it is that node: a pod that lost its volume comes back at the same address under a
+/// new id, and must never answer replication meant for the old member (the leader would see its
+/// log go backwards).
+pub const TARGET_NODE_HEADER: &str = "x-proglog-target-node-id";
 
 /// Timeouts and limits of the node-to-node transport.
 #[derive(Debug, Clone)]
@@ -171,6 +181,11 @@ impl CallError {
                 CallError::Unreachable(format!("peer unreachable: {status}"))
             }
             tonic::Code::DeadlineExceeded => CallError::Network(status.to_string()),
+            // The node at the peer's address is not the addressed node (a new incarnation, or
+            // an older peer version): as good as unreachable until the membership changes.
+            tonic::Code::FailedPrecondition => {
+                CallError::Unreachable(format!("peer is not the addressed node: {status}"))
+            }
             _ => CallError::Network(format!("peer refused: {status}")),
         }
     }
@@ -181,6 +196,15 @@ fn io_error(msg: String) -> std::io::Error {
 }
 
 impl RaftPeer {
+    /// `message` as a request addressed to this peer's node id.
+    fn addressed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert(TARGET_NODE_HEADER, MetadataValue::from(self.target));
+        request
+    }
+
     fn client(&self) -> Result<RaftClient<Channel>, CallError> {
         self.pool
             .raft_client(&self.addr)
@@ -227,13 +251,38 @@ impl RaftPeer {
         let mut client = self.client().map_err(|e| self.rpc_error(action, e))?;
         let ttl = option.hard_ttl();
         let reply = match kind {
-            JsonRpc::Vote => self.call(ttl, client.vote(message)).await,
-            JsonRpc::PreVote => self.call(ttl, client.pre_vote(message)).await,
-            JsonRpc::TransferLeader => self.call(ttl, client.transfer_leader(message)).await,
+            JsonRpc::Vote => self.call(ttl, client.vote(self.addressed(message))).await,
+            JsonRpc::PreVote => {
+                self.call(ttl, client.pre_vote(self.addressed(message)))
+                    .await
+            }
+            JsonRpc::TransferLeader => {
+                self.call(ttl, client.transfer_leader(self.addressed(message)))
+                    .await
+            }
         }
         .map_err(|e| self.rpc_error(action, e))?;
         serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
+}
+
+/// The wire form of an AppendEntries request.
+fn encode_append(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+) -> Result<pb::AppendEntriesRequest, super::error::RaftStoreError> {
+    let header = AppendHeader {
+        vote: rpc.vote,
+        prev_log_id: rpc.prev_log_id,
+        leader_commit: rpc.leader_commit,
+    };
+    let mut entries = Vec::with_capacity(rpc.entries.len());
+    for entry in &rpc.entries {
+        entries.push(codec::encode_entry(entry)?.into());
+    }
+    Ok(pb::AppendEntriesRequest {
+        header: serde_json::to_vec(&header)?.into(),
+        entries,
+    })
 }
 
 impl RaftNetworkV2<TypeConfig> for RaftPeer {
@@ -244,33 +293,75 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let header = AppendHeader {
-            vote: rpc.vote,
-            prev_log_id: rpc.prev_log_id,
-            leader_commit: rpc.leader_commit,
-        };
-        let header =
-            serde_json::to_vec(&header).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut entries = Vec::with_capacity(rpc.entries.len());
-        for entry in &rpc.entries {
-            entries.push(
-                codec::encode_entry(entry)
-                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
-                    .into(),
-            );
-        }
-        let request = pb::AppendEntriesRequest {
-            header: header.into(),
-            entries,
-        };
+        let request = encode_append(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self
             .client()
             .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
         let reply = self
-            .call(option.hard_ttl(), client.append_entries(request))
+            .call(
+                option.hard_ttl(),
+                client.append_entries(self.addressed(request)),
+            )
             .await
             .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
         serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let target = self.target;
+            // An entry that cannot be encoded ends the outbound stream; the follower's answers
+            // then stop short and openraft retries.
+            let outbound = input
+                .map(|rpc| encode_append(&rpc))
+                .take_while(|encoded| {
+                    if let Err(e) = encoded {
+                        tracing::error!(error = %e, "encoding an AppendEntries request failed");
+                    }
+                    std::future::ready(encoded.is_ok())
+                })
+                .filter_map(|encoded| std::future::ready(encoded.ok()));
+            let mut client = self
+                .client()
+                .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+            let replies = self
+                .call(
+                    option.hard_ttl(),
+                    client.stream_append(self.addressed(outbound)),
+                )
+                .await
+                .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+            let results = replies.map(move |reply| match reply {
+                Ok(reply) => serde_json::from_slice::<StreamAppendResult<TypeConfig>>(&reply.json)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e))),
+                Err(status) => Err(match CallError::from_status(status) {
+                    CallError::Unreachable(msg) => {
+                        RPCError::Unreachable(Unreachable::new(&io_error(msg)))
+                    }
+                    CallError::Network(msg) => RPCError::Network(NetworkError::new(&io_error(msg))),
+                    CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                        action: RPCTypes::AppendEntries,
+                        id: 0u64,
+                        target,
+                        timeout,
+                    }),
+                }),
+            });
+            Ok(Box::pin(results) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
@@ -350,7 +441,7 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
         let mut client = self
             .client()
             .map_err(|_| network_err(format!("bad peer address {}", self.addr)))?;
-        let call = client.install_snapshot(outbound);
+        let call = client.install_snapshot(self.addressed(outbound));
         tokio::pin!(call);
         tokio::pin!(cancel);
         let mut watchdog = tokio::time::interval(Duration::from_millis(500));

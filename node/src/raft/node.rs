@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -120,6 +121,7 @@ pub struct RaftNode {
     user_log_config: LogConfig,
     raft_dir: PathBuf,
     propose_timeout: Duration,
+    misaddressed_rpcs: AtomicU64,
 }
 
 impl RaftNode {
@@ -165,6 +167,7 @@ impl RaftNode {
             user_log_config: config.user_log,
             raft_dir,
             propose_timeout: config.propose_timeout,
+            misaddressed_rpcs: AtomicU64::new(0),
         }))
     }
 
@@ -191,6 +194,16 @@ impl RaftNode {
     /// The user-visible log (committed records only).
     pub fn user_log(&self) -> &Arc<Log> {
         &self.user_log
+    }
+
+    /// Raft RPCs refused since start because they were addressed to another node id (a leader
+    /// still replicating to the member this node replaced at its address).
+    pub fn misaddressed_rpcs(&self) -> u64 {
+        self.misaddressed_rpcs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_misaddressed_rpc(&self) {
+        self.misaddressed_rpcs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Snapshots installed since start (sent by a leader because this node was far behind).

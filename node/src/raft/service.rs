@@ -1,7 +1,8 @@
 //! The server half of the Raft transport: the `proglog.raft.v1.Raft` gRPC service, callable only
 //! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`],
 //! receives snapshots into a staging log on disk chunk by chunk (never whole in memory; a stalled
-//! sender is dropped after a timeout) and executes produces forwarded by followers.
+//! sender is dropped after a timeout) and executes produces forwarded by followers. Raft RPCs
+//! addressed (by [`TARGET_NODE_HEADER`]) to another node id than this node's are refused.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use proglog_proto::proglog::raft::v1 as pb;
 use proglog_proto::proglog::raft::v1::raft_server;
@@ -16,7 +18,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec;
-use super::network::{AppendHeader, SnapshotHeader};
+use super::network::{AppendHeader, SnapshotHeader, TARGET_NODE_HEADER};
 use super::node::RaftNode;
 use super::snapshot::{StagingDir, UserLogSnapshot};
 use super::types::{TypeConfig, UserSnapshot};
@@ -60,6 +62,38 @@ impl RaftService {
             .authorize(request, Action::Replicate)
             .map(|_| ())
     }
+
+    /// [`check`](Self::check), then refuses an openraft RPC that is not addressed to this node's
+    /// id: after a volume loss a new incarnation listens at the old member's address, and
+    /// answering the leader on that member's behalf would show it a log that went backwards.
+    fn check_raft<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.check(request)?;
+        let this = self.node.node_id();
+        let target = request.metadata().get(TARGET_NODE_HEADER).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "raft rpc carries no {TARGET_NODE_HEADER} header; this is node {this}"
+            ))
+        })?;
+        let target: u64 = target
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("{TARGET_NODE_HEADER} is not a node id"))
+            })?;
+        if target != this {
+            self.node.count_misaddressed_rpc();
+            tracing::warn!(
+                target_node = target,
+                node = this,
+                "refused a raft rpc addressed to another node id (a replaced member?)"
+            );
+            return Err(Status::failed_precondition(format!(
+                "raft rpc addressed to node {target} but this is node {this}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn json_reply<T: Serialize>(value: &T) -> Result<Response<pb::RaftReply>, Status> {
@@ -72,8 +106,28 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
         .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
 }
 
-fn fatal(e: impl std::fmt::Display) -> Status {
+fn fatal_status(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft is not running on this node: {e}"))
+}
+
+/// An AppendEntries request from its wire form.
+fn decode_append(
+    request: &pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
+    let header: AppendHeader = parse(&request.header)?;
+    let mut entries = Vec::with_capacity(request.entries.len());
+    for bytes in &request.entries {
+        entries.push(
+            codec::decode_entry(bytes)
+                .map_err(|e| Status::invalid_argument(format!("bad raft entry: {e}")))?,
+        );
+    }
+    Ok(AppendEntriesRequest {
+        vote: header.vote,
+        prev_log_id: header.prev_log_id,
+        entries,
+        leader_commit: header.leader_commit,
+    })
 }
 
 /// The next chunk of a snapshot transfer, or an error if the sender stalls.
@@ -95,49 +149,77 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        self.check(&request)?;
-        let request = request.into_inner();
-        let header: AppendHeader = parse(&request.header)?;
-        let mut entries = Vec::with_capacity(request.entries.len());
-        for bytes in &request.entries {
-            entries.push(
-                codec::decode_entry(bytes)
-                    .map_err(|e| Status::invalid_argument(format!("bad raft entry: {e}")))?,
-            );
-        }
-        let rpc = AppendEntriesRequest::<TypeConfig> {
-            vote: header.vote,
-            prev_log_id: header.prev_log_id,
-            entries,
-            leader_commit: header.leader_commit,
-        };
-        let response = self.node.raft().append_entries(rpc).await.map_err(fatal)?;
+        self.check_raft(&request)?;
+        let rpc = decode_append(&request.into_inner())?;
+        let response = self
+            .node
+            .raft()
+            .append_entries(rpc)
+            .await
+            .map_err(fatal_status)?;
         json_reply(&response)
+    }
+
+    type StreamAppendStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::RaftReply, Status>> + Send + 'static>,
+    >;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        self.check_raft(&request)?;
+        // A request that fails to arrive or decode ends the input; openraft then answers what it
+        // received and the leader retries from there.
+        let input = request
+            .into_inner()
+            .map(|item| {
+                item.map_err(|e| e.to_string())
+                    .and_then(|r| decode_append(&r).map_err(|e| e.to_string()))
+            })
+            .take_while(|decoded| {
+                if let Err(e) = decoded {
+                    tracing::warn!(error = %e, "replication stream ended");
+                }
+                std::future::ready(decoded.is_ok())
+            })
+            .filter_map(|decoded| std::future::ready(decoded.ok()));
+        let replies = self
+            .node
+            .raft()
+            .stream_append(input)
+            .map(|result| match result {
+                Ok(result) => serde_json::to_vec(&result)
+                    .map(|json| pb::RaftReply { json: json.into() })
+                    .map_err(|e| Status::internal(e.to_string())),
+                Err(fatal) => Err(fatal_status(fatal)),
+            });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        self.check(&request)?;
+        self.check_raft(&request)?;
         let rpc: VoteRequest<TypeConfig> = parse(&request.into_inner().json)?;
-        json_reply(&self.node.raft().vote(rpc).await.map_err(fatal)?)
+        json_reply(&self.node.raft().vote(rpc).await.map_err(fatal_status)?)
     }
 
     async fn pre_vote(
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        self.check(&request)?;
+        self.check_raft(&request)?;
         let rpc: VoteRequest<TypeConfig> = parse(&request.into_inner().json)?;
-        json_reply(&self.node.raft().pre_vote(rpc).await.map_err(fatal)?)
+        json_reply(&self.node.raft().pre_vote(rpc).await.map_err(fatal_status)?)
     }
 
     async fn transfer_leader(
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        self.check(&request)?;
+        self.check_raft(&request)?;
         let rpc: TransferLeaderRequest<TypeConfig> = parse(&request.into_inner().json)?;
         json_reply(
             &self
@@ -145,7 +227,7 @@ impl raft_server::Raft for RaftService {
                 .raft()
                 .handle_transfer_leader(rpc)
                 .await
-                .map_err(fatal)?,
+                .map_err(fatal_status)?,
         )
     }
 
@@ -153,7 +235,7 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        self.check(&request)?;
+        self.check_raft(&request)?;
         let mut stream = request.into_inner();
         let first = next_chunk(&mut stream, self.stall_timeout)
             .await?
@@ -215,7 +297,7 @@ impl raft_server::Raft for RaftService {
             .raft()
             .install_full_snapshot(header.vote, snapshot)
             .await
-            .map_err(fatal)?;
+            .map_err(fatal_status)?;
         json_reply(&response)
     }
 
@@ -223,6 +305,7 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ForwardProduceRequest>,
     ) -> Result<Response<pb::ForwardProduceResponse>, Status> {
+        // Addressed to "the leader", not to a node id: a node that is not the leader refuses.
         self.check(&request)?;
         let records = request.into_inner().records;
         // Only the leader executes forwarded produces: a second hop could loop during elections.
