@@ -8,7 +8,7 @@ export PROGLOG_CACHE_DIR := $(CACHE_DIR)
 CARGO            ?= cargo
 BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all build release test test-unit test-operator lint fmt crds crds-check run certs \
+.PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
         control-plane control-plane-up control-plane-down bench bench-log bench-server bench-raft e2e e2e-local clean help
 
 all: build
@@ -30,6 +30,7 @@ test: control-plane ## Run every test (what CI runs)
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 	$(MAKE) test-operator
+	$(MAKE) chart-check
 	$(MAKE) e2e-local
 
 test-unit: ## Unit and integration tests only (no control plane)
@@ -38,6 +39,9 @@ test-unit: ## Unit and integration tests only (no control plane)
 test-operator: control-plane ## Operator integration tests against the local control plane
 	$(CARGO) build -p proglog-node --bins
 	scripts/control-plane/with-control-plane.sh $(CARGO) test -p proglog-operator --test '*' -- --ignored --test-threads=1
+
+chart-check: control-plane ## Helm chart: lint, render, server-side dry run and RBAC checks (builds helm once)
+	scripts/chart-check.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::backend::GroupCommitConfig;
 use crate::log::{LogConfig, RetentionPolicy};
 use crate::server::{ServerLimits, ServiceLimits};
-use crate::telemetry::LogFormat;
+use crate::telemetry::{LogFormat, OtlpExport};
 use crate::tls::ServerTlsFiles;
 
 /// Exit status for invalid configuration (`EX_USAGE` from sysexits.h).
@@ -125,6 +125,10 @@ pub struct NodeArgs {
     #[arg(long, env = "PROGLOG_SHUTDOWN_GRACE")]
     #[serde(default, deserialize_with = "de_duration")]
     pub shutdown_grace: Option<humantime::Duration>,
+    /// Export tracing spans over OTLP/gRPC to this collector, e.g. `http://127.0.0.1:4317`
+    /// [default: no export].
+    #[arg(long, env = "PROGLOG_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn de_duration<'de, D>(deserializer: D) -> Result<Option<humantime::Duration>, D::Error>
@@ -158,6 +162,8 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// Replicate with Raft instead of running a single node.
     pub raft: bool,
+    /// OTLP trace export (`--otlp-endpoint`), off when `None`.
+    pub otlp: Option<OtlpExport>,
 }
 
 impl NodeArgs {
@@ -196,6 +202,7 @@ impl NodeArgs {
             raft: self.raft.or(file.raft),
             log_format: self.log_format.or(file.log_format),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
         })
     }
 
@@ -315,6 +322,17 @@ impl NodeArgs {
             keepalive_timeout: duration(args.keepalive_timeout, 10, "keepalive-timeout")?,
             handshake_timeout: duration(args.handshake_timeout, 10, "handshake-timeout")?,
         };
+        let otlp = args
+            .otlp_endpoint
+            .map(|text| {
+                crate::telemetry::parse_otlp_endpoint(&text).map(|endpoint| OtlpExport {
+                    endpoint,
+                    node_ordinal: ordinal,
+                    node_address: advertise_addr.clone(),
+                })
+            })
+            .transpose()
+            .map_err(|reason| invalid("otlp-endpoint", reason))?;
         Ok(NodeConfig {
             data_dir,
             bind_addr,
@@ -336,6 +354,7 @@ impl NodeArgs {
                 .shutdown_grace
                 .map_or(Duration::from_secs(10), Into::into),
             raft: args.raft.unwrap_or(false),
+            otlp,
         })
     }
 }
@@ -398,6 +417,7 @@ mod tests {
         assert_eq!(config.limits.service.max_record_bytes, 1024 * 1024);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert!(!config.raft);
+        assert_eq!(config.otlp, None, "OTLP export is off by default");
         let mut argv = base();
         argv.extend(["--raft", "true"]);
         assert!(
@@ -424,7 +444,7 @@ mod tests {
         let file = dir.path().join("node.toml");
         std::fs::write(
             &file,
-            "bind-addr = \"127.0.0.1:9000\"\nshutdown-grace = \"3s\"\nmax-record-size = 100\n",
+            "bind-addr = \"127.0.0.1:9000\"\nshutdown-grace = \"3s\"\nmax-record-size = 100\notlp-endpoint = \"http://127.0.0.1:4317\"\n",
         )
         .unwrap();
         let mut argv = base();
@@ -432,6 +452,9 @@ mod tests {
         argv.extend(["--config", &file_arg, "--max-record-size", "200"]);
         let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
         assert_eq!(config.bind_addr, "127.0.0.1:9000".parse().unwrap());
+        let otlp = config.otlp.expect("otlp-endpoint from the file");
+        assert_eq!(otlp.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(otlp.node_address, "127.0.0.1:9000");
         assert_eq!(config.shutdown_grace, Duration::from_secs(3));
         assert_eq!(config.limits.service.max_record_bytes, 200);
     }
@@ -463,6 +486,14 @@ mod tests {
         assert!(NodeArgs::try_parse_from(argv).unwrap().resolve().is_err());
 
         assert!(NodeArgs::try_parse_from(["proglog-node", "--bind-addr", "nonsense"]).is_err());
+
+        let mut argv = base();
+        argv.extend(["--otlp-endpoint", "https://127.0.0.1:4317"]);
+        let err = NodeArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("otlp-endpoint"), "{err}");
     }
 
     #[test]

@@ -31,37 +31,51 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The rules the controller needs on the namespaces it manages. */}}
+{{/*
+The rules the controller needs on the namespaces it manages, and nothing more: exactly the
+calls operator/src/controller makes. Owned kinds are written with server-side apply (patch;
+create for the first apply) and watched (list, watch); nothing is ever replaced (no update) and
+owned objects are deleted by garbage collection, not by the operator (no delete), except stale
+per-pod external Services. scripts/chart-check.sh checks these against a real API server.
+*/}}
 {{- define "proglog-operator.managedRules" -}}
+# The controller lists and watches clusters; the finalizer is added/removed with a JSON patch.
 - apiGroups: ["proglog.dev"]
   resources: ["proglogclusters"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status: merge patches (get reads nothing more than get on the cluster already does).
 - apiGroups: ["proglog.dev"]
   resources: ["proglogclusters/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 # Owner references with blockOwnerDeletion need update on the owner's finalizers.
 - apiGroups: ["proglog.dev"]
   resources: ["proglogclusters/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
-  resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  resources: ["configmaps"]
+  verbs: ["list", "watch", "create", "patch"]
+# Services: delete only for per-pod external Services no longer wanted.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Secrets are read by name only (no list/watch of every Secret).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch", "update"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list"]
+# Volume growth patches the claims; the finalizer deletes them only when retentionOnDelete is
+# Delete (by label selector).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "patch", "deletecollection"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use proglog_node::config::{EXIT_INVALID_CONFIG, NodeArgs};
 use proglog_node::server::{run_node, shutdown_signal};
+use proglog_node::telemetry::TelemetryError;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -23,14 +24,26 @@ fn main() -> ExitCode {
             return exit_invalid();
         }
     };
-    if let Err(error) = proglog_node::telemetry::init(config.log_format) {
-        eprintln!("proglog-node: cannot set up logging: {error}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("proglog-node: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The OTLP exporter's gRPC channel is spawned on the runtime, so set up inside it.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        proglog_node::telemetry::init_with_export(config.log_format, config.otlp.as_ref())
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error @ TelemetryError::Exporter { .. }) => {
+            eprintln!("proglog-node: invalid configuration: {error}");
+            return exit_invalid();
+        }
+        Err(error) => {
+            eprintln!("proglog-node: cannot set up logging: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -43,6 +56,10 @@ fn main() -> ExitCode {
         });
         run_node(config, shutdown).await
     });
+    // Flush queued spans while the runtime (and the exporter's channel) still runs.
+    if let Err(error) = telemetry.shutdown() {
+        eprintln!("proglog-node: {error}");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is_configuration_error() => {

@@ -73,6 +73,15 @@ pub enum LogError {
         /// The file whose fsync failed earlier.
         path: PathBuf,
     },
+    /// Another `Log` (in this or another process) has the directory open: two writers would
+    /// corrupt it, so the second open is refused.
+    #[error("log directory {} is already open (locked through {})", dir.display(), lock_path.display())]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+        /// The lock file held by the other owner.
+        lock_path: PathBuf,
+    },
     /// The log was closed with [`Log::close`](super::Log::close).
     #[error("the log is closed")]
     Closed,

@@ -40,6 +40,12 @@
 //!   dirtied through the shared mapping. Files must not be modified by other processes while
 //!   the log is open.
 //!
+//! # One owner per directory
+//! [`Log::open`] takes an exclusive `flock` on the directory's `LOCK` file and holds it until
+//! [`Log::close`] (or drop); a second open — from another process or this one — fails with
+//! [`LogError::Locked`] instead of letting two writers interleave frames. The kernel drops the
+//! lock when a process dies, so a crash never leaves a stale lock.
+//!
 //! # Failure semantics
 //! - **Torn tail** (a crash during an append): when opening, the last segment's store is
 //!   scanned; an incomplete or checksum-failing frame at its end — with no valid frame after
@@ -81,4 +87,4 @@ pub use error::{LogError, Result};
 pub use reader::LogReader;
 pub use retention::{RetentionOutcome, RetentionPolicy, spawn_retention};
 pub use segment::SegmentInfo;
-pub use segmented_log::Log;
+pub use segmented_log::{LOCK_FILE_NAME, Log};

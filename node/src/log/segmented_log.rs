@@ -42,6 +42,9 @@ pub struct Log {
     writes_refused: AtomicBool,
     /// The file whose fsync failed, once one did.
     failed_fsync_path: Mutex<Option<PathBuf>>,
+    /// Exclusive advisory lock on the directory's lock file, held from open until close, so a
+    /// second writer (another process, or a second `Log` here) cannot open the same directory.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// What only the writer touches.
@@ -72,6 +75,7 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        let dir_lock = lock_directory(&dir)?;
         let segments = recovery::open_segments(&dir, &config)?;
         let next = segments
             .last()
@@ -89,6 +93,7 @@ impl Log {
             closed: AtomicBool::new(false),
             writes_refused: AtomicBool::new(false),
             failed_fsync_path: Mutex::new(None),
+            dir_lock: Mutex::new(Some(dir_lock)),
         })
     }
 
@@ -347,6 +352,8 @@ impl Log {
             Ok(())
         });
         self.closed.store(true, Ordering::Release);
+        // Dropping the file releases the lock: the directory may now be opened again.
+        self.dir_lock.lock().take();
         result
     }
 
@@ -361,6 +368,12 @@ impl Log {
         for segment in self.segments.read().iter() {
             segment.remove_files()?;
         }
+        let lock_path = self.dir.join(LOCK_FILE_NAME);
+        if let Err(e) = std::fs::remove_file(&lock_path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(LogError::io(&lock_path, e));
+        }
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e)
@@ -373,6 +386,30 @@ impl Log {
             }
             Err(e) => Err(LogError::io(&self.dir, e)),
         }
+    }
+}
+
+/// Name of the lock file in a log directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Creates `dir` if needed and takes an exclusive advisory lock (`flock`) on its lock file.
+/// The lock dies with the process, so a crash never leaves a stale lock behind.
+fn lock_directory(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| LogError::io(&lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+            dir: dir.to_path_buf(),
+            lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(LogError::io(&lock_path, e)),
     }
 }
 

@@ -171,6 +171,12 @@ impl RaftLogStoreReader {
     pub fn has_state(&self) -> bool {
         self.shared.has_state()
     }
+
+    /// Syncs and closes the Raft log, releasing its directory lock, once Raft has stopped (the
+    /// flush thread and openraft's tasks may still hold the `Log` for a moment after that).
+    pub fn close_log(&self) -> Result<(), crate::log::LogError> {
+        self.shared.log.close()
+    }
 }
 
 fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {

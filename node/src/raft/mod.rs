@@ -5,7 +5,8 @@
 //! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes.
 //! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
 //!   data as a view of that log.
-//! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport.
+//! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
+//!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
 //! - [`node`]: the runtime tying it together and the Raft [`LogBackend`](crate::backend::LogBackend).
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service.
@@ -13,6 +14,7 @@
 //! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
 
 pub mod admin;
+pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;
 pub mod error;

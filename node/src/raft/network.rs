@@ -1,12 +1,12 @@
 //! The client half of the Raft transport: openraft's [`RaftNetworkV2`] over the internal
-//! `proglog.raft.v1.Raft` gRPC service. One pooled, lazily connected channel per peer address,
-//! reused by every RPC (tonic multiplexes them over one HTTP/2 connection); per-RPC timeouts from
-//! openraft; errors classified so that openraft backs off from unreachable peers; snapshots
+//! `proglog.raft.v1.Raft` gRPC service. One pooled, lazily connected channel per peer address
+//! ([`ChannelPool`]), reused by every RPC (tonic multiplexes them over one HTTP/2 connection) and
+//! replaced when the node's client certificates are reloaded; per-RPC timeouts from openraft;
+//! errors classified so that openraft backs off from unreachable peers; snapshots
 //! streamed chunk by chunk with a bounded buffer and a stall timeout. Every Raft RPC names the
 //! node id it is addressed to ([`TARGET_NODE_HEADER`]), so a new incarnation at a reused address
 //! refuses instead of answering for the member it replaced.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,13 +23,13 @@ use openraft::raft::{
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
-use parking_lot::Mutex;
 use proglog_proto::proglog::raft::v1 as pb;
 use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
+pub use super::channel_pool::ChannelPool;
 use super::codec;
 use super::snapshot::UserLogSnapshot;
 use super::types::{LogId, NodeId, SnapshotMeta, TypeConfig, UserSnapshot, Vote};
@@ -58,55 +58,6 @@ impl Default for NetworkConfig {
             snapshot_stall_timeout: Duration::from_secs(30),
             snapshot_buffer_chunks: 2,
         }
-    }
-}
-
-/// One channel per peer address, created lazily and reused.
-#[derive(Debug)]
-pub struct ChannelPool {
-    tls: ClientTlsConfig,
-    config: NetworkConfig,
-    channels: Mutex<HashMap<String, Channel>>,
-}
-
-impl ChannelPool {
-    /// A pool connecting with `tls` (the node's own certificate as client identity).
-    pub fn new(tls: ClientTlsConfig, config: NetworkConfig) -> Self {
-        Self {
-            tls,
-            config,
-            channels: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The transport settings.
-    pub fn config(&self) -> &NetworkConfig {
-        &self.config
-    }
-
-    /// The channel to `addr` (`host:port`), created on first use. Connecting happens on the
-    /// first RPC and again after a connection drops.
-    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut channels = self.channels.lock();
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(self.tls.clone())?
-            .connect_timeout(self.config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
-    /// A Raft-service client for `addr`.
-    pub fn raft_client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-        Ok(RaftClient::new(self.channel(addr)?)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024))
     }
 }
 

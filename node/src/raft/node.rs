@@ -18,7 +18,6 @@ use openraft::{BasicNode, ReadPolicy, ServerState};
 use proglog_proto::log::v1::{Record, Server};
 use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 use tokio::sync::watch;
-use tonic::transport::ClientTlsConfig;
 
 use super::error::RaftStoreError;
 use super::identity::NodeIdentity;
@@ -28,6 +27,7 @@ use super::state_machine::{UserLogStateMachine, decode_record};
 use super::types::{Metrics, NodeId, ProduceBatch, Raft};
 use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
 use crate::log::{Log, LogConfig};
+use crate::tls::ReloadingClientTls;
 
 /// Everything needed to start a node's Raft side.
 #[derive(Debug, Clone)]
@@ -46,8 +46,9 @@ pub struct RaftNodeConfig {
     pub raft_log: LogConfig,
     /// Transport timeouts and buffering.
     pub network: NetworkConfig,
-    /// TLS for connections to other nodes (the node certificate as client identity).
-    pub client_tls: ClientTlsConfig,
+    /// TLS for connections to other nodes (the node certificate as client identity); new
+    /// connections follow its reloads.
+    pub client_tls: Arc<ReloadingClientTls>,
     /// Longest a produce may wait for a leader and a quorum before `UNAVAILABLE`.
     pub propose_timeout: Duration,
 }
@@ -58,7 +59,7 @@ impl RaftNodeConfig {
         data_dir: PathBuf,
         ordinal: u32,
         advertise_addr: String,
-        client_tls: ClientTlsConfig,
+        client_tls: Arc<ReloadingClientTls>,
     ) -> Self {
         Self {
             data_dir,
@@ -228,6 +229,12 @@ impl RaftNode {
         self.user_log_config.clone()
     }
 
+    /// The client TLS configuration of connections to other nodes (Raft, forwarded produces);
+    /// its watcher is started by whoever runs the node.
+    pub fn client_tls(&self) -> &Arc<ReloadingClientTls> {
+        self.pool.tls()
+    }
+
     /// The latest Raft metrics of this node.
     pub fn metrics(&self) -> Metrics {
         self.raft.metrics().borrow_watched().clone()
@@ -386,7 +393,15 @@ impl RaftNode {
         self.state_machine
             .persist_now()
             .await
-            .map_err(|e| BackendError::Storage(e.to_string()))
+            .map_err(|e| BackendError::Storage(e.to_string()))?;
+        // Close both logs now rather than when the last handle drops, so the data directory is
+        // released (and can be reopened) as soon as shutdown returns.
+        self.user_log
+            .close()
+            .map_err(|e| BackendError::Storage(format!("closing the user log: {e}")))?;
+        self.log_reader
+            .close_log()
+            .map_err(|e| BackendError::Storage(format!("closing the raft log: {e}")))
     }
 
     /// This node's role.

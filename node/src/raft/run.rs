@@ -1,7 +1,7 @@
 //! Starting the Raft side of a `proglog-node` process from its [`NodeConfig`] (`--raft true`):
-//! the node's own certificate doubles as its client identity towards the other nodes, the
-//! user-visible log uses the configured segment limits, and the Raft and admin services join the
-//! node's one TLS port.
+//! the node's own certificate doubles as its client identity towards the other nodes (reloaded
+//! like the server's; [`crate::server::run_node`] starts the watchers), the user-visible log uses
+//! the configured segment limits, and the Raft and admin services join the node's one TLS port.
 
 use std::sync::Arc;
 
@@ -9,11 +9,11 @@ use super::node::{RaftNode, RaftNodeConfig, RaftNodeError};
 use super::{AdminService, RaftService};
 use crate::config::NodeConfig;
 use crate::server::NodeServer;
-use crate::tls::{ClientTlsFiles, client_tls_config};
+use crate::tls::{ClientTlsFiles, ReloadingClientTls};
 
 /// Opens the Raft storage under the node's data directory and starts Raft.
 pub async fn start_raft_node(config: &NodeConfig) -> Result<Arc<RaftNode>, RaftNodeError> {
-    let client_tls = client_tls_config(&ClientTlsFiles {
+    let client_tls = ReloadingClientTls::load(ClientTlsFiles {
         ca: config.tls.ca.clone(),
         cert: Some(config.tls.cert.clone()),
         key: Some(config.tls.key.clone()),

@@ -83,6 +83,11 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
 
     let watchers = shutdown.child_token();
     tls.spawn_watcher(config.reload_interval, watchers.clone());
+    if let Some(node) = &raft_node {
+        // The node's connections to its peers present the same (renewed) certificate.
+        node.client_tls()
+            .spawn_watcher(config.reload_interval, watchers.clone());
+    }
     acl.spawn_watcher(config.reload_interval, watchers.clone());
 
     let server = NodeServer::new(

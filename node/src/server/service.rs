@@ -104,8 +104,10 @@ impl LogService {
 }
 
 fn rpc_span(method: &'static str) -> tracing::Span {
+    // `otel.name` names the exported OTLP span after the method (the tracing span stays "rpc").
     tracing::info_span!(
         "rpc",
+        otel.name = method,
         method,
         peer = tracing::field::Empty,
         offset = tracing::field::Empty

@@ -1,7 +1,8 @@
 //! Mutual TLS for the node: loading PEM files, the rustls server configuration (client
 //! certificates verified against the CA but optional at the handshake, so health checks work
 //! without one and other RPCs answer `UNAUTHENTICATED`), reloading certificates and CA when their
-//! files change, client configurations, and caller identities taken from verified certificates.
+//! files change (server side and the node's own client side), client configurations, and caller
+//! identities taken from verified certificates.
 //!
 //! The whole workspace uses one rustls crypto provider: `ring`.
 
@@ -17,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use client::{ClientTlsFiles, client_tls_config};
+pub use client::{ClientTlsFiles, ReloadingClientTls, client_tls_config};
 pub use identity::identity_of;
 pub use server::{ReloadingServerTls, build_server_config};
 

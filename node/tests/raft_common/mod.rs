@@ -10,19 +10,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proglog_node::acl::Acl;
+use proglog_node::backend::{
+    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds,
+};
 use proglog_node::certs::write_dev_certs;
 use proglog_node::log::LogConfig;
 use proglog_node::metrics::Metrics;
 use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
 use proglog_node::server::{NodeServer, ServerLimits};
-use proglog_node::tls::{ClientTlsFiles, ReloadingServerTls, ServerTlsFiles, client_tls_config};
+use proglog_node::tls::{
+    ClientTlsFiles, ReloadingClientTls, ReloadingServerTls, ServerTlsFiles, client_tls_config,
+};
 use proglog_proto::log::v1::log_client::LogClient;
-use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record, Server};
 use proglog_proto::proglog::admin::v1::admin_client::AdminClient;
 use proglog_proto::proglog::admin::v1::{
     AddLearnerRequest, ClusterStatusRequest, InitializeRequest, Member, PromoteVoterRequest,
 };
 use tempfile::TempDir;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -43,6 +49,9 @@ pub struct TestCluster {
     pub nodes: Vec<Option<RunningNode>>,
     /// Adjusts each node's configuration before it starts (snapshot policy, segment sizes).
     pub tune: fn(&mut RaftNodeConfig),
+    /// When set, nodes started afterwards watch their certificate files (server and client
+    /// side) at this interval, as `proglog-node` does.
+    pub tls_reload_interval: Option<Duration>,
 }
 
 fn free_port() -> u16 {
@@ -83,6 +92,7 @@ impl TestCluster {
             addrs,
             nodes: (0..size).map(|_| None).collect(),
             tune,
+            tls_reload_interval: None,
         }
     }
 
@@ -102,7 +112,8 @@ impl TestCluster {
     /// Starts (or restarts) node `i` on its port with its data directory.
     pub async fn start(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node {i} is already running");
-        let client_tls = client_tls_config(&self.client_files("node")).expect("node client tls");
+        let client_tls =
+            ReloadingClientTls::load(self.client_files("node")).expect("node client tls");
         let mut config = RaftNodeConfig::new(
             self.data_dir(i),
             i as u32,
@@ -113,15 +124,33 @@ impl TestCluster {
         config.propose_timeout = Duration::from_secs(5);
         (self.tune)(&mut config);
         let node = RaftNode::start(config).await.expect("start raft node");
+        let (shutdown, task) = self.serve(i, node.clone()).await;
+        self.nodes[i] = Some(RunningNode {
+            node,
+            shutdown,
+            task,
+        });
+    }
+
+    /// Serves `node` on node `i`'s port: a fresh server (and certificate watchers) for a Raft
+    /// node that may have run behind an earlier server.
+    async fn serve(&self, i: usize, node: Arc<RaftNode>) -> (CancellationToken, JoinHandle<()>) {
         let tls = ReloadingServerTls::load(ServerTlsFiles {
             cert: self.certs.join("node.pem"),
             key: self.certs.join("node-key.pem"),
             ca: self.certs.join("ca.pem"),
         })
         .expect("server tls");
+        let shutdown = CancellationToken::new();
+        if let Some(interval) = self.tls_reload_interval {
+            // Stopped with this server.
+            tls.spawn_watcher(interval, shutdown.child_token());
+            node.client_tls()
+                .spawn_watcher(interval, shutdown.child_token());
+        }
         let acl = Acl::load(&self.certs.join("acl.csv")).expect("acl");
         let server = NodeServer::new(
-            Arc::new(RaftBackend::new(node.clone())),
+            Arc::new(ServedRaftBackend(RaftBackend::new(node.clone()))),
             acl,
             tls,
             Arc::new(Metrics::new()),
@@ -132,19 +161,38 @@ impl TestCluster {
         let server = server
             .add_service(RaftService::new(node.clone(), authorizer.clone()).into_server())
             .add_service(AdminService::new(node.clone(), authorizer).into_server());
-        let bound = server
-            .bind(self.addrs[i].parse().expect("socket address"))
-            .await
-            .expect("bind node port");
-        let shutdown = CancellationToken::new();
+        // The previous server's listener may still be closing.
+        let addr = self.addrs[i].parse().expect("socket address");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while let Err(e) = tokio::net::TcpListener::bind(addr).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {i} port stays busy: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let bound = server.bind(addr).await.expect("bind node port");
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = bound.serve(token).await {
                 eprintln!("node server stopped with an error: {e}");
             }
         });
+        (shutdown, task)
+    }
+
+    /// Replaces node `i`'s server while its Raft side keeps running: every connection a peer
+    /// opens afterwards is a new one (the old ones were told to go away).
+    pub async fn restart_server(&mut self, i: usize) {
+        let running = self.nodes[i].take().expect("node is running");
+        running.shutdown.cancel();
+        tokio::time::timeout(WAIT, running.task)
+            .await
+            .expect("server stops")
+            .expect("server task");
+        let (shutdown, task) = self.serve(i, running.node.clone()).await;
         self.nodes[i] = Some(RunningNode {
-            node,
+            node: running.node,
             shutdown,
             task,
         });
@@ -158,7 +206,7 @@ impl TestCluster {
             .await
             .expect("node stops")
             .expect("server task");
-        // The server closes the backend; make sure Raft is down even if it did not.
+        // The server leaves Raft running (see `ServedRaftBackend`): stop it here.
         let _ = running.node.shutdown().await;
     }
 
@@ -319,4 +367,44 @@ pub fn small_segments(config: &mut RaftNodeConfig) {
         max_store_bytes: 4096,
         ..config.raft_log.clone()
     };
+}
+
+/// The Raft backend as a test server sees it, except that stopping the server leaves Raft
+/// running, so a node's server can be replaced ([`TestCluster::restart_server`]);
+/// [`TestCluster::stop`] stops Raft itself.
+#[derive(Debug)]
+struct ServedRaftBackend(RaftBackend);
+
+impl LogBackend for ServedRaftBackend {
+    fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
+        self.0.append(records)
+    }
+
+    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+        self.0.read(offset)
+    }
+
+    fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {
+        self.0.bounds(consistency)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    fn servers(&self) -> BackendFuture<'_, Vec<Server>> {
+        self.0.servers()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.is_ready()
+    }
+
+    fn segment_count(&self) -> Option<usize> {
+        self.0.segment_count()
+    }
+
+    fn shutdown(&self) -> BackendFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
