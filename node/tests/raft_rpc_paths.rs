@@ -1,6 +1,7 @@
 //! Raft cluster paths that were implemented without tests: `GetLogBounds` with
-//! `CONSISTENCY_LINEARIZABLE` (leader, follower, lost quorum), `ProduceStream` through a follower
-//! (forwarded to the leader) and a stalled `InstallSnapshot` stream on the receiving side.
+//! `CONSISTENCY_LINEARIZABLE` (leader, follower forwarding to the leader, lost quorum),
+//! `ProduceStream` through a follower (forwarded to the leader) and a stalled `InstallSnapshot`
+//! stream on the receiving side.
 
 mod raft_common;
 
@@ -55,16 +56,14 @@ async fn linearizable_bounds_on_leader_follower_and_without_quorum() {
         (0, 5)
     );
 
-    // A follower does not run a read-index through the leader: it refuses with UNAVAILABLE and
-    // names the leader, so the client can ask it.
+    // A follower forwards the linearizable read to the leader, which runs the read-index and
+    // answers its own bounds.
     let mut follower_client = cluster.log_client(follower).await;
-    let refused = linearizable_bounds(&mut follower_client)
-        .await
-        .expect_err("a follower refuses a linearizable read");
-    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
-    assert!(
-        refused.message().contains(&cluster.addrs[leader]),
-        "the refusal names the leader's address: {refused:?}"
+    assert_eq!(
+        linearizable_bounds(&mut follower_client)
+            .await
+            .expect("a follower forwards a linearizable read to the leader"),
+        (0, 5)
     );
     // Its local read still works (and eventually agrees with the leader).
     raft_common::wait_until("the follower applied every record", || {
@@ -82,9 +81,12 @@ async fn linearizable_bounds_on_leader_follower_and_without_quorum() {
         .expect_err("no linearizable read without a quorum");
     assert_eq!(lost.code(), Code::Unavailable, "{lost:?}");
     // Either the read-index found no quorum, or the leader already stepped down when its lease
-    // ran out and knows no leader to name.
+    // ran out and knows no leader to name, or (when a re-election under load had moved the
+    // leadership before the stop) the node forwards to a leader that is now unreachable.
     assert!(
-        lost.message().contains("quorum") || lost.message().contains("forward request to: None"),
+        lost.message().contains("quorum")
+            || lost.message().contains("no leader known")
+            || lost.message().contains("unreachable"),
         "the error says the quorum or the leader is missing: {lost:?}"
     );
     // A LOCAL read still answers from the committed log.

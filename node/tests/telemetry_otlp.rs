@@ -243,7 +243,7 @@ fn produce_span_reaches_the_collector_on_graceful_shutdown() {
             service_name: "proglog-node".into(),
             node_address: format!("127.0.0.1:{port}"),
             node_ordinal: 3,
-            span_name: "rpc".into(),
+            span_name: "Produce".into(),
             offset: Some("0".into()),
         }
     );

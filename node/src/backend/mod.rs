@@ -108,6 +108,15 @@ pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
         true
     }
 
+    /// Whether appends issued one after another (each future polled once before the next is
+    /// created) get offsets in issue order even while earlier ones are still in flight. When it
+    /// is false a `ProduceStream` keeps one append in flight at a time, so a stream's records are
+    /// never reordered (a follower forwards each append as its own RPC, and concurrent RPCs can
+    /// reach the leader in any order).
+    fn pipelined_appends_keep_order(&self) -> bool {
+        true
+    }
+
     /// Segments in the local storage, for the metrics (None if not applicable).
     fn segment_count(&self) -> Option<usize> {
         None

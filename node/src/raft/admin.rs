@@ -1,43 +1,36 @@
 //! The `proglog.admin.v1.Admin` service (membership and status), callable only by identities
-//! with the ACL action `admin`. Membership changes run one at a time on this node and openraft
-//! refuses a change while another is uncommitted, so two changes never overlap. Changes must be
-//! made on the leader: a follower answers `UNAVAILABLE` naming the leader's address, which
-//! `proglog cluster` follows automatically.
+//! with the ACL action `admin`. Any node accepts a membership change: the leader executes it
+//! ([`super::membership`]); a follower, having authorized the caller, forwards it to the leader
+//! over the internal Raft connection (`ForwardAdmin`) and returns the leader's answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Membership};
+use openraft::BasicNode;
+use openraft::error::{InitializeError, RaftError};
 use proglog_proto::proglog::admin::v1 as pb;
 use proglog_proto::proglog::admin::v1::admin_server;
+use proglog_proto::proglog::raft::v1::forward_admin_request::Request as AdminRequest;
+use proglog_proto::proglog::raft::v1::forward_admin_response::Response as AdminResponse;
 use tonic::{Request, Response, Status};
 
+use super::forwarding::forward_admin;
+use super::membership;
 use super::node::RaftNode;
-use super::types::{NodeId, TypeConfig};
+use super::types::NodeId;
 use crate::acl::Action;
 use crate::server::auth::Authorizer;
-
-/// Longest a membership change waits for the previous one to commit.
-const MEMBERSHIP_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The admin service of one node.
 #[derive(Debug, Clone)]
 pub struct AdminService {
     node: Arc<RaftNode>,
     authorizer: Authorizer,
-    /// Serialises membership changes requested through this node.
-    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AdminService {
     pub fn new(node: Arc<RaftNode>, authorizer: Authorizer) -> Self {
-        Self {
-            node,
-            authorizer,
-            changing: Arc::new(tokio::sync::Mutex::new(())),
-        }
+        Self { node, authorizer }
     }
 
     pub fn into_server(self) -> admin_server::AdminServer<Self> {
@@ -50,86 +43,25 @@ impl AdminService {
             .map(|_| ())
     }
 
-    fn membership_response(
-        &self,
-        log_index: u64,
-        membership: &Membership<NodeId, BasicNode>,
-    ) -> pb::MembershipResponse {
-        let member = |id: NodeId| pb::Member {
-            node_id: id,
-            rpc_addr: membership
-                .get_node(&id)
-                .map(|n| n.addr.clone())
-                .unwrap_or_default(),
-        };
-        pb::MembershipResponse {
-            voters: membership.voter_ids().map(member).collect(),
-            learners: membership.learner_ids().map(member).collect(),
-            log_index,
+    /// Executes a membership change here when this node leads (or knows no leader, which then
+    /// yields a clear "no leader known" error), else forwards it to the leader.
+    async fn membership_change(&self, request: AdminRequest) -> Result<AdminResponse, Status> {
+        match self.node.leader_elsewhere() {
+            Some(leader_addr) => forward_admin(self.node.pool(), &leader_addr, request).await,
+            None => membership::execute(&self.node, request).await,
         }
     }
 
-    /// Waits (bounded) until no membership change is in flight, so a change requested right
-    /// after `Initialize` or after another change is not refused for overlapping it.
-    async fn wait_membership_settled(&self) -> Result<(), Status> {
-        self.node
-            .raft()
-            .wait(Some(MEMBERSHIP_SETTLE_TIMEOUT))
-            .metrics(
-                |m| {
-                    m.current_leader.is_some()
-                        && m.committed_membership_config.log_id() == m.membership_config.log_id()
-                },
-                "membership committed",
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "the previous membership change has not committed yet ({e}); retry shortly"
-                ))
-            })
-    }
-
-    async fn change(
+    async fn membership_reply(
         &self,
-        change: ChangeMembers<NodeId, BasicNode>,
+        request: AdminRequest,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let _one_at_a_time = self.changing.lock().await;
-        self.wait_membership_settled().await?;
-        let response = self
-            .node
-            .raft()
-            .change_membership(change, false)
-            .await
-            .map_err(write_status)?;
-        let membership = response
-            .membership
-            .clone()
-            .unwrap_or_else(|| self.node.metrics().membership_config.membership().clone());
-        Ok(Response::new(
-            self.membership_response(response.log_id.index, &membership),
-        ))
-    }
-}
-
-fn write_status(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Status {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            match forward.leader_node {
-                Some(node) => Status::unavailable(format!(
-                    "this node is not the leader; send membership changes to the leader {} at {}",
-                    forward.leader_id.unwrap_or_default(),
-                    node.addr
-                )),
-                None => Status::unavailable("no leader is known yet; retry shortly"),
-            }
+        match self.membership_change(request).await? {
+            AdminResponse::Membership(membership) => Ok(Response::new(membership)),
+            AdminResponse::TransferLeadership(_) => Err(Status::internal(
+                "the leader answered a membership change with a leadership transfer",
+            )),
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Status::failed_precondition(e.to_string())
-        }
-        RaftError::APIError(other) => Status::unavailable(other.to_string()),
-        RaftError::Fatal(fatal) => Status::unavailable(format!("raft stopped: {fatal}")),
     }
 }
 
@@ -155,7 +87,7 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::InitializeRequest>,
     ) -> Result<Response<pb::InitializeResponse>, Status> {
         self.check(&request)?;
-        let _one_at_a_time = self.changing.lock().await;
+        let _one_at_a_time = self.node.membership_changes().lock().await;
         if self.node.has_raft_state() {
             return Err(Status::failed_precondition(
                 "this node already has Raft state (it was initialized or joined a cluster); refusing to initialize again",
@@ -198,32 +130,8 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         self.check(&request)?;
-        let request = request.into_inner();
-        let member = request
-            .member
-            .ok_or_else(|| Status::invalid_argument("member is required"))?;
-        if member.rpc_addr.is_empty() {
-            return Err(Status::invalid_argument("member.rpc_addr is required"));
-        }
-        let _one_at_a_time = self.changing.lock().await;
-        self.wait_membership_settled().await?;
-        let response = self
-            .node
-            .raft()
-            .add_learner(
-                member.node_id,
-                BasicNode::new(member.rpc_addr),
-                request.wait_caught_up,
-            )
+        self.membership_reply(AdminRequest::AddLearner(request.into_inner()))
             .await
-            .map_err(write_status)?;
-        let membership = response
-            .membership
-            .clone()
-            .unwrap_or_else(|| self.node.metrics().membership_config.membership().clone());
-        Ok(Response::new(
-            self.membership_response(response.log_id.index, &membership),
-        ))
     }
 
     async fn promote_voter(
@@ -231,19 +139,7 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::PromoteVoterRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         self.check(&request)?;
-        let id = request.into_inner().node_id;
-        let membership = self.node.metrics().membership_config.membership().clone();
-        if membership.voter_ids().any(|v| v == id) {
-            return Err(Status::failed_precondition(format!(
-                "node {id} is already a voter"
-            )));
-        }
-        if membership.get_node(&id).is_none() {
-            return Err(Status::not_found(format!(
-                "node {id} is not a member; add it as a learner first"
-            )));
-        }
-        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+        self.membership_reply(AdminRequest::PromoteVoter(request.into_inner()))
             .await
     }
 
@@ -252,19 +148,8 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         self.check(&request)?;
-        let id = request.into_inner().node_id;
-        let membership = self.node.metrics().membership_config.membership().clone();
-        if membership.get_node(&id).is_none() {
-            return Err(Status::not_found(format!("node {id} is not a member")));
-        }
-        if membership.voter_ids().any(|v| v == id) {
-            // retain=false in `change` also drops it from the learners.
-            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
-                .await
-        } else {
-            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
-                .await
-        }
+        self.membership_reply(AdminRequest::RemoveNode(request.into_inner()))
+            .await
     }
 
     async fn transfer_leadership(
@@ -272,33 +157,15 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::TransferLeadershipRequest>,
     ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
         self.check(&request)?;
-        let to = request.into_inner().to_node_id;
-        let metrics = self.node.metrics();
-        if metrics.current_leader != Some(self.node.node_id()) {
-            return Err(match self.node.leader() {
-                Some((id, addr)) => Status::unavailable(format!(
-                    "this node is not the leader; send the transfer to the leader {id} at {addr}"
-                )),
-                None => Status::unavailable("no leader is known yet; retry shortly"),
-            });
-        }
-        if !metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == to)
+        match self
+            .membership_change(AdminRequest::TransferLeadership(request.into_inner()))
+            .await?
         {
-            return Err(Status::failed_precondition(format!(
-                "node {to} is not a voter"
-            )));
+            AdminResponse::TransferLeadership(done) => Ok(Response::new(done)),
+            AdminResponse::Membership(_) => Err(Status::internal(
+                "the leader answered a leadership transfer with a membership",
+            )),
         }
-        self.node
-            .raft()
-            .trigger()
-            .transfer_leader(to)
-            .await
-            .map_err(|e| Status::unavailable(format!("raft stopped: {e}")))?;
-        Ok(Response::new(pb::TransferLeadershipResponse {}))
     }
 
     async fn cluster_status(

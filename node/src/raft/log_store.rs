@@ -7,7 +7,13 @@
 //! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
 //! optimisation (it saves re-applying after a restart), so it is written in the background,
 //! coalesced, by the same atomic method into `raft-committed.json`.
+//!
+//! The newest entries' encoded bytes are also kept in memory ([`TailCache`], bounded): the leader
+//! reads every entry back once per follower to replicate it, and serving those reads from memory
+//! saves a `pread` and a CRC check per entry per follower; the decoded records of both followers
+//! then share the same bytes.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -15,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
+use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use parking_lot::Mutex;
@@ -30,6 +37,71 @@ use crate::log::{Log, LogConfig};
 const STATE_FILE: &str = "raft-state.json";
 const COMMITTED_FILE: &str = "raft-committed.json";
 const LOG_DIR: &str = "log";
+/// Most encoded bytes the in-memory tail holds (about 8 times what a follower that keeps up has
+/// in flight with 1 KiB records).
+const TAIL_CACHE_BYTES: usize = 64 << 20;
+
+/// The encoded bytes of the newest entries, `first..first + entries.len()`, exactly as stored in
+/// the log. Every change to the log's suffix (truncation, reset, purge) drops the affected
+/// entries *before* the log changes, and appends add theirs *after* the log holds them, so a
+/// cached entry is always what the log holds at that index.
+#[derive(Debug, Default)]
+struct TailCache {
+    first: u64,
+    entries: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl TailCache {
+    fn end(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+
+    fn get(&self, index: u64) -> Option<Bytes> {
+        let at = index.checked_sub(self.first)?;
+        self.entries.get(usize::try_from(at).ok()?).cloned()
+    }
+
+    /// Adds entries stored at `first..`; a gap after the cached ones restarts the cache.
+    fn extend(&mut self, first: u64, encoded: &[Bytes], limit: usize) {
+        if self.entries.is_empty() || self.end() != first {
+            self.clear_from(0);
+            self.first = first;
+        }
+        for entry in encoded {
+            self.bytes += entry.len();
+            self.entries.push_back(entry.clone());
+        }
+        while self.bytes > limit {
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            self.first += 1;
+        }
+    }
+
+    /// Drops every entry at `index` or later.
+    fn clear_from(&mut self, index: u64) {
+        let keep = index
+            .saturating_sub(self.first)
+            .min(self.entries.len() as u64) as usize;
+        for dropped in self.entries.drain(keep..) {
+            self.bytes -= dropped.len();
+        }
+    }
+
+    /// Drops every entry at `index` or earlier.
+    fn clear_through(&mut self, index: u64) {
+        while self.first <= index {
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            self.first += 1;
+        }
+    }
+}
 
 /// The durable part of Raft's own state (not the log entries).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -46,6 +118,7 @@ struct Shared {
     log: Arc<Log>,
     hard: Mutex<HardState>,
     committed: watch::Sender<Option<LogId>>,
+    tail: Mutex<TailCache>,
 }
 
 impl Shared {
@@ -63,9 +136,17 @@ impl Shared {
     fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>, RaftStoreError> {
         let start = start.max(self.first_readable());
         let end = end.min(self.log.next_offset());
-        let mut entries = Vec::with_capacity(end.saturating_sub(start) as usize);
-        for index in start..end {
-            entries.push(codec::decode_entry(&self.log.read(index)?)?);
+        let cached: Vec<Option<Bytes>> = {
+            let tail = self.tail.lock();
+            (start..end).map(|index| tail.get(index)).collect()
+        };
+        let mut entries = Vec::with_capacity(cached.len());
+        for (index, cached) in (start..end).zip(cached) {
+            let encoded = match cached {
+                Some(encoded) => encoded,
+                None => self.log.read(index)?,
+            };
+            entries.push(codec::decode_entry(&encoded)?);
         }
         Ok(entries)
     }
@@ -106,6 +187,7 @@ impl RaftLogStore {
             log,
             hard: Mutex::new(hard),
             committed: committed_tx,
+            tail: Mutex::new(TailCache::default()),
         });
         tokio::spawn(write_committed_in_background(
             dir.join(COMMITTED_FILE),
@@ -284,11 +366,13 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let mut encoded = Vec::new();
         for entry in entries {
             first_index.get_or_insert(entry.log_id.index);
-            encoded.push(codec::encode_entry(&entry)?);
+            encoded.push(Bytes::from(codec::encode_entry(&entry)?));
         }
         if let Some(first) = first_index {
             let log = &self.shared.log;
             let next = log.next_offset();
+            // Cached entries at `first` or later are being replaced.
+            self.shared.tail.lock().clear_from(first);
             if first != next {
                 if first < next {
                     // openraft truncates conflicts first; this keeps the log contiguous anyway.
@@ -313,6 +397,10 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
                 ))
                 .into());
             }
+            self.shared
+                .tail
+                .lock()
+                .extend(first, &encoded, TAIL_CACHE_BYTES);
         }
         self.flush_requests
             .send(callback)
@@ -323,6 +411,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
         let shared = self.shared.clone();
+        shared.tail.lock().clear_from(from);
         run_blocking(move || {
             if from < shared.log.next_offset() {
                 shared.log.truncate_suffix(from)?;
@@ -347,6 +436,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             shared.persist_hard(&next)?;
             *hard = next;
             drop(hard);
+            shared.tail.lock().clear_through(log_id.index);
             if log_id.index + 1 >= shared.log.next_offset() {
                 shared.log.reset(log_id.index + 1)?;
             } else {
@@ -366,4 +456,55 @@ where
         .await
         .map_err(|e| io::Error::other(format!("raft storage task failed: {e}")))?
         .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(values: &[&'static [u8]]) -> Vec<Bytes> {
+        values.iter().map(|v| Bytes::from_static(v)).collect()
+    }
+
+    #[test]
+    fn tail_cache_serves_only_what_was_added_and_not_dropped() {
+        let mut tail = TailCache::default();
+        assert_eq!(tail.get(0), None);
+        tail.extend(5, &entries(&[b"a", b"b", b"c"]), 1 << 20);
+        assert_eq!(tail.get(4), None);
+        assert_eq!(tail.get(5).as_deref(), Some(&b"a"[..]));
+        assert_eq!(tail.get(7).as_deref(), Some(&b"c"[..]));
+        assert_eq!(tail.get(8), None);
+
+        // A conflicting suffix is replaced: the old entries at 6.. must not be served.
+        tail.clear_from(6);
+        assert_eq!(tail.get(6), None);
+        tail.extend(6, &entries(&[b"x"]), 1 << 20);
+        assert_eq!(tail.get(6).as_deref(), Some(&b"x"[..]));
+        assert_eq!(tail.get(7), None);
+
+        // Purging drops the front; a gap after the cached entries restarts the cache.
+        tail.clear_through(5);
+        assert_eq!(tail.get(5), None);
+        assert_eq!(tail.get(6).as_deref(), Some(&b"x"[..]));
+        tail.extend(100, &entries(&[b"y"]), 1 << 20);
+        assert_eq!(tail.get(6), None);
+        assert_eq!(tail.get(100).as_deref(), Some(&b"y"[..]));
+        assert_eq!(tail.bytes, 1);
+
+        // Truncating before the cached range drops everything.
+        tail.clear_from(0);
+        assert_eq!(tail.get(100), None);
+        assert_eq!(tail.bytes, 0);
+    }
+
+    #[test]
+    fn tail_cache_is_bounded_by_bytes() {
+        let mut tail = TailCache::default();
+        tail.extend(0, &entries(&[b"1234", b"5678", b"9abc"]), 8);
+        assert_eq!(tail.bytes, 8);
+        assert_eq!(tail.get(0), None);
+        assert_eq!(tail.get(1).as_deref(), Some(&b"5678"[..]));
+        assert_eq!(tail.get(2).as_deref(), Some(&b"9abc"[..]));
+    }
 }

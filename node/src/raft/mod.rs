@@ -9,7 +9,9 @@
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
 //! - [`node`]: the runtime tying it together and the Raft [`LogBackend`](crate::backend::LogBackend).
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
-//! - [`admin`]: the `proglog.admin.v1.Admin` membership service.
+//! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
+//!   executes on the leader; [`forwarding`]: reads and admin changes a follower sends on to the
+//!   leader, and the "not the leader" errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation.
 //! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
 
@@ -18,8 +20,10 @@ pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;
 pub mod error;
+pub mod forwarding;
 pub mod identity;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod run;

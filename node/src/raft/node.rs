@@ -14,12 +14,16 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::errors::LinearizableReadError;
 use openraft::{BasicNode, ReadPolicy, ServerState};
 use proglog_proto::log::v1::{Record, Server};
 use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 use tokio::sync::watch;
 
 use super::error::RaftStoreError;
+use super::forwarding::{
+    forward_linearizable_bounds, linearizable_error, no_leader_error, not_leader_error,
+};
 use super::identity::NodeIdentity;
 use super::log_store::{RaftLogStore, RaftLogStoreReader};
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
@@ -123,6 +127,8 @@ pub struct RaftNode {
     raft_dir: PathBuf,
     propose_timeout: Duration,
     misaddressed_rpcs: AtomicU64,
+    /// Serialises membership changes executed on this node (asked here or forwarded).
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl RaftNode {
@@ -169,6 +175,7 @@ impl RaftNode {
             raft_dir,
             propose_timeout: config.propose_timeout,
             misaddressed_rpcs: AtomicU64::new(0),
+            membership_changes: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -252,6 +259,57 @@ impl RaftNode {
         Some((leader, addr))
     }
 
+    /// The leader's address when another node leads (where requests are forwarded).
+    pub fn leader_elsewhere(&self) -> Option<String> {
+        self.leader()
+            .and_then(|(id, addr)| (id != self.node_id()).then_some(addr))
+    }
+
+    /// The channels to the other nodes (Raft and forwarded requests).
+    pub(crate) fn pool(&self) -> &ChannelPool {
+        &self.pool
+    }
+
+    /// Held while a membership change runs on this node, so changes never overlap.
+    pub(crate) fn membership_changes(&self) -> &tokio::sync::Mutex<()> {
+        &self.membership_changes
+    }
+
+    /// This node's bounds after a read-index, from any node: run here when this node leads,
+    /// forwarded to the leader (which answers its own bounds) otherwise.
+    pub async fn linearizable_bounds(&self) -> Result<LogBounds, BackendError> {
+        if let Some(addr) = self.leader_elsewhere() {
+            return forward_linearizable_bounds(&self.pool, &addr, self.propose_timeout).await;
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(self.local_bounds()),
+            // A leader was elected since we looked: ask it.
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)))
+                if forward.leader_node.is_some() && forward.leader_id != Some(self.node_id()) =>
+            {
+                let addr = forward.leader_node.map(|n| n.addr).unwrap_or_default();
+                forward_linearizable_bounds(&self.pool, &addr, self.propose_timeout).await
+            }
+            Err(e) => Err(linearizable_error(e)),
+        }
+    }
+
+    /// This node's bounds after a read-index, only if this node leads (forwarded reads end here).
+    pub async fn linearizable_bounds_local(&self) -> Result<LogBounds, BackendError> {
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(linearizable_error)?;
+        Ok(self.local_bounds())
+    }
+
+    fn local_bounds(&self) -> LogBounds {
+        LogBounds {
+            lowest: self.user_log.lowest_offset(),
+            next: self.user_log.next_offset(),
+        }
+    }
+
     /// Appends `records` through Raft from any node: executed here when this node leads,
     /// forwarded to the leader otherwise. Resolves once committed and applied, with the offsets
     /// the leader assigned. `UNAVAILABLE` (never a hang) when there is no leader or no quorum
@@ -322,7 +380,7 @@ impl RaftNode {
                     Some(node) if forward.leader_id != Some(self.node_id()) => {
                         self.forward(&node.addr, records, deadline).await
                     }
-                    _ => Err(no_leader()),
+                    _ => Err(no_leader_error(NOT_EXECUTED_MARK)),
                 }
             }
             Err(e) => Err(write_error(e)),
@@ -410,38 +468,18 @@ impl RaftNode {
     }
 }
 
-/// Whether a call failed to connect, so the request never left this process. tonic reports it as
-/// `UNAVAILABLE` with the transport error in the message.
-pub fn is_connect_failure(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        && (status.message().contains("tcp connect error")
-            || status.message().contains("error trying to connect")
-            || status.message().contains("Connection refused"))
-}
+pub use super::forwarding::is_connect_failure;
 
 /// Marker in `UNAVAILABLE` messages of produces refused before they were appended, so clients
 /// know a retry cannot duplicate the record (see `crate::client`).
 pub const NOT_EXECUTED_MARK: &str = "the produce was not executed";
-
-fn no_leader() -> BackendError {
-    BackendError::Unavailable(format!(
-        "no leader is known yet (election in progress); {}; retry shortly",
-        NOT_EXECUTED_MARK
-    ))
-}
 
 fn write_error(
     error: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>,
 ) -> BackendError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            match forward.leader_node {
-                Some(node) => BackendError::Unavailable(format!(
-                    "this node is not the leader; {}; the leader is at {}; retry there",
-                    NOT_EXECUTED_MARK, node.addr
-                )),
-                None => no_leader(),
-            }
+            not_leader_error(&forward, NOT_EXECUTED_MARK)
         }
         RaftError::APIError(other) => BackendError::Unavailable(format!(
             "{other}; the produce may or may not have been committed; retry"
@@ -483,16 +521,9 @@ impl LogBackend for RaftBackend {
     fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {
         Box::pin(async move {
             if consistency == Consistency::Linearizable {
-                self.node
-                    .raft
-                    .ensure_linearizable(ReadPolicy::ReadIndex)
-                    .await
-                    .map_err(|e| BackendError::Unavailable(format!("{e}; ask the leader")))?;
+                return self.node.linearizable_bounds().await;
             }
-            Ok(LogBounds {
-                lowest: self.node.user_log.lowest_offset(),
-                next: self.node.user_log.next_offset(),
-            })
+            Ok(self.node.local_bounds())
         })
     }
 
@@ -506,6 +537,14 @@ impl LogBackend for RaftBackend {
 
     fn is_ready(&self) -> bool {
         self.node.metrics().current_leader.is_some()
+    }
+
+    fn pipelined_appends_keep_order(&self) -> bool {
+        // The leader hands appends to openraft in call order; a follower forwards each as its
+        // own RPC, and those may reach the leader in any order.
+        self.node
+            .leader()
+            .is_some_and(|(leader, _)| leader == self.node.node_id())
     }
 
     fn shutdown(&self) -> BackendFuture<'_, ()> {

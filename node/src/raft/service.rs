@@ -1,8 +1,9 @@
 //! The server half of the Raft transport: the `proglog.raft.v1.Raft` gRPC service, callable only
 //! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`],
 //! receives snapshots into a staging log on disk chunk by chunk (never whole in memory; a stalled
-//! sender is dropped after a timeout) and executes produces forwarded by followers. Raft RPCs
-//! addressed (by [`TARGET_NODE_HEADER`]) to another node id than this node's are refused.
+//! sender is dropped after a timeout) and executes produces, linearizable reads and admin
+//! membership changes forwarded by followers. Raft RPCs addressed (by [`TARGET_NODE_HEADER`]) to
+//! another node id than this node's are refused.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec;
+use super::membership;
 use super::network::{AppendHeader, SnapshotHeader, TARGET_NODE_HEADER};
 use super::node::RaftNode;
 use super::snapshot::{StagingDir, UserLogSnapshot};
@@ -317,6 +319,39 @@ impl raft_server::Raft for RaftService {
         Ok(Response::new(pb::ForwardProduceResponse {
             first_offset: appended.first_offset,
             count: appended.count,
+        }))
+    }
+    async fn forward_linearizable_bounds(
+        &self,
+        request: Request<pb::ForwardLinearizableBoundsRequest>,
+    ) -> Result<Response<pb::ForwardLinearizableBoundsResponse>, Status> {
+        // Like forward_produce: addressed to "the leader"; only a leader answers (no second hop).
+        self.check(&request)?;
+        let bounds = self
+            .node
+            .linearizable_bounds_local()
+            .await
+            .map_err(|e| backend_status(&e))?;
+        Ok(Response::new(pb::ForwardLinearizableBoundsResponse {
+            lowest_offset: bounds.lowest,
+            next_offset: bounds.next,
+        }))
+    }
+
+    async fn forward_admin(
+        &self,
+        request: Request<pb::ForwardAdminRequest>,
+    ) -> Result<Response<pb::ForwardAdminResponse>, Status> {
+        // The forwarding follower authorized its caller for `admin`; only nodes (`replicate`)
+        // may hand changes on. Executed only here, never forwarded again.
+        self.check(&request)?;
+        let admin = request
+            .into_inner()
+            .request
+            .ok_or_else(|| Status::invalid_argument("forwarded admin request is empty"))?;
+        let response = membership::execute(&self.node, admin).await?;
+        Ok(Response::new(pb::ForwardAdminResponse {
+            response: Some(response),
         }))
     }
 }

@@ -423,7 +423,9 @@ impl ProducePipeline {
                         None => {}
                     }
                 }
-                message = inbound.message(), if inbound_open && in_flight_records < window => {
+                message = inbound.message(), if inbound_open
+                    && in_flight_records < window
+                    && (in_flight.is_empty() || backend.pipelined_appends_keep_order()) => {
                     match message {
                         Ok(Some(first)) => {
                             let (records, failure) = self.take_ready(first, &mut inbound);

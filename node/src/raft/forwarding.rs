@@ -1,0 +1,204 @@
+//! What a follower sends on to the leader, and how openraft's "not the leader" becomes an error:
+//! linearizable `GetLogBounds` and admin membership changes forwarded over the pooled Raft
+//! channel (produces are forwarded by [`super::node`]), the one mapping of openraft's
+//! `ForwardToLeader` to an error message, and [`is_connect_failure`], which tells a failed
+//! forward that certainly never reached the leader (safe to retry) from one whose outcome is
+//! unknown.
+
+use openraft::errors::{ForwardToLeader, LinearizableReadError, RaftError};
+use proglog_proto::proglog::raft::v1 as pb;
+use tonic::Status;
+
+use super::channel_pool::ChannelPool;
+use super::types::TypeConfig;
+use crate::backend::{BackendError, LogBounds};
+
+/// The first words of every error caused by not knowing a leader (no raw openraft text such as
+/// "has to forward request to: None, None" reaches a client).
+pub const NO_LEADER_KNOWN: &str = "no leader known; the cluster may be electing or has lost quorum";
+
+/// The error for a request this node refused because it is not the leader (openraft's
+/// `ForwardToLeader`). `not_executed` says what was not done, e.g. "the produce was not
+/// executed"; the request was refused before it had any effect, so retrying is safe.
+pub fn not_leader_error(forward: &ForwardToLeader<TypeConfig>, not_executed: &str) -> BackendError {
+    match (forward.leader_id, &forward.leader_node) {
+        (Some(id), Some(node)) => BackendError::Unavailable(format!(
+            "this node is not the leader; {not_executed}; the leader is node {id} at {}; retry \
+             there",
+            node.addr
+        )),
+        _ => no_leader_error(not_executed),
+    }
+}
+
+/// The error when no leader is known (see [`NO_LEADER_KNOWN`]).
+pub fn no_leader_error(not_executed: &str) -> BackendError {
+    BackendError::Unavailable(format!("{NO_LEADER_KNOWN}; {not_executed}; retry"))
+}
+
+/// The error of a failed read-index (`ensure_linearizable`).
+pub fn linearizable_error(
+    error: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
+) -> BackendError {
+    match error {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)) => {
+            not_leader_error(&forward, "the read was not executed")
+        }
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(e)) => {
+            BackendError::Unavailable(format!("{e}; retry shortly"))
+        }
+        RaftError::Fatal(fatal) => {
+            BackendError::Unavailable(format!("raft stopped on this node: {fatal}"))
+        }
+    }
+}
+
+/// Whether a call failed before its request could reach the server, so it was certainly not
+/// executed: the TCP connect or the TLS handshake failed (tonic reports both as `UNAVAILABLE`
+/// with the transport error as the message), or the server rejected our certificate during the
+/// handshake (we then see its fatal alert).
+pub fn is_connect_failure(status: &Status) -> bool {
+    const CONNECT_STAGE: [&str; 8] = [
+        // TCP connect (hyper-util) and the generic connector wrapper.
+        "tcp connect error",
+        "error trying to connect",
+        "Connection refused",
+        // TLS handshake (rustls error texts, and tonic's own handshake errors).
+        "invalid peer certificate",
+        "received fatal alert",
+        "peer is incompatible",
+        "TLS handshake timeout",
+        "HTTP/2 was not negotiated",
+    ];
+    status.code() == tonic::Code::Unavailable
+        && CONNECT_STAGE
+            .iter()
+            .any(|stage| status.message().contains(stage))
+}
+
+/// A linearizable read of the leader's bounds, asked of the leader at `leader_addr`.
+pub async fn forward_linearizable_bounds(
+    pool: &ChannelPool,
+    leader_addr: &str,
+    timeout: std::time::Duration,
+) -> Result<LogBounds, BackendError> {
+    let mut client = pool
+        .raft_client(leader_addr)
+        .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let mut request = tonic::Request::new(pb::ForwardLinearizableBoundsRequest {});
+    request.set_timeout(timeout);
+    match client.forward_linearizable_bounds(request).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Ok(LogBounds {
+                lowest: response.lowest_offset,
+                next: response.next_offset,
+            })
+        }
+        Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
+            "the leader at {leader_addr} is unreachable ({}); retry shortly",
+            status.message()
+        ))),
+        Err(status) => Err(BackendError::Unavailable(format!(
+            "the leader at {leader_addr} could not serve the linearizable read: {}",
+            status.message()
+        ))),
+    }
+}
+
+/// An admin membership change executed by the leader at `leader_addr`; its answer (or error
+/// status) is returned unchanged, except that a forward that never reached the leader says the
+/// change was not executed.
+pub async fn forward_admin(
+    pool: &ChannelPool,
+    leader_addr: &str,
+    request: pb::forward_admin_request::Request,
+) -> Result<pb::forward_admin_response::Response, Status> {
+    let mut client = pool
+        .raft_client(leader_addr)
+        .map_err(|e| Status::unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let request = pb::ForwardAdminRequest {
+        request: Some(request),
+    };
+    match client.forward_admin(request).await {
+        Ok(response) => response
+            .into_inner()
+            .response
+            .ok_or_else(|| Status::internal("the leader sent an empty admin answer")),
+        Err(status) if is_connect_failure(&status) => Err(Status::unavailable(format!(
+            "the leader at {leader_addr} is unreachable ({}); the membership change was not \
+             executed; retry shortly",
+            status.message()
+        ))),
+        Err(status) => Err(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::BasicNode;
+    use rustls::{AlertDescription, CertificateError};
+
+    use super::*;
+
+    /// What tonic makes of a connector error: `UNAVAILABLE` with the error's text.
+    fn transport_status(error: impl std::fmt::Display) -> Status {
+        Status::unavailable(error.to_string())
+    }
+
+    #[test]
+    fn tls_handshake_failures_are_connect_failures() {
+        let rejected_server = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let rejected_client = rustls::Error::AlertReceived(AlertDescription::BadCertificate);
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        for error in [rejected_server, rejected_client, expired] {
+            // tokio-rustls hands rustls errors to tonic inside an io::Error.
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+            assert!(
+                is_connect_failure(&transport_status(&io)),
+                "a TLS handshake failure is a connect failure: {io}"
+            );
+        }
+        assert!(is_connect_failure(&transport_status(
+            "TLS handshake timeout."
+        )));
+    }
+
+    #[test]
+    fn tcp_connect_failures_are_connect_failures() {
+        assert!(is_connect_failure(&transport_status(
+            "tcp connect error: Connection refused (os error 111)"
+        )));
+    }
+
+    #[test]
+    fn other_failures_are_not_connect_failures() {
+        // After the request was sent the outcome is unknown.
+        assert!(!is_connect_failure(&transport_status(
+            "error reading a body from connection"
+        )));
+        assert!(!is_connect_failure(&Status::unavailable(
+            "no quorum within 10s; the produce may or may not have been committed"
+        )));
+        // The right text under another code is an answer from the server, not a transport error.
+        assert!(!is_connect_failure(&Status::internal(
+            "invalid peer certificate: UnknownIssuer"
+        )));
+    }
+
+    #[test]
+    fn not_leader_errors_name_the_leader_or_say_none_is_known() {
+        let unknown = ForwardToLeader::<TypeConfig>::empty();
+        let message = not_leader_error(&unknown, "the produce was not executed").to_string();
+        assert!(message.contains(NO_LEADER_KNOWN), "{message}");
+        assert!(
+            message.contains("the produce was not executed"),
+            "{message}"
+        );
+        assert!(!message.contains("None"), "{message}");
+
+        let known = ForwardToLeader::<TypeConfig>::new(7, BasicNode::new("127.0.0.1:9"));
+        let message = not_leader_error(&known, "the read was not executed").to_string();
+        assert!(message.contains("node 7 at 127.0.0.1:9"), "{message}");
+    }
+}
