@@ -2,80 +2,11 @@
 //! with status 64; a valid one serves and stops cleanly on SIGTERM), `proglog produce`,
 //! `consume` and `servers`.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
-const CLI: &str = env!("CARGO_BIN_EXE_proglog");
+mod node_process;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn node_args(dir: &Path, port: u16, metrics_port: u16) -> Vec<String> {
-    let certs = dir.join("certs");
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    vec![
-        "--data-dir".into(),
-        s(&dir.join("data")),
-        "--bind-addr".into(),
-        format!("127.0.0.1:{port}"),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{metrics_port}"),
-        "--tls-cert".into(),
-        s(&certs.join("node.pem")),
-        "--tls-key".into(),
-        s(&certs.join("node-key.pem")),
-        "--tls-ca".into(),
-        s(&certs.join("ca.pem")),
-        "--acl-file".into(),
-        s(&certs.join("acl.csv")),
-    ]
-}
-
-fn cli(dir: &Path, port: u16, args: &[&str]) -> Output {
-    let certs = dir.join("certs");
-    Command::new(CLI)
-        .arg("--addr")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--ca")
-        .arg(certs.join("ca.pem"))
-        .arg("--cert")
-        .arg(certs.join("root.pem"))
-        .arg("--key")
-        .arg(certs.join("root-key.pem"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Runs `proglog produce` until the node answers (it may still be starting).
-fn produce_when_up(dir: &Path, port: u16, value: &str) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = cli(dir, port, &["produce", value]);
-        if out.status.success() || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stop(mut node: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(node.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    node.wait().unwrap()
-}
+use node_process::{CLI, NODE, cli, free_port, node_args, produce_when_up, stop};
 
 #[test]
 fn invalid_configuration_exits_with_status_64_and_says_why() {

@@ -3,7 +3,6 @@
 //! (its anonymous resident memory is measured through `/proc`); once it reads, every record
 //! arrives, in order.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +13,10 @@ use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{ConsumeRequest, GetLogBoundsRequest, ProduceBatchRequest, Record};
 use tonic::transport::{Channel, Endpoint};
 
-const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
+mod node_process;
+
+use node_process::{NODE, free_port};
+
 /// Generous bound for anything the test waits for.
 const PATIENCE: Duration = Duration::from_secs(60);
 const RECORD_BYTES: usize = 16 * 1024;
@@ -85,14 +87,6 @@ impl NodeProcess {
         let exit = self.0.wait().expect("wait for the node");
         assert!(exit.success(), "node exits cleanly: {exit:?}");
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// Connects as `root` once the node answers.

@@ -2,11 +2,9 @@
 //! receives the Produce RPC's span with the node's resource when the node shuts down
 //! gracefully, and an unusable endpoint stops the node with status 64.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -18,8 +16,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use tonic::{Request, Response, Status};
 
-const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
-const CLI: &str = env!("CARGO_BIN_EXE_proglog");
+mod node_process;
+
+use node_process::{NODE, free_port, make_certs, node_args, produce_when_up, stop};
 
 /// A collector that hands every export request to the test.
 #[derive(Debug)]
@@ -56,78 +55,6 @@ fn start_collector(
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (format!("http://{addr}"), receiver)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn make_certs(dir: &Path) {
-    let out = Command::new(CLI)
-        .args(["certs", "--out"])
-        .arg(dir.join("certs"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
-
-fn node_args(dir: &Path, port: u16, metrics_port: u16) -> Vec<String> {
-    let certs = dir.join("certs");
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    vec![
-        "--data-dir".into(),
-        s(&dir.join("data")),
-        "--bind-addr".into(),
-        format!("127.0.0.1:{port}"),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{metrics_port}"),
-        "--tls-cert".into(),
-        s(&certs.join("node.pem")),
-        "--tls-key".into(),
-        s(&certs.join("node-key.pem")),
-        "--tls-ca".into(),
-        s(&certs.join("ca.pem")),
-        "--acl-file".into(),
-        s(&certs.join("acl.csv")),
-    ]
-}
-
-/// Runs `proglog produce` until the node answers (it may still be starting).
-fn produce_when_up(dir: &Path, port: u16, value: &str) -> Output {
-    let certs = dir.join("certs");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new(CLI)
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--ca")
-            .arg(certs.join("ca.pem"))
-            .arg("--cert")
-            .arg(certs.join("root.pem"))
-            .arg("--key")
-            .arg(certs.join("root-key.pem"))
-            .args(["produce", value])
-            .output()
-            .unwrap();
-        if out.status.success() || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stop(mut node: Child) -> ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(node.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    node.wait().unwrap()
 }
 
 fn string_attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {

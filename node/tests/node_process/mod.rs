@@ -1,0 +1,93 @@
+//! Shared harness for tests that run the real `proglog-node` and `proglog` binaries as child
+//! processes: free loopback ports, the node's command line over a directory laid out as
+//! `DIR/certs` (from `proglog certs`) and `DIR/data`, the CLI as `root`, and a SIGTERM stop.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
+
+pub const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
+pub const CLI: &str = env!("CARGO_BIN_EXE_proglog");
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Writes the dev CA and certificates into `dir/certs` with `proglog certs`.
+pub fn make_certs(dir: &Path) {
+    let out = Command::new(CLI)
+        .args(["certs", "--out"])
+        .arg(dir.join("certs"))
+        .output()
+        .expect("run proglog certs");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The node's flags for data in `dir/data` and the dev certificates in `dir/certs`.
+pub fn node_args(dir: &Path, port: u16, metrics_port: u16) -> Vec<String> {
+    let certs = dir.join("certs");
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    vec![
+        "--data-dir".into(),
+        s(&dir.join("data")),
+        "--bind-addr".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{metrics_port}"),
+        "--tls-cert".into(),
+        s(&certs.join("node.pem")),
+        "--tls-key".into(),
+        s(&certs.join("node-key.pem")),
+        "--tls-ca".into(),
+        s(&certs.join("ca.pem")),
+        "--acl-file".into(),
+        s(&certs.join("acl.csv")),
+    ]
+}
+
+/// Runs the `proglog` CLI as `root` against the node on `port`.
+pub fn cli(dir: &Path, port: u16, args: &[&str]) -> Output {
+    let certs = dir.join("certs");
+    Command::new(CLI)
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--cert")
+        .arg(certs.join("root.pem"))
+        .arg("--key")
+        .arg(certs.join("root-key.pem"))
+        .args(args)
+        .output()
+        .expect("run proglog")
+}
+
+/// Runs `proglog produce` until the node answers (it may still be starting).
+pub fn produce_when_up(dir: &Path, port: u16, value: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cli(dir, port, &["produce", value]);
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends SIGTERM (graceful shutdown) and waits for the exit.
+pub fn stop(mut node: Child) -> ExitStatus {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(node.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    node.wait().expect("wait for the node")
+}
