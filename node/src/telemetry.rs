@@ -125,7 +125,12 @@ pub fn init_with_export(
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (text, json) = match format {
         LogFormat::Text => (
-            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            // Colours only on a terminal: redirected logs (files, kubectl logs) stay plain text.
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            ),
             None,
         ),
         LogFormat::Json => (

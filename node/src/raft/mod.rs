@@ -7,7 +7,8 @@
 //!   data as a view of that log.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
-//! - [`node`]: the runtime tying it together and the Raft [`LogBackend`](crate::backend::LogBackend).
+//! - [`node`]: the runtime tying it together; [`backend`]: the Raft
+//!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
 //!   executes on the leader; [`forwarding`]: reads and admin changes a follower sends on to the
@@ -16,6 +17,7 @@
 //! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
 
 pub mod admin;
+pub mod backend;
 pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;
@@ -33,9 +35,10 @@ pub mod state_machine;
 pub mod types;
 
 pub use admin::AdminService;
+pub use backend::RaftBackend;
 pub use error::RaftStoreError;
 pub use identity::NodeIdentity;
 pub use network::{ChannelPool, NetworkConfig, TARGET_NODE_HEADER};
-pub use node::{RaftBackend, RaftNode, RaftNodeConfig, RaftNodeError, default_raft_config};
+pub use node::{RaftNode, RaftNodeConfig, RaftNodeError, default_raft_config};
 pub use service::RaftService;
 pub use types::{NodeId, TypeConfig};

@@ -18,7 +18,6 @@ use openraft::errors::LinearizableReadError;
 use openraft::{BasicNode, ReadPolicy, ServerState};
 use proglog_proto::log::v1::{Record, Server};
 use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
-use tokio::sync::watch;
 
 use super::error::RaftStoreError;
 use super::forwarding::{
@@ -27,9 +26,9 @@ use super::forwarding::{
 use super::identity::NodeIdentity;
 use super::log_store::{RaftLogStore, RaftLogStoreReader};
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
-use super::state_machine::{UserLogStateMachine, decode_record};
+use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, ProduceBatch, Raft};
-use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
+use crate::backend::{Appended, BackendError, LogBounds};
 use crate::log::{Log, LogConfig};
 use crate::tls::ReloadingClientTls;
 
@@ -303,7 +302,7 @@ impl RaftNode {
         Ok(self.local_bounds())
     }
 
-    fn local_bounds(&self) -> LogBounds {
+    pub(super) fn local_bounds(&self) -> LogBounds {
         LogBounds {
             lowest: self.user_log.lowest_offset(),
             next: self.user_log.next_offset(),
@@ -487,67 +486,5 @@ fn write_error(
         RaftError::Fatal(fatal) => {
             BackendError::Unavailable(format!("raft stopped on this node: {fatal}"))
         }
-    }
-}
-
-/// [`LogBackend`] over a Raft node: produces go through Raft, reads come from the local
-/// committed user log.
-#[derive(Debug, Clone)]
-pub struct RaftBackend {
-    node: Arc<RaftNode>,
-}
-
-impl RaftBackend {
-    pub fn new(node: Arc<RaftNode>) -> Self {
-        Self { node }
-    }
-}
-
-impl LogBackend for RaftBackend {
-    fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
-        Box::pin(async move {
-            if records.is_empty() {
-                return Err(BackendError::InvalidArgument("no records to append".into()));
-            }
-            self.node.propose(records).await
-        })
-    }
-
-    fn read(&self, offset: u64) -> Result<Record, BackendError> {
-        let bytes = self.node.user_log.read(offset)?;
-        decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
-    }
-
-    fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {
-        Box::pin(async move {
-            if consistency == Consistency::Linearizable {
-                return self.node.linearizable_bounds().await;
-            }
-            Ok(self.node.local_bounds())
-        })
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.node.user_log.subscribe()
-    }
-
-    fn servers(&self) -> BackendFuture<'_, Vec<Server>> {
-        Box::pin(async move { Ok(self.node.servers_now()) })
-    }
-
-    fn is_ready(&self) -> bool {
-        self.node.metrics().current_leader.is_some()
-    }
-
-    fn pipelined_appends_keep_order(&self) -> bool {
-        // The leader hands appends to openraft in call order; a follower forwards each as its
-        // own RPC, and those may reach the leader in any order.
-        self.node
-            .leader()
-            .is_some_and(|(leader, _)| leader == self.node.node_id())
-    }
-
-    fn shutdown(&self) -> BackendFuture<'_, ()> {
-        Box::pin(async move { self.node.shutdown().await })
     }
 }

@@ -1,0 +1,73 @@
+//! [`RaftBackend`]: the `log.v1` service's [`LogBackend`] over a Raft node. Produces go through
+//! Raft (forwarded to the leader from a follower), reads come from the local committed user log.
+
+use std::sync::Arc;
+
+use proglog_proto::log::v1::{Record, Server};
+use tokio::sync::watch;
+
+use super::node::RaftNode;
+use super::state_machine::decode_record;
+use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
+
+/// [`LogBackend`] over a Raft node: produces go through Raft, reads come from the local
+/// committed user log.
+#[derive(Debug, Clone)]
+pub struct RaftBackend {
+    node: Arc<RaftNode>,
+}
+
+impl RaftBackend {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        Self { node }
+    }
+}
+
+impl LogBackend for RaftBackend {
+    fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Err(BackendError::InvalidArgument("no records to append".into()));
+            }
+            self.node.propose(records).await
+        })
+    }
+
+    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+        let bytes = self.node.user_log().read(offset)?;
+        decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
+    }
+
+    fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {
+        Box::pin(async move {
+            if consistency == Consistency::Linearizable {
+                return self.node.linearizable_bounds().await;
+            }
+            Ok(self.node.local_bounds())
+        })
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.node.user_log().subscribe()
+    }
+
+    fn servers(&self) -> BackendFuture<'_, Vec<Server>> {
+        Box::pin(async move { Ok(self.node.servers_now()) })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.node.metrics().current_leader.is_some()
+    }
+
+    fn pipelined_appends_keep_order(&self) -> bool {
+        // The leader hands appends to openraft in call order; a follower forwards each as its
+        // own RPC, and those may reach the leader in any order.
+        self.node
+            .leader()
+            .is_some_and(|(leader, _)| leader == self.node.node_id())
+    }
+
+    fn shutdown(&self) -> BackendFuture<'_, ()> {
+        Box::pin(async move { self.node.shutdown().await })
+    }
+}
