@@ -5,8 +5,6 @@
 
 mod raft_common;
 
-use proglog_proto::log::v1::log_client::LogClient;
-use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest};
 use proglog_proto::proglog::admin::v1::{
     AddLearnerRequest, InitializeRequest, MembershipResponse, PromoteVoterRequest,
     RemoveNodeRequest, TransferLeadershipRequest,
@@ -14,22 +12,10 @@ use proglog_proto::proglog::admin::v1::{
 use proglog_proto::proglog::raft::v1::forward_admin_request::Request as AdminRequest;
 use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
 use proglog_proto::proglog::raft::v1::{ForwardAdminRequest, ForwardLinearizableBoundsRequest};
-use raft_common::{TestCluster, WAIT, produce, wait_until};
+use raft_common::{TestCluster, linearizable_bounds, produce, wait_until};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const NO_LEADER: &str = "no leader known; the cluster may be electing or has lost quorum";
-
-async fn linearizable_bounds(client: &mut LogClient<Channel>) -> Result<(u64, u64), tonic::Status> {
-    let request = GetLogBoundsRequest {
-        consistency: Consistency::Linearizable as i32,
-    };
-    let reply = tokio::time::timeout(WAIT, client.get_log_bounds(request))
-        .await
-        .expect("GetLogBounds(LINEARIZABLE) answers instead of hanging")?
-        .into_inner();
-    Ok((reply.lowest_offset, reply.next_offset))
-}
 
 /// Starts nodes `0..3` of `cluster` and forms a three-voter cluster; returns the leader's index.
 async fn form_three(cluster: &mut TestCluster) -> usize {

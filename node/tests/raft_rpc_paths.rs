@@ -10,25 +10,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use proglog_node::raft::types::SnapshotMeta;
 use proglog_node::raft::{RaftNodeConfig, TARGET_NODE_HEADER};
-use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest, ProduceRequest, Record};
 use proglog_proto::proglog::raft::v1::SnapshotChunk;
 use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
-use raft_common::{TestCluster, WAIT, produce};
+use raft_common::{TestCluster, WAIT, linearizable_bounds, produce};
 use tonic::Code;
-use tonic::transport::Channel;
-
-async fn linearizable_bounds(client: &mut LogClient<Channel>) -> Result<(u64, u64), tonic::Status> {
-    let request = GetLogBoundsRequest {
-        consistency: Consistency::Linearizable as i32,
-    };
-    // A hang is the failure this guards against: the timeout turns it into a clear panic.
-    let reply = tokio::time::timeout(WAIT, client.get_log_bounds(request))
-        .await
-        .expect("GetLogBounds(LINEARIZABLE) answers instead of hanging")?
-        .into_inner();
-    Ok((reply.lowest_offset, reply.next_offset))
-}
 
 fn follower_of(leader: usize) -> usize {
     (leader + 1) % 3

@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 mod node_process;
 
-use node_process::{NODE, free_port};
+use node_process::{NODE, free_port, node_args};
 
 /// Generous bound for anything the test waits for.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -35,22 +35,8 @@ impl Drop for NodeProcess {
 
 impl NodeProcess {
     fn start(dir: &Path, port: u16) -> Self {
-        let certs = dir.join("certs");
         let child = Command::new(NODE)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--bind-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--tls-cert")
-            .arg(certs.join("node.pem"))
-            .arg("--tls-key")
-            .arg(certs.join("node-key.pem"))
-            .arg("--tls-ca")
-            .arg(certs.join("ca.pem"))
-            .arg("--acl-file")
-            .arg(certs.join("acl.csv"))
+            .args(node_args(dir, port, free_port()))
             .arg("--shutdown-grace")
             .arg("1s")
             .stdout(Stdio::null())

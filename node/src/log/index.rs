@@ -16,7 +16,7 @@
 //! `Release` after they were written.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,13 +54,7 @@ impl Index {
     /// (or more if the file is already longer). The published entry count starts at zero; the
     /// caller sets it from [`Index::entries_from_content`] or [`Index::rebuild`].
     pub(crate) fn open(path: &Path, capacity: u64) -> Result<Index> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| LogError::io(path, e))?;
+        let file = super::store::open_or_create(path)?;
         let file_len = file.metadata().map_err(|e| LogError::io(path, e))?.len();
         let file_entries = file_len / ENTRY_BYTES;
         let map_entries = capacity.max(file_entries).max(1);

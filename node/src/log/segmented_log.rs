@@ -397,12 +397,7 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 fn lock_directory(dir: &Path) -> Result<File> {
     std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
     let lock_path = dir.join(LOCK_FILE_NAME);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| LogError::io(&lock_path, e))?;
+    let file = super::store::open_or_create(&lock_path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {

@@ -95,17 +95,23 @@ pub(crate) struct Store {
     size: AtomicU64,
 }
 
+/// Opens `path` for reading and writing, creating it empty if missing (never truncating): how
+/// every store, index and lock file of a log is opened.
+pub(super) fn open_or_create(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| LogError::io(path, e))
+}
+
 impl Store {
     /// Opens (creating if missing) the store at `path`; its size is the file's length, which
     /// the caller validates.
     pub(crate) fn open(path: &Path) -> Result<Store> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| LogError::io(path, e))?;
+        let file = open_or_create(path)?;
         let size = file.metadata().map_err(|e| LogError::io(path, e))?.len();
         Ok(Store {
             path: path.to_path_buf(),

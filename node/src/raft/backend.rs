@@ -60,11 +60,11 @@ impl LogBackend for RaftBackend {
     }
 
     fn pipelined_appends_keep_order(&self) -> bool {
-        // The leader hands appends to openraft in call order; a follower forwards each as its
-        // own RPC, and those may reach the leader in any order.
-        self.node
-            .leader()
-            .is_some_and(|(leader, _)| leader == self.node.node_id())
+        // Not even on the leader: openraft's `client_write` may yield before it enqueues the
+        // write, and a follower forwards each append as its own RPC, so appends in flight
+        // together can commit in any order. A stream therefore keeps one append in flight and
+        // batches whatever arrived meanwhile into the next.
+        false
     }
 
     fn shutdown(&self) -> BackendFuture<'_, ()> {

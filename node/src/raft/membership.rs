@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::errors::ForwardToLeader;
+use openraft::raft::ClientWriteResponse;
 use openraft::{BasicNode, ChangeMembers, Membership};
 use proglog_proto::proglog::admin::v1 as pb;
 use proglog_proto::proglog::raft::v1::forward_admin_request::Request as AdminRequest;
@@ -110,11 +111,19 @@ async fn change(
         .change_membership(change, false)
         .await
         .map_err(write_status)?;
+    Ok(committed_membership(node, &response))
+}
+
+/// The membership a committed change produced (the node's current one if openraft omits it).
+fn committed_membership(
+    node: &RaftNode,
+    response: &ClientWriteResponse<TypeConfig>,
+) -> pb::MembershipResponse {
     let membership = response
         .membership
         .clone()
         .unwrap_or_else(|| node.metrics().membership_config.membership().clone());
-    Ok(membership_response(response.log_id.index, &membership))
+    membership_response(response.log_id.index, &membership)
 }
 
 async fn add_learner(
@@ -138,11 +147,7 @@ async fn add_learner(
         )
         .await
         .map_err(write_status)?;
-    let membership = response
-        .membership
-        .clone()
-        .unwrap_or_else(|| node.metrics().membership_config.membership().clone());
-    Ok(membership_response(response.log_id.index, &membership))
+    Ok(committed_membership(node, &response))
 }
 
 async fn promote_voter(node: &RaftNode, id: NodeId) -> Result<pb::MembershipResponse, Status> {

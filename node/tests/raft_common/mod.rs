@@ -337,6 +337,21 @@ pub async fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> 
 }
 
 /// Produces `value` through node `i`'s `log.v1` API; returns the offset.
+/// `GetLogBounds(LINEARIZABLE)` as `(lowest, next)`. A hang is the failure this guards against:
+/// the timeout turns it into a clear panic.
+pub async fn linearizable_bounds(
+    client: &mut LogClient<Channel>,
+) -> Result<(u64, u64), tonic::Status> {
+    let request = proglog_proto::log::v1::GetLogBoundsRequest {
+        consistency: proglog_proto::log::v1::Consistency::Linearizable as i32,
+    };
+    let reply = tokio::time::timeout(WAIT, client.get_log_bounds(request))
+        .await
+        .expect("GetLogBounds(LINEARIZABLE) answers instead of hanging")?
+        .into_inner();
+    Ok((reply.lowest_offset, reply.next_offset))
+}
+
 pub async fn produce(
     client: &mut LogClient<Channel>,
     value: impl Into<Bytes>,
