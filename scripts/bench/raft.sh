@@ -4,12 +4,15 @@
 # single (non-Raft) node for the ratio, and leader failover time. Prints a Markdown table for
 # docs/BENCHMARKS.md ("Replication").
 #
+# Each row also gives the nodes' CPU time per 1 000 records (all nodes, and the busiest one),
+# read from /proc.
+#
 # Environment: RECORDS (per run, default 20000; the 1-client unary run uses a tenth), SIZE
 # (bytes per record, default 1024, as in the single-node section), STREAM_RECORDS (default
-# 200000), FAILOVERS (default 3).
+# 200000), FAILOVERS (default 3), NODE_CPUS (see below), BIN_DIR (binaries to run).
+# shellcheck disable=SC2046 # $(conn ...) is split into flags on purpose
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/proglog/target}/release}
 PROGLOG=$BIN_DIR/proglog
 NODE=$BIN_DIR/proglog-node
@@ -24,11 +27,34 @@ pids=()
 cleanup() {
   if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; fi
   rm -rf "$WORK"
+  if [[ -n ${CPU_CGROUP_ROOT:-} ]]; then rmdir "$CPU_CGROUP_ROOT"/proglog-bench-* 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
 "$PROGLOG" certs --out "$CERTS" >/dev/null
+# conn ADDR: the connection flags, word-split on purpose where used (paths have no spaces).
 conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$CERTS/root-key.pem"; }
+
+# NODE_CPUS (e.g. 0.5): run every node in its own cgroup capped at that many CPUs, so that the
+# single node and each cluster node get the same CPU budget, as on separate machines. Without
+# it the three cluster nodes share the machine's CPUs, which the single node has to itself.
+CPU_CGROUP_ROOT=""
+if [[ -n ${NODE_CPUS:-} ]]; then
+  if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then CPU_CGROUP_ROOT=/sys/fs/cgroup/cpu # v1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then CPU_CGROUP_ROOT=/sys/fs/cgroup # v2
+  else echo "NODE_CPUS needs a writable cgroup cpu controller (run as root)" >&2; exit 1; fi
+fi
+# limit_cpu INDEX PID: moves PID into cgroup proglog-bench-INDEX capped at NODE_CPUS. A 10 ms
+# period keeps throttling pauses short next to Raft's 100 ms heartbeats.
+limit_cpu() {
+  [[ -n $CPU_CGROUP_ROOT ]] || return 0
+  local dir=$CPU_CGROUP_ROOT/proglog-bench-$1 quota
+  quota=$(awk -v c="$NODE_CPUS" 'BEGIN { printf "%d", c * 10000 }')
+  mkdir -p "$dir"
+  if [[ -e $dir/cpu.max ]]; then echo "$quota 10000" >"$dir/cpu.max"
+  else echo 10000 >"$dir/cpu.cfs_period_us"; echo "$quota" >"$dir/cpu.cfs_quota_us"; fi
+  echo "$2" >"$dir/cgroup.procs"
+}
 
 # start_node INDEX PORT RAFT(true|false)
 start_node() {
@@ -38,7 +64,8 @@ start_node() {
     --metrics-addr "127.0.0.1:$((port + 1000))" --ordinal "$i" \
     --tls-cert "$CERTS/node.pem" --tls-key "$CERTS/node-key.pem" --tls-ca "$CERTS/ca.pem" \
     --acl-file "$CERTS/acl.csv" --raft "$raft" >>"$WORK/node-$i.log" 2>&1 &
-  pids[$i]=$!
+  pids[i]=$!
+  limit_cpu "$i" "${pids[$i]}"
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$((port + 1000))/healthz" >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -49,12 +76,29 @@ start_node() {
 
 retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
+# CPU ticks (user + system) used so far by each running node process, from /proc: "pid ticks".
+nodes_cpu() {
+  local pid
+  for pid in "${pids[@]}"; do
+    [[ -r /proc/$pid/stat ]] && echo "$pid $(awk '{print $14 + $15}' "/proc/$pid/stat")"
+  done
+  return 0
+}
+
 bench_row() { # LABEL ADDR CONCURRENCY MODE
-  local out records=$RECORDS
+  local out records=$RECORDS before after
   if [[ $4 == stream ]]; then records=$STREAM_RECORDS; elif [[ $3 == 1 ]]; then records=$((RECORDS / 10)); fi
+  before=$(nodes_cpu)
   # shellcheck disable=SC2046
   out=$("$PROGLOG" $(conn "$2") produce --bench "$records" --size "$SIZE" --concurrency "$3" --mode "$4")
-  echo "| $1 | $3 | $4 | $out |"
+  after=$(nodes_cpu)
+  # Node CPU per 1 000 records, all nodes together and the busiest one (the leader): what a
+  # record costs, independent of how busy the shared machine was.
+  echo "| $1 | $3 | $4 | $out | $(printf '%s\n%s\n' "$before" "$after" | awk -v hz="$(getconf CLK_TCK)" -v n="$records" '
+    seen[$1]++ { used = $2 - first[$1]; total += used; if (used > busiest) busiest = used; next }
+    { first[$1] = $2 }
+    END { ms = 1000 / hz * 1000 / n
+          printf "nodes %.1f CPU-ms per 1000 records, busiest node %.1f", total * ms, busiest * ms }') |"
 }
 
 echo "## single node (no Raft), $RECORDS x $SIZE B records"

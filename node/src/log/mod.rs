@@ -75,6 +75,7 @@ mod index;
 #[cfg(test)]
 mod log_tests;
 mod reader;
+mod record_bytes;
 mod recovery;
 mod retention;
 mod segment;
@@ -85,6 +86,7 @@ mod truncation;
 pub use config::LogConfig;
 pub use error::{LogError, Result};
 pub use reader::LogReader;
+pub use record_bytes::{Joined, RecordBytes};
 pub use retention::{RetentionOutcome, RetentionPolicy, spawn_retention};
 pub use segment::SegmentInfo;
 pub use segmented_log::{LOCK_FILE_NAME, Log};

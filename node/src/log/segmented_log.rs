@@ -19,11 +19,12 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use super::RecordBytes;
 use super::config::LogConfig;
 use super::error::{LogError, Result};
 use super::recovery;
 use super::segment::{Segment, SegmentInfo, SyncHandles};
-use super::store::{FRAME_HEADER_BYTES, encode_frame};
+use super::store::{FRAME_HEADER_BYTES, encode_frame_parts};
 
 /// A segmented, append-only commit log in one directory. See the [module docs](super) for the
 /// durability guarantee and failure semantics.
@@ -117,10 +118,10 @@ impl Log {
     /// [`Log::sync`]. Each segment's share is written with one `pwrite`. All or nothing: if
     /// any record is too large nothing is written, and after an I/O error midway the records
     /// already written are taken back.
-    pub fn append_batch<B: AsRef<[u8]>>(&self, records: &[B]) -> Result<Range<u64>> {
+    pub fn append_batch<B: RecordBytes>(&self, records: &[B]) -> Result<Range<u64>> {
         let max = self.config.effective_max_record_bytes();
         for record in records {
-            let size = record.as_ref().len() as u64;
+            let size = record.byte_len() as u64;
             if size > max {
                 return Err(LogError::RecordTooLarge { size, max });
             }
@@ -148,12 +149,12 @@ impl Log {
     }
 
     /// Writes `records` into the active segment, rolling before a record would overflow it.
-    fn write_records<B: AsRef<[u8]>>(&self, writer: &mut WriterState, records: &[B]) -> Result<()> {
+    fn write_records<B: RecordBytes>(&self, writer: &mut WriterState, records: &[B]) -> Result<()> {
         let mut next = 0;
         while next < records.len() {
             let segments = self.segments.read();
             let active = segments.last().expect("segments are never empty");
-            let first_frame = FRAME_HEADER_BYTES + records[next].as_ref().len() as u64;
+            let first_frame = FRAME_HEADER_BYTES + records[next].byte_len() as u64;
             if !active.has_room(first_frame, 1) {
                 // An empty segment always has room: record sizes were checked.
                 drop(segments);
@@ -164,13 +165,13 @@ impl Log {
             writer.frame_starts.clear();
             let mut count = 0;
             while let Some(record) = records.get(next) {
-                let record = record.as_ref();
-                let frame = FRAME_HEADER_BYTES + record.len() as u64;
+                let (head, tail) = record.parts();
+                let frame = FRAME_HEADER_BYTES + (head.len() + tail.len()) as u64;
                 if !active.has_room(writer.frames.len() as u64 + frame, count + 1) {
                     break;
                 }
                 writer.frame_starts.push(writer.frames.len() as u64);
-                encode_frame(&mut writer.frames, record);
+                encode_frame_parts(&mut writer.frames, head, tail);
                 count += 1;
                 next += 1;
             }

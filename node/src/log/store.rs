@@ -25,13 +25,24 @@ pub(crate) const FRAME_HEADER_BYTES: u64 = 8;
 const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Appends the frame of `record` to `buf`.
+#[cfg(test)]
 pub(crate) fn encode_frame(buf: &mut Vec<u8>, record: &[u8]) {
-    let len = u32::try_from(record.len()).expect("record length checked against the u32 limit");
+    encode_frame_parts(buf, record, &[]);
+}
+
+/// Appends the frame of the record `head` followed by `tail` to `buf`, without first joining
+/// them (see [`super::RecordBytes`]).
+pub(crate) fn encode_frame_parts(buf: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
+    let len = u32::try_from(head.len() + tail.len())
+        .expect("record length checked against the u32 limit");
     let len_bytes = len.to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), record);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), head);
+    let crc = crc32c::crc32c_append(crc, tail);
+    buf.reserve(FRAME_HEADER_BYTES as usize + head.len() + tail.len());
     buf.extend_from_slice(&len_bytes);
     buf.extend_from_slice(&crc.to_le_bytes());
-    buf.extend_from_slice(record);
+    buf.extend_from_slice(head);
+    buf.extend_from_slice(tail);
 }
 
 /// The result of decoding one frame at the start of a byte slice.

@@ -18,6 +18,10 @@ const HEADER_LEN: usize = 1 + 8 + 8 + 8;
 
 /// Appends the encoding of `entry` to `buf`.
 pub fn encode_entry_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<(), RaftStoreError> {
+    if let Some(encoded) = reusable_encoding(entry) {
+        buf.extend_from_slice(encoded);
+        return Ok(());
+    }
     let kind = match &entry.payload {
         EntryPayload::Blank => KIND_BLANK,
         EntryPayload::Normal(_) => KIND_NORMAL,
@@ -41,6 +45,67 @@ pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStoreError> {
     let mut buf = Vec::with_capacity(HEADER_LEN + 64);
     encode_entry_into(entry, &mut buf)?;
     Ok(buf)
+}
+
+/// The encoding of `entry`: the bytes it was decoded from when it carries them (no copy),
+/// otherwise a fresh encoding.
+pub fn entry_bytes(entry: &Entry) -> Result<Bytes, RaftStoreError> {
+    if let EntryPayload::Normal(ProduceBatch {
+        entry_bytes: Some(encoded),
+        ..
+    }) = &entry.payload
+        && reusable_encoding(entry).is_some()
+    {
+        return Ok(encoded.clone());
+    }
+    encode_entry(entry).map(Bytes::from)
+}
+
+/// The bytes a produce entry was decoded from, if it still has them and they are its encoding
+/// (same log id; records are never modified in place).
+fn reusable_encoding(entry: &Entry) -> Option<&Bytes> {
+    let EntryPayload::Normal(ProduceBatch {
+        entry_bytes: Some(encoded),
+        ..
+    }) = &entry.payload
+    else {
+        return None;
+    };
+    let same_id = decode_log_id(encoded).is_ok_and(|id| id == entry.log_id);
+    (same_id && encoded.first() == Some(&KIND_NORMAL)).then_some(encoded)
+}
+
+/// The encoded `log.v1.Record` messages of a produce entry that carries its encoding (see
+/// [`record_messages`]); `None` for other entries.
+pub fn encoded_records(entry: &Entry) -> Option<Result<Vec<Bytes>, RaftStoreError>> {
+    reusable_encoding(entry).map(record_messages)
+}
+
+/// The encoded `log.v1.Record` messages inside an encoded produce entry, in order, as slices of
+/// `entry_bytes` (no copy).
+pub fn record_messages(entry_bytes: &Bytes) -> Result<Vec<Bytes>, RaftStoreError> {
+    let corrupt = |what: &str| RaftStoreError::Corrupt(format!("produce entry: {what}"));
+    if entry_bytes.len() < HEADER_LEN || entry_bytes[0] != KIND_NORMAL {
+        return Err(corrupt("not an encoded produce entry"));
+    }
+    let mut rest = &entry_bytes[HEADER_LEN..];
+    let mut records = Vec::new();
+    while !rest.is_empty() {
+        // Field 1 (`records`), length-delimited: tag byte 0x0A.
+        if rest[0] != 0x0A {
+            return Err(corrupt("unexpected field"));
+        }
+        rest = &rest[1..];
+        let len = prost::encoding::decode_varint(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+        let len = usize::try_from(len).map_err(|_| corrupt("record length"))?;
+        if len > rest.len() {
+            return Err(corrupt("record runs past the entry"));
+        }
+        let start = entry_bytes.len() - rest.len();
+        records.push(entry_bytes.slice(start..start + len));
+        rest = &rest[len..];
+    }
+    Ok(records)
 }
 
 /// Decodes only the log id of an encoded entry (cheap: no payload parsing).
@@ -80,6 +145,7 @@ pub fn decode_entry(bytes: &Bytes) -> Result<Entry, RaftStoreError> {
                 .map_err(|e| RaftStoreError::Corrupt(e.to_string()))?;
             EntryPayload::Normal(ProduceBatch {
                 records: wire.records,
+                entry_bytes: Some(bytes.clone()),
             })
         }
         KIND_MEMBERSHIP => EntryPayload::Membership(serde_json::from_slice(&body)?),
@@ -116,19 +182,17 @@ mod tests {
     fn every_payload_kind_round_trips() {
         let normal = Entry {
             log_id: log_id(3, 10001, 42),
-            payload: EntryPayload::Normal(ProduceBatch {
-                records: vec![
-                    Record {
-                        value: Bytes::from_static(b"hello"),
-                        r#type: 7,
-                        ..Default::default()
-                    },
-                    Record {
-                        value: Bytes::new(),
-                        ..Default::default()
-                    },
-                ],
-            }),
+            payload: EntryPayload::Normal(ProduceBatch::new(vec![
+                Record {
+                    value: Bytes::from_static(b"hello"),
+                    r#type: 7,
+                    ..Default::default()
+                },
+                Record {
+                    value: Bytes::new(),
+                    ..Default::default()
+                },
+            ])),
         };
         let members: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
         let membership = Entry {
@@ -150,12 +214,10 @@ mod tests {
     fn decoded_values_share_the_encoded_bytes() {
         let entry = Entry {
             log_id: log_id(2, 1, 7),
-            payload: EntryPayload::Normal(ProduceBatch {
-                records: vec![Record {
-                    value: Bytes::from(vec![42u8; 1024]),
-                    ..Default::default()
-                }],
-            }),
+            payload: EntryPayload::Normal(ProduceBatch::new(vec![Record {
+                value: Bytes::from(vec![42u8; 1024]),
+                ..Default::default()
+            }])),
         };
         let bytes = Bytes::from(encode_entry(&entry).unwrap());
         let EntryPayload::Normal(batch) = decode_entry(&bytes).unwrap().payload else {
@@ -168,6 +230,72 @@ mod tests {
             encoded.contains(&value.as_ptr()),
             "the record value was copied instead of sliced from the entry bytes"
         );
+    }
+
+    fn produce_entry(index: u64, values: &[&'static [u8]]) -> Entry {
+        let records = values
+            .iter()
+            .map(|v| Record {
+                value: Bytes::from_static(v),
+                offset: 99,
+                ..Default::default()
+            })
+            .collect();
+        Entry {
+            log_id: log_id(2, 1, index),
+            payload: EntryPayload::Normal(ProduceBatch::new(records)),
+        }
+    }
+
+    #[test]
+    fn decoded_entries_reuse_their_bytes_only_under_the_same_log_id() {
+        let bytes = Bytes::from(encode_entry(&produce_entry(7, &[b"a", b"bc"])).unwrap());
+        let mut decoded = decode_entry(&bytes).unwrap();
+        let reused = entry_bytes(&decoded).unwrap();
+        assert_eq!(
+            reused.as_ptr(),
+            bytes.as_ptr(),
+            "the encoding was not reused"
+        );
+        // Under another log id the stored bytes would be wrong: encode afresh.
+        decoded.log_id = log_id(3, 1, 8);
+        let fresh = entry_bytes(&decoded).unwrap();
+        assert_ne!(fresh.as_ptr(), bytes.as_ptr());
+        assert_eq!(decode_entry(&fresh).unwrap(), decoded);
+        assert_eq!(decode_log_id(&fresh).unwrap(), log_id(3, 1, 8));
+    }
+
+    #[test]
+    fn record_messages_are_the_encoded_records_in_order() {
+        let entry = produce_entry(1, &[b"first", b"", b"third"]);
+        let bytes = Bytes::from(encode_entry(&entry).unwrap());
+        let messages = record_messages(&bytes).unwrap();
+        let EntryPayload::Normal(batch) = &entry.payload else {
+            unreachable!()
+        };
+        let decoded: Vec<Record> = messages
+            .iter()
+            .map(|m| Record::decode(m.clone()).unwrap())
+            .collect();
+        assert_eq!(decoded, batch.records);
+        // Cut inside the last record, or not a produce entry at all: rejected, never sliced
+        // past the end.
+        let cut = bytes.slice(..bytes.len() - 2);
+        assert!(matches!(
+            record_messages(&cut),
+            Err(RaftStoreError::Corrupt(_))
+        ));
+        let blank = Bytes::from(
+            encode_entry(&Entry {
+                log_id: log_id(1, 1, 1),
+                payload: EntryPayload::Blank,
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            record_messages(&blank),
+            Err(RaftStoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!
 //! The vote and the last purged log id live in `raft-state.json`, replaced atomically
 //! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
-//! optimisation (it saves re-applying after a restart), so it is written in the background,
-//! coalesced, by the same atomic method into `raft-committed.json`.
+//! optimisation (it saves re-applying after a restart), so it is written in the background, at
+//! most twice a second and on close, by the same atomic method into `raft-committed.json`.
 //!
 //! The newest entries' encoded bytes are also kept in memory ([`TailCache`], bounded): the leader
 //! reads every entry back once per follower to replicate it, and serving those reads from memory
@@ -36,6 +36,8 @@ use crate::log::{Log, LogConfig};
 
 const STATE_FILE: &str = "raft-state.json";
 const COMMITTED_FILE: &str = "raft-committed.json";
+/// How often, at most, the committed log id is persisted (see `write_committed_in_background`).
+const COMMITTED_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 const LOG_DIR: &str = "log";
 /// Most encoded bytes the in-memory tail holds (about 8 times what a follower that keeps up has
 /// in flight with 1 KiB records).
@@ -235,6 +237,9 @@ fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>) {
     }
 }
 
+/// Writes the committed log id at most once per [`COMMITTED_WRITE_INTERVAL`]. Each write costs
+/// two fsyncs (file and directory); written on every commit, as before, those doubled the fsyncs
+/// of a busy node and competed with the Raft log's own on the disk.
 async fn write_committed_in_background(path: PathBuf, mut rx: watch::Receiver<Option<LogId>>) {
     while rx.changed().await.is_ok() {
         let committed = *rx.borrow_and_update();
@@ -244,6 +249,7 @@ async fn write_committed_in_background(path: PathBuf, mut rx: watch::Receiver<Op
         if let Ok(Err(e)) | Err(e) = written.map_err(|e| RaftStoreError::Task(e.to_string())) {
             tracing::warn!(error = %e, "persisting the raft committed index failed");
         }
+        tokio::time::sleep(COMMITTED_WRITE_INTERVAL).await;
     }
 }
 
@@ -256,7 +262,14 @@ impl RaftLogStoreReader {
 
     /// Syncs and closes the Raft log, releasing its directory lock, once Raft has stopped (the
     /// flush thread and openraft's tasks may still hold the `Log` for a moment after that).
+    /// The last committed log id is written first, since the background writer may be up to
+    /// [`COMMITTED_WRITE_INTERVAL`] behind.
     pub fn close_log(&self) -> Result<(), crate::log::LogError> {
+        let committed = *self.shared.committed.borrow();
+        if let Err(e) = durable_file::write_json(&self.shared.dir.join(COMMITTED_FILE), &committed)
+        {
+            tracing::warn!(error = %e, "persisting the raft committed index on close failed");
+        }
         self.shared.log.close()
     }
 }
@@ -335,6 +348,11 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let vote = *vote;
         run_blocking(move || {
             let mut hard = shared.hard.lock();
+            // openraft saves the vote again on every append from the leader; rewriting the
+            // same vote costs two fsyncs and a new inode each time, for nothing.
+            if hard.vote == Some(vote) {
+                return Ok(());
+            }
             let mut next = hard.clone();
             next.vote = Some(vote);
             shared.persist_hard(&next)?;
@@ -366,7 +384,8 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let mut encoded = Vec::new();
         for entry in entries {
             first_index.get_or_insert(entry.log_id.index);
-            encoded.push(Bytes::from(codec::encode_entry(&entry)?));
+            // Entries received from the leader are stored as received.
+            encoded.push(codec::entry_bytes(&entry)?);
         }
         if let Some(first) = first_index {
             let log = &self.shared.log;

@@ -7,7 +7,8 @@
 //!   data as a view of that log.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
-//! - [`node`]: the runtime tying it together; [`backend`]: the Raft
+//! - [`node`]: the runtime tying it together; [`proposer`]: merges concurrent produces into
+//!   shared Raft entries; [`backend`]: the Raft
 //!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
@@ -28,6 +29,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod run;
 pub mod service;
 pub mod snapshot;

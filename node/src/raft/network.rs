@@ -228,7 +228,8 @@ fn encode_append(
     };
     let mut entries = Vec::with_capacity(rpc.entries.len());
     for entry in &rpc.entries {
-        entries.push(codec::encode_entry(entry)?.into());
+        // Entries read back from the log carry their stored encoding: sent without re-encoding.
+        entries.push(codec::entry_bytes(entry)?);
     }
     Ok(pb::AppendEntriesRequest {
         header: serde_json::to_vec(&header)?.into(),

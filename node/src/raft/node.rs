@@ -26,8 +26,9 @@ use super::forwarding::{
 use super::identity::NodeIdentity;
 use super::log_store::{RaftLogStore, RaftLogStoreReader};
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
+use super::proposer::Proposer;
 use super::state_machine::UserLogStateMachine;
-use super::types::{Metrics, NodeId, ProduceBatch, Raft};
+use super::types::{Metrics, NodeId, Raft};
 use crate::backend::{Appended, BackendError, LogBounds};
 use crate::log::{Log, LogConfig};
 use crate::tls::ReloadingClientTls;
@@ -117,6 +118,7 @@ pub struct RaftNode {
     identity: NodeIdentity,
     advertise_addr: String,
     raft: Raft,
+    proposer: Proposer,
     state_machine: UserLogStateMachine,
     user_log: Arc<Log>,
     log_reader: RaftLogStoreReader,
@@ -164,6 +166,7 @@ impl RaftNode {
         Ok(Arc::new(Self {
             identity,
             advertise_addr: config.advertise_addr,
+            proposer: Proposer::start(raft.clone()),
             raft,
             state_machine,
             user_log,
@@ -337,10 +340,10 @@ impl RaftNode {
     pub async fn propose_local(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let write = async {
-            match self.raft.client_write(ProduceBatch { records }).await {
-                Ok(response) => Ok(Appended {
-                    first_offset: response.data.first_offset,
-                    count: response.data.count,
+            match self.proposer.propose(records).await {
+                Ok(applied) => Ok(Appended {
+                    first_offset: applied.first_offset,
+                    count: applied.count,
                 }),
                 Err(e) => Err(write_error(e)),
             }
@@ -362,16 +365,10 @@ impl RaftNode {
         deadline: tokio::time::Instant,
     ) -> Result<Appended, BackendError> {
         // Records are `Bytes` inside, so keeping a copy for a possible forward is cheap.
-        match self
-            .raft
-            .client_write(ProduceBatch {
-                records: records.clone(),
-            })
-            .await
-        {
-            Ok(response) => Ok(Appended {
-                first_offset: response.data.first_offset,
-                count: response.data.count,
+        match self.proposer.propose(records.clone()).await {
+            Ok(applied) => Ok(Appended {
+                first_offset: applied.first_offset,
+                count: applied.count,
             }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 // Rejected before it was appended: safe to send to the leader instead.

@@ -27,13 +27,14 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::codec;
 use super::durable_file;
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
 use super::types::{
     LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
 };
-use crate::log::{Log, LogConfig};
+use crate::log::{Joined, Log, LogConfig};
 
 const STATE_FILE: &str = "sm-state.json";
 const USER_LOG_DIR: &str = "user-log";
@@ -154,20 +155,34 @@ impl UserLogStateMachine {
         let log = &self.shared.log;
         let start = log.next_offset();
         let mut next = start;
-        let mut encoded = Vec::new();
+        // Each record is stored as its encoded message from the Raft entry (a slice, no copy)
+        // followed by the fields applying assigns; protobuf decoding lets the later fields win.
+        let mut messages = Vec::new();
+        let mut assigned = Vec::new();
+        let mut assigned_ends = Vec::new();
         let mut responses = Vec::with_capacity(batch.len());
         let mut last_applied = None;
         let mut membership = None;
         for (entry, responder) in batch {
             let log_id = entry.log_id;
             let first_offset = next;
+            let stored = codec::encoded_records(&entry).transpose()?;
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(produce) => {
-                    for mut record in produce.records {
-                        record.offset = next;
-                        record.term = log_id.leader_id.term;
-                        encoded.push(record.encode_to_vec());
+                    let stored = match stored {
+                        Some(stored) => stored,
+                        None => produce
+                            .records
+                            .iter()
+                            .map(|r| r.encode_to_vec().into())
+                            .collect(),
+                    };
+                    for message in stored {
+                        messages.push(message);
+                        prost::encoding::uint64::encode(2, &next, &mut assigned);
+                        prost::encoding::uint64::encode(3, &log_id.leader_id.term, &mut assigned);
+                        assigned_ends.push(assigned.len());
                         next += 1;
                     }
                 }
@@ -182,8 +197,18 @@ impl UserLogStateMachine {
             };
             responses.push((responder, applied));
         }
-        if !encoded.is_empty() {
-            let range = log.append_batch(&encoded)?;
+        if !messages.is_empty() {
+            let mut assigned_start = 0;
+            let records: Vec<Joined<&[u8], &[u8]>> = messages
+                .iter()
+                .zip(&assigned_ends)
+                .map(|(message, &end)| {
+                    let record = Joined(message.as_ref(), &assigned[assigned_start..end]);
+                    assigned_start = end;
+                    record
+                })
+                .collect();
+            let range = log.append_batch(&records)?;
             if range.start != start {
                 return Err(RaftStoreError::Corrupt(format!(
                     "user log appended at {} but the state machine expected {start}",

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use proglog_proto::log::v1::Record;
 use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 use prost::Message;
@@ -42,14 +44,44 @@ pub type Raft = openraft::Raft<TypeConfig, super::state_machine::UserLogStateMac
 
 /// The application payload of a normal Raft entry: records produced together. Applying it appends
 /// them to the user log with contiguous offsets.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct ProduceBatch {
     pub records: Vec<Record>,
+    /// The whole encoded entry (see [`super::codec`]) this batch was decoded from, when it was:
+    /// entries read back from the Raft log or received from the leader. Replication sends these
+    /// bytes as they are and the state machine stores slices of them, instead of encoding the
+    /// records again for each follower and for the user log.
+    pub entry_bytes: Option<Bytes>,
+}
+
+// Equality is about the records; whether an encoding is attached does not matter.
+impl PartialEq for ProduceBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.records == other.records
+    }
 }
 
 impl ProduceBatch {
+    /// A batch of freshly produced records (no encoding yet).
+    pub fn new(records: Vec<Record>) -> Self {
+        Self {
+            records,
+            entry_bytes: None,
+        }
+    }
+
+    /// Bytes [`ProduceBatch::encode_into`] writes.
+    pub fn encoded_len(&self) -> usize {
+        self.records
+            .iter()
+            .map(|record| prost::encoding::message::encoded_len(1, record))
+            .sum()
+    }
+
     /// Encodes straight into `buf` without cloning the records.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        // Sized once: growing by doubling would copy a large batch several times.
+        buf.reserve(self.encoded_len());
         // Same wire format as `ForwardProduceRequest { records }`: field 1, length-delimited.
         for record in &self.records {
             prost::encoding::message::encode(1, record, buf);
@@ -59,9 +91,7 @@ impl ProduceBatch {
     /// Decodes what [`ProduceBatch::encode_into`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
         let wire = ForwardProduceRequest::decode(bytes)?;
-        Ok(Self {
-            records: wire.records,
-        })
+        Ok(Self::new(wire.records))
     }
 }
 

@@ -1,0 +1,117 @@
+//! Raft-level group commit (`raft::proposer`) and the stored-record format it goes with:
+//! concurrent produces through the leader and a follower share Raft entries, yet every caller
+//! gets its own distinct offsets, every node stores the same records with the right offset and
+//! term, and a node restarted afterwards reads them back the same way.
+
+mod raft_common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use proglog_proto::log::v1::{ProduceBatchRequest, Record};
+use raft_common::*;
+
+const PRODUCERS: usize = 120;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all_and_form().await;
+    let leader = cluster.wait_for_leader_among(&[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    let entries_before = cluster
+        .node(leader)
+        .metrics()
+        .last_log_index
+        .expect("the formed cluster has entries");
+
+    // Many unary produces at once, half of them forwarded by a follower, plus one multi-record
+    // ProduceBatch whose records must stay together and in order.
+    let mut tasks = Vec::new();
+    for i in 0..PRODUCERS {
+        let mut client = cluster
+            .log_client(if i % 2 == 0 { leader } else { follower })
+            .await;
+        tasks.push(tokio::spawn(async move {
+            let value = format!("record-{i}");
+            let offset = produce(&mut client, value.clone()).await.expect("produce");
+            vec![(offset, value)]
+        }));
+    }
+    let mut batch_client = cluster.log_client(leader).await;
+    tasks.push(tokio::spawn(async move {
+        let values: Vec<String> = (0..5).map(|i| format!("batch-{i}")).collect();
+        let records = values
+            .iter()
+            .map(|v| Record {
+                value: Bytes::from(v.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let reply = batch_client
+            .produce_batch(ProduceBatchRequest { records })
+            .await
+            .expect("produce batch")
+            .into_inner();
+        assert_eq!(reply.count, 5);
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (reply.first_offset + i as u64, v))
+            .collect()
+    }));
+    let mut acked = BTreeMap::new();
+    for task in tasks {
+        for (offset, value) in task.await.expect("producer task") {
+            assert!(
+                acked.insert(offset, value).is_none(),
+                "offset {offset} was given to two produces"
+            );
+        }
+    }
+    let total = (PRODUCERS + 5) as u64;
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>(),
+        "offsets are exactly 0..{total}"
+    );
+
+    // Fewer Raft entries than produces: concurrent produces were merged.
+    let entries = cluster
+        .node(leader)
+        .metrics()
+        .last_log_index
+        .expect("entries")
+        - entries_before;
+    assert!(
+        entries < PRODUCERS as u64,
+        "{PRODUCERS} concurrent produces took {entries} Raft entries; none were merged"
+    );
+
+    // Every node stores each record at the offset its producer was told, with offset and
+    // term filled in.
+    let term = cluster.leader_status_term(leader).await;
+    for i in 0..3 {
+        cluster.wait_for_next_offset(i, total).await;
+    }
+    let mut to_follower = cluster.log_client(follower).await;
+    for (&offset, value) in &acked {
+        let record = consume(&mut to_follower, offset).await.expect("consume");
+        assert_eq!(record.value, value.as_bytes(), "value at offset {offset}");
+        assert_eq!(record.offset, offset);
+        assert_eq!(record.term, term, "term of the record at offset {offset}");
+    }
+    assert_eq!(cluster.records(0), cluster.records(1));
+    assert_eq!(cluster.records(0), cluster.records(2));
+
+    // A restarted follower reads the stored records back identically.
+    let before = cluster.records(follower);
+    cluster.stop(follower).await;
+    cluster.start(follower).await;
+    cluster.wait_for_next_offset(follower, total).await;
+    assert_eq!(cluster.records(follower), before);
+    let mut restarted = cluster.log_client(follower).await;
+    let record = consume(&mut restarted, total - 1).await.expect("consume");
+    assert_eq!(record.value, acked[&(total - 1)].as_bytes());
+    assert_eq!(record.offset, total - 1);
+}
