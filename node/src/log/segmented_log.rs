@@ -393,19 +393,34 @@ impl Log {
 /// Name of the lock file in a log directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
+/// How long [`lock_directory`] keeps trying a lock that is held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Creates `dir` if needed and takes an exclusive advisory lock (`flock`) on its lock file.
 /// The lock dies with the process, so a crash never leaves a stale lock behind.
+///
+/// A held lock is retried for [`LOCK_WAIT`] before [`LogError::Locked`]: a lock just released by
+/// a closed `Log` can still be held for an instant by a child process this process is spawning
+/// (between fork and exec the child shares every open file, close-on-exec ones included).
 fn lock_directory(dir: &Path) -> Result<File> {
     std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
     let lock_path = dir.join(LOCK_FILE_NAME);
     let file = super::store::open_or_create(&lock_path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
-            dir: dir.to_path_buf(),
-            lock_path,
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(LogError::io(&lock_path, e)),
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    dir: dir.to_path_buf(),
+                    lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(LogError::io(&lock_path, e)),
+        }
     }
 }
 
