@@ -1,7 +1,8 @@
 //! Raft-level group commit (`raft::proposer`) and the stored-record format it goes with:
 //! concurrent produces through the leader and a follower share Raft entries, yet every caller
 //! gets its own distinct offsets, every node stores the same records with the right offset and
-//! term, and a node restarted afterwards reads them back the same way.
+//! term and counts them in its metrics, and a node restarted afterwards reads them back the
+//! same way.
 
 mod raft_common;
 
@@ -104,6 +105,25 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
     assert_eq!(cluster.records(0), cluster.records(1));
     assert_eq!(cluster.records(0), cluster.records(2));
 
+    // Every node's Prometheus metrics count what it applied and its Raft log fsyncs; the
+    // leader's entries-per-batch histogram saw fewer entries than produces.
+    for i in 0..3 {
+        let text = cluster.node(i).prometheus().encode();
+        assert_eq!(
+            metric(&text, "proglog_records_appended_total"),
+            total as f64,
+            "node {i}:\n{text}"
+        );
+        assert!(metric(&text, "proglog_log_fsync_duration_seconds_count") > 0.0);
+    }
+    let text = cluster.node(leader).prometheus().encode();
+    let entries_observed = metric(&text, "proglog_log_commit_batch_records_count");
+    assert!(
+        (1.0..PRODUCERS as f64).contains(&entries_observed),
+        "{entries_observed} entries for {total} records"
+    );
+    assert_eq!(metric(&text, "proglog_log_commit_batch_records_sum"), total as f64);
+
     // A restarted follower reads the stored records back identically.
     let before = cluster.records(follower);
     cluster.stop(follower).await;
@@ -114,4 +134,14 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
     let record = consume(&mut restarted, total - 1).await.expect("consume");
     assert_eq!(record.value, acked[&(total - 1)].as_bytes());
     assert_eq!(record.offset, total - 1);
+}
+
+/// The value of the unlabelled sample `name` in Prometheus text output.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a number")
 }

@@ -33,6 +33,7 @@ use super::durable_file;
 use super::error::RaftStoreError;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 use crate::log::{Log, LogConfig};
+use crate::metrics::Metrics;
 
 const STATE_FILE: &str = "raft-state.json";
 const COMMITTED_FILE: &str = "raft-committed.json";
@@ -175,6 +176,15 @@ impl RaftLogStore {
     /// Opens (or creates) the Raft log under `dir`. Must be called within a tokio runtime: the
     /// committed-id writer runs as a task.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, RaftStoreError> {
+        Self::open_with_metrics(dir, config, Arc::new(Metrics::new()))
+    }
+
+    /// [`RaftLogStore::open`], timing the Raft log's fsyncs in `metrics`.
+    pub fn open_with_metrics(
+        dir: &Path,
+        config: LogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RaftStoreError> {
         std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
             path: dir.to_path_buf(),
             source,
@@ -199,7 +209,7 @@ impl RaftLogStore {
         let flusher_log = shared.log.clone();
         std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush_loop(&flusher_log, &flush_queue))
+            .spawn(move || flush_loop(&flusher_log, &flush_queue, &metrics))
             .map_err(RaftStoreError::Io)?;
         Ok(Self {
             shared,
@@ -222,11 +232,15 @@ impl RaftLogStore {
 
 /// Completes flush callbacks in batches: everything queued while the previous fsync ran shares
 /// the next one.
-fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>, metrics: &Metrics) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         batch.extend(queue.try_iter());
+        let started = std::time::Instant::now();
         let result = log.sync();
+        metrics
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
         for callback in batch {
             let outcome = match &result {
                 Ok(()) => Ok(()),

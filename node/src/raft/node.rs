@@ -31,6 +31,7 @@ use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, Raft};
 use crate::backend::{Appended, BackendError, LogBounds};
 use crate::log::{Log, LogConfig};
+use crate::metrics::Metrics as NodeMetrics;
 use crate::tls::ReloadingClientTls;
 
 /// Everything needed to start a node's Raft side.
@@ -55,6 +56,8 @@ pub struct RaftNodeConfig {
     pub client_tls: Arc<ReloadingClientTls>,
     /// Longest a produce may wait for a leader and a quorum before `UNAVAILABLE`.
     pub propose_timeout: Duration,
+    /// Prometheus metrics the node updates: records applied, Raft log fsyncs, records per entry.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl RaftNodeConfig {
@@ -79,6 +82,7 @@ impl RaftNodeConfig {
             network: NetworkConfig::default(),
             client_tls,
             propose_timeout: Duration::from_secs(10),
+            metrics: Arc::new(NodeMetrics::new()),
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct RaftNode {
     advertise_addr: String,
     raft: Raft,
     proposer: Proposer,
+    prometheus: Arc<NodeMetrics>,
     state_machine: UserLogStateMachine,
     user_log: Arc<Log>,
     log_reader: RaftLogStoreReader,
@@ -138,10 +143,17 @@ impl RaftNode {
     pub async fn start(config: RaftNodeConfig) -> Result<Arc<Self>, RaftNodeError> {
         let identity = NodeIdentity::load_or_create(&config.data_dir, config.ordinal)?;
         let raft_dir = config.data_dir.join("raft");
-        let log_store = RaftLogStore::open(&raft_dir, config.raft_log.clone())?;
+        let log_store = RaftLogStore::open_with_metrics(
+            &raft_dir,
+            config.raft_log.clone(),
+            config.metrics.clone(),
+        )?;
         let log_reader = log_store.reader();
-        let state_machine =
-            UserLogStateMachine::open(&raft_dir.join("sm"), config.user_log.clone())?;
+        let state_machine = UserLogStateMachine::open_with_metrics(
+            &raft_dir.join("sm"),
+            config.user_log.clone(),
+            config.metrics.clone(),
+        )?;
         let user_log = state_machine.user_log();
         let staging = raft_dir.join("snapshot-staging");
         // Leftovers of transfers interrupted by a crash.
@@ -166,7 +178,8 @@ impl RaftNode {
         Ok(Arc::new(Self {
             identity,
             advertise_addr: config.advertise_addr,
-            proposer: Proposer::start(raft.clone()),
+            proposer: Proposer::start(raft.clone(), config.metrics.clone()),
+            prometheus: config.metrics,
             raft,
             state_machine,
             user_log,
@@ -179,6 +192,11 @@ impl RaftNode {
             misaddressed_rpcs: AtomicU64::new(0),
             membership_changes: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The Prometheus metrics this node updates (see [`RaftNodeConfig::metrics`]).
+    pub fn prometheus(&self) -> &Arc<NodeMetrics> {
+        &self.prometheus
     }
 
     /// This node's Raft id.

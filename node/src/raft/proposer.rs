@@ -21,6 +21,7 @@ use proglog_proto::log::v1::Record;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::types::{ProduceApplied, ProduceBatch, Raft, TypeConfig};
+use crate::metrics::Metrics;
 
 /// Entries being committed at once. Two keep the disk busy (one fsyncs while the next fills)
 /// without splitting the queue into many small entries.
@@ -45,18 +46,26 @@ pub struct Proposer {
     queue: mpsc::Sender<Proposal>,
     raft: Raft,
     in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proposer {
     /// Starts the batching task for `raft`. It ends when the last `Proposer` clone is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// Records per entry go to `metrics` (`proglog_log_commit_batch_records`).
+    pub fn start(raft: Raft, metrics: Arc<Metrics>) -> Self {
         let (queue, incoming) = mpsc::channel(QUEUE_LEN);
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        tokio::spawn(propose_loop(raft.clone(), incoming, in_flight.clone()));
+        tokio::spawn(propose_loop(
+            raft.clone(),
+            incoming,
+            in_flight.clone(),
+            metrics.clone(),
+        ));
         Self {
             queue,
             raft,
             in_flight,
+            metrics,
         }
     }
 
@@ -68,6 +77,9 @@ impl Proposer {
         if self.queue.capacity() == self.queue.max_capacity()
             && let Ok(_permit) = self.in_flight.clone().try_acquire_owned()
         {
+            self.metrics
+                .commit_batch_records
+                .observe(records.len() as f64);
             return self
                 .raft
                 .client_write(ProduceBatch::new(records))
@@ -96,6 +108,7 @@ async fn propose_loop(
     raft: Raft,
     mut incoming: mpsc::Receiver<Proposal>,
     in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 ) {
     let mut carried: Option<Proposal> = None;
     loop {
@@ -121,6 +134,8 @@ async fn propose_loop(
             batch.push(next);
         }
         let raft = raft.clone();
+        let records: usize = batch.iter().map(|p| p.records.len()).sum();
+        metrics.commit_batch_records.observe(records as f64);
         tokio::spawn(async move {
             commit_entry(&raft, batch).await;
             drop(permit);

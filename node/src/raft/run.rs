@@ -8,11 +8,15 @@ use std::sync::Arc;
 use super::node::{RaftNode, RaftNodeConfig, RaftNodeError};
 use super::{AdminService, RaftService};
 use crate::config::NodeConfig;
+use crate::metrics::Metrics;
 use crate::server::NodeServer;
 use crate::tls::{ClientTlsFiles, ReloadingClientTls};
 
 /// Opens the Raft storage under the node's data directory and starts Raft.
-pub async fn start_raft_node(config: &NodeConfig) -> Result<Arc<RaftNode>, RaftNodeError> {
+pub async fn start_raft_node(
+    config: &NodeConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<RaftNode>, RaftNodeError> {
     let client_tls = ReloadingClientTls::load(ClientTlsFiles {
         ca: config.tls.ca.clone(),
         cert: Some(config.tls.cert.clone()),
@@ -28,6 +32,7 @@ pub async fn start_raft_node(config: &NodeConfig) -> Result<Arc<RaftNode>, RaftN
         client_tls,
     );
     raft_config.user_log = config.log.clone();
+    raft_config.metrics = metrics;
     RaftNode::start(raft_config).await
 }
 

@@ -35,6 +35,7 @@ use super::types::{
     LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
 };
 use crate::log::{Joined, Log, LogConfig};
+use crate::metrics::Metrics;
 
 const STATE_FILE: &str = "sm-state.json";
 const USER_LOG_DIR: &str = "user-log";
@@ -72,6 +73,8 @@ struct Shared {
     persist_lock: tokio::sync::Mutex<()>,
     /// Snapshots installed since start (a node catching up from far behind).
     installed_snapshots: AtomicU64,
+    /// The node's Prometheus metrics: applied records count as appended.
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -100,6 +103,15 @@ impl UserLogStateMachine {
     /// Opens (or creates) the state machine under `dir`, dropping user-log records applied after
     /// the last persisted state (openraft re-applies them). Must run within a tokio runtime.
     pub fn open(dir: &Path, user_log_config: LogConfig) -> Result<Self, RaftStoreError> {
+        Self::open_with_metrics(dir, user_log_config, Arc::new(Metrics::new()))
+    }
+
+    /// [`UserLogStateMachine::open`], counting applied records in `metrics`.
+    pub fn open_with_metrics(
+        dir: &Path,
+        user_log_config: LogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RaftStoreError> {
         std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
             path: dir.to_path_buf(),
             source,
@@ -124,6 +136,7 @@ impl UserLogStateMachine {
             applied,
             persist_lock: tokio::sync::Mutex::new(()),
             installed_snapshots: AtomicU64::new(0),
+            metrics,
         });
         tokio::spawn(persist_in_background(Arc::downgrade(&shared), applied_rx));
         Ok(Self { shared })
@@ -160,6 +173,7 @@ impl UserLogStateMachine {
         let mut messages = Vec::new();
         let mut assigned = Vec::new();
         let mut assigned_ends = Vec::new();
+        let mut value_bytes = 0u64;
         let mut responses = Vec::with_capacity(batch.len());
         let mut last_applied = None;
         let mut membership = None;
@@ -178,6 +192,11 @@ impl UserLogStateMachine {
                             .map(|r| r.encode_to_vec().into())
                             .collect(),
                     };
+                    value_bytes += produce
+                        .records
+                        .iter()
+                        .map(|r| r.value.len() as u64)
+                        .sum::<u64>();
                     for message in stored {
                         messages.push(message);
                         prost::encoding::uint64::encode(2, &next, &mut assigned);
@@ -215,6 +234,10 @@ impl UserLogStateMachine {
                     range.start
                 )));
             }
+            let metrics = &self.shared.metrics;
+            metrics.records_appended.inc_by(range.end - range.start);
+            metrics.bytes_appended.inc_by(value_bytes);
+            metrics.set_bounds(log.lowest_offset(), range.end);
         }
         {
             let mut state = self.shared.state.lock();

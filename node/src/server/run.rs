@@ -64,7 +64,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     // Raft mode (`--raft true`): records go through the cluster; the user-visible log is the
     // Raft state machine's (see crate::raft).
     let (backend, raft_node): (Arc<dyn LogBackend>, _) = if config.raft {
-        let node = crate::raft::run::start_raft_node(&config)
+        let node = crate::raft::run::start_raft_node(&config, Arc::clone(&metrics))
             .await
             .map_err(RunError::Raft)?;
         if config.retention != crate::log::RetentionPolicy::default() {
