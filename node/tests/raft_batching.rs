@@ -1,5 +1,6 @@
-//! Raft-level group commit (`raft::proposer`) and the stored-record format it goes with:
-//! concurrent produces through the leader and a follower share Raft entries, yet every caller
+//! Raft-level group commit (`raft::batcher`) and the stored-record format it goes with:
+//! concurrent produces through the leader and a follower share Raft entries (and, on the
+//! follower, forward RPCs), yet every caller
 //! gets its own distinct offsets, every node stores the same records with the right offset and
 //! term and counts them in its metrics, and a node restarted afterwards reads them back the
 //! same way.
@@ -77,6 +78,14 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
         "offsets are exactly 0..{total}"
     );
 
+    // The follower sent its half in fewer forward RPCs than produces.
+    let forwards = cluster.node(follower).forward_rpcs();
+    assert!(
+        (1..PRODUCERS as u64 / 2).contains(&forwards),
+        "{} produces through the follower took {forwards} forward RPCs",
+        PRODUCERS / 2
+    );
+
     // Fewer Raft entries than produces: concurrent produces were merged.
     let entries = cluster
         .node(leader)
@@ -122,7 +131,10 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
         (1.0..PRODUCERS as f64).contains(&entries_observed),
         "{entries_observed} entries for {total} records"
     );
-    assert_eq!(metric(&text, "proglog_log_commit_batch_records_sum"), total as f64);
+    assert_eq!(
+        metric(&text, "proglog_log_commit_batch_records_sum"),
+        total as f64
+    );
 
     // A restarted follower reads the stored records back identically.
     let before = cluster.records(follower);

@@ -1,17 +1,23 @@
 //! What a follower sends on to the leader, and how openraft's "not the leader" becomes an error:
-//! linearizable `GetLogBounds` and admin membership changes forwarded over the pooled Raft
-//! channel (produces are forwarded by [`super::node`]), the one mapping of openraft's
+//! produces ([`ForwardProduces`]: concurrent ones batched into one RPC), linearizable
+//! `GetLogBounds` and admin membership changes forwarded over the pooled Raft channel, the one
+//! mapping of openraft's
 //! `ForwardToLeader` to an error message, and [`is_connect_failure`], which tells a failed
 //! forward that certainly never reached the leader (safe to retry) from one whose outcome is
 //! unknown.
 
+use std::sync::Weak;
+
 use openraft::errors::{ForwardToLeader, LinearizableReadError, RaftError};
+use proglog_proto::log::v1::Record;
 use proglog_proto::proglog::raft::v1 as pb;
 use tonic::Status;
 
+use super::batcher::Submit;
 use super::channel_pool::ChannelPool;
-use super::types::TypeConfig;
-use crate::backend::{BackendError, LogBounds};
+use super::node::{NOT_EXECUTED_MARK, RaftNode};
+use super::types::{ProduceApplied, TypeConfig};
+use crate::backend::{Appended, BackendError, LogBounds};
 
 /// The first words of every error caused by not knowing a leader (no raw openraft text such as
 /// "has to forward request to: None, None" reaches a client).
@@ -200,5 +206,83 @@ mod tests {
         let known = ForwardToLeader::<TypeConfig>::new(7, BasicNode::new("127.0.0.1:9"));
         let message = not_leader_error(&known, "the read was not executed").to_string();
         assert!(message.contains("node 7 at 127.0.0.1:9"), "{message}");
+    }
+}
+
+/// Sends `records` to the leader at `leader_addr` with `ForwardProduce`; the leader's offsets.
+pub async fn forward_produce(
+    pool: &ChannelPool,
+    leader_addr: &str,
+    records: Vec<Record>,
+    deadline: tokio::time::Instant,
+) -> Result<Appended, BackendError> {
+    let mut client = pool
+        .raft_client(leader_addr)
+        .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let mut request = tonic::Request::new(pb::ForwardProduceRequest { records });
+    request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    match client.forward_produce(request).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Ok(Appended {
+                first_offset: response.first_offset,
+                count: response.count,
+            })
+        }
+        Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
+            "the leader at {leader_addr} is unreachable; {NOT_EXECUTED_MARK}; retry shortly"
+        ))),
+        Err(status) => Err(match status.code() {
+            tonic::Code::InvalidArgument => BackendError::InvalidArgument(status.message().into()),
+            tonic::Code::Internal => BackendError::Storage(status.message().into()),
+            _ => BackendError::Unavailable(format!(
+                "forwarding to the leader at {leader_addr} failed ({}); the produce may or may not \
+                 have been committed; retry",
+                status.message()
+            )),
+        }),
+    }
+}
+
+/// A follower's [`Submit`] for produces: one `ForwardProduce` RPC per batch, to whoever leads
+/// when the batch is sent (this node itself if it has become the leader meanwhile).
+#[derive(Debug, Clone)]
+pub struct ForwardProduces {
+    node: Weak<RaftNode>,
+}
+
+impl ForwardProduces {
+    /// Forwards for `node` (weak: the node owns the batcher that owns this).
+    pub fn new(node: Weak<RaftNode>) -> Self {
+        Self { node }
+    }
+}
+
+impl Submit for ForwardProduces {
+    type Error = BackendError;
+
+    async fn submit(&self, records: Vec<Record>) -> Result<ProduceApplied, BackendError> {
+        let Some(node) = self.node.upgrade() else {
+            return Err(self.stopped());
+        };
+        let deadline = tokio::time::Instant::now() + node.propose_timeout();
+        let appended = match node.leader() {
+            Some((leader, addr)) if leader != node.node_id() => {
+                node.count_forward_rpc();
+                forward_produce(node.pool(), &addr, records, deadline).await
+            }
+            Some(_) => node.propose_local(records).await,
+            None => Err(no_leader_error(NOT_EXECUTED_MARK)),
+        }?;
+        Ok(ProduceApplied {
+            first_offset: appended.first_offset,
+            count: appended.count,
+        })
+    }
+
+    fn stopped(&self) -> BackendError {
+        BackendError::Unavailable(format!(
+            "this node is shutting down; {NOT_EXECUTED_MARK}; retry on another node"
+        ))
     }
 }

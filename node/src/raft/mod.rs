@@ -7,8 +7,9 @@
 //!   data as a view of that log.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
-//! - [`node`]: the runtime tying it together; [`proposer`]: merges concurrent produces into
-//!   shared Raft entries; [`backend`]: the Raft
+//! - [`node`]: the runtime tying it together; [`batcher`]: group commit of concurrent
+//!   produces, as one Raft entry on the leader ([`proposer`]) or one forward RPC on a follower;
+//!   [`backend`]: the Raft
 //!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod batcher;
 pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;

@@ -17,22 +17,26 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::errors::LinearizableReadError;
 use openraft::{BasicNode, ReadPolicy, ServerState};
 use proglog_proto::log::v1::{Record, Server};
-use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 
+use super::batcher::Batcher;
 use super::error::RaftStoreError;
 use super::forwarding::{
-    forward_linearizable_bounds, linearizable_error, no_leader_error, not_leader_error,
+    ForwardProduces, forward_linearizable_bounds, forward_produce, linearizable_error,
+    no_leader_error, not_leader_error,
 };
 use super::identity::NodeIdentity;
 use super::log_store::{RaftLogStore, RaftLogStoreReader};
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
-use super::proposer::Proposer;
+use super::proposer::{Proposer, start_proposer};
 use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, Raft};
 use crate::backend::{Appended, BackendError, LogBounds};
 use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics as NodeMetrics;
 use crate::tls::ReloadingClientTls;
+
+/// Forward RPCs a follower keeps in flight at once; produces arriving meanwhile share the next.
+const FORWARDS_IN_FLIGHT: usize = 4;
 
 /// Everything needed to start a node's Raft side.
 #[derive(Debug, Clone)]
@@ -123,6 +127,7 @@ pub struct RaftNode {
     advertise_addr: String,
     raft: Raft,
     proposer: Proposer,
+    forwarder: Batcher<ForwardProduces>,
     prometheus: Arc<NodeMetrics>,
     state_machine: UserLogStateMachine,
     user_log: Arc<Log>,
@@ -133,6 +138,7 @@ pub struct RaftNode {
     raft_dir: PathBuf,
     propose_timeout: Duration,
     misaddressed_rpcs: AtomicU64,
+    forward_rpcs: AtomicU64,
     /// Serialises membership changes executed on this node (asked here or forwarded).
     membership_changes: tokio::sync::Mutex<()>,
 }
@@ -175,10 +181,11 @@ impl RaftNode {
         )
         .await
         .map_err(|e| RaftNodeError::Start(e.to_string()))?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|node| Self {
             identity,
             advertise_addr: config.advertise_addr,
-            proposer: Proposer::start(raft.clone(), config.metrics.clone()),
+            proposer: start_proposer(raft.clone(), config.metrics.clone()),
+            forwarder: Batcher::start(ForwardProduces::new(node.clone()), FORWARDS_IN_FLIGHT),
             prometheus: config.metrics,
             raft,
             state_machine,
@@ -190,8 +197,14 @@ impl RaftNode {
             raft_dir,
             propose_timeout: config.propose_timeout,
             misaddressed_rpcs: AtomicU64::new(0),
+            forward_rpcs: AtomicU64::new(0),
             membership_changes: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Longest a produce waits for a leader and a quorum.
+    pub(crate) fn propose_timeout(&self) -> Duration {
+        self.propose_timeout
     }
 
     /// The Prometheus metrics this node updates (see [`RaftNodeConfig::metrics`]).
@@ -222,6 +235,16 @@ impl RaftNode {
     /// The user-visible log (committed records only).
     pub fn user_log(&self) -> &Arc<Log> {
         &self.user_log
+    }
+
+    /// `ForwardProduce` RPCs this node has sent to a leader since start (each carries a batch
+    /// of produces, see [`super::batcher`]).
+    pub fn forward_rpcs(&self) -> u64 {
+        self.forward_rpcs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_forward_rpc(&self) {
+        self.forward_rpcs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Raft RPCs refused since start because they were addressed to another node id (a leader
@@ -338,8 +361,15 @@ impl RaftNode {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let outcome = tokio::time::timeout_at(deadline, async {
             match self.leader() {
-                Some((leader, addr)) if leader != self.node_id() => {
-                    self.forward(&addr, records, deadline).await
+                Some((leader, _)) if leader != self.node_id() => {
+                    // Batched: concurrent produces on a follower share one forward RPC.
+                    self.forwarder
+                        .propose(records)
+                        .await
+                        .map(|applied| Appended {
+                            first_offset: applied.first_offset,
+                            count: applied.count,
+                        })
                 }
                 _ => self.write_here(records, deadline).await,
             }
@@ -392,49 +422,12 @@ impl RaftNode {
                 // Rejected before it was appended: safe to send to the leader instead.
                 match forward.leader_node {
                     Some(node) if forward.leader_id != Some(self.node_id()) => {
-                        self.forward(&node.addr, records, deadline).await
+                        forward_produce(&self.pool, &node.addr, records, deadline).await
                     }
                     _ => Err(no_leader_error(NOT_EXECUTED_MARK)),
                 }
             }
             Err(e) => Err(write_error(e)),
-        }
-    }
-
-    async fn forward(
-        &self,
-        leader_addr: &str,
-        records: Vec<Record>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Appended, BackendError> {
-        let mut client = self
-            .pool
-            .raft_client(leader_addr)
-            .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
-        let mut request = tonic::Request::new(ForwardProduceRequest { records });
-        request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match client.forward_produce(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                Ok(Appended {
-                    first_offset: response.first_offset,
-                    count: response.count,
-                })
-            }
-            Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
-                "the leader at {leader_addr} is unreachable; {NOT_EXECUTED_MARK}; retry shortly"
-            ))),
-            Err(status) => Err(match status.code() {
-                tonic::Code::InvalidArgument => {
-                    BackendError::InvalidArgument(status.message().into())
-                }
-                tonic::Code::Internal => BackendError::Storage(status.message().into()),
-                _ => BackendError::Unavailable(format!(
-                    "forwarding to the leader at {leader_addr} failed ({}); the produce may or \
-                     may not have been committed; retry",
-                    status.message()
-                )),
-            }),
         }
     }
 
