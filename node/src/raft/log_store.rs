@@ -13,7 +13,6 @@
 //! saves a `pread` and a CRC check per entry per follower; the decoded records of both followers
 //! then share the same bytes.
 
-use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -31,6 +30,7 @@ use tokio::sync::watch;
 use super::codec;
 use super::durable_file;
 use super::error::RaftStoreError;
+use super::tail_cache::TailCache;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
@@ -43,68 +43,6 @@ const LOG_DIR: &str = "log";
 /// Most encoded bytes the in-memory tail holds (about 8 times what a follower that keeps up has
 /// in flight with 1 KiB records).
 const TAIL_CACHE_BYTES: usize = 64 << 20;
-
-/// The encoded bytes of the newest entries, `first..first + entries.len()`, exactly as stored in
-/// the log. Every change to the log's suffix (truncation, reset, purge) drops the affected
-/// entries *before* the log changes, and appends add theirs *after* the log holds them, so a
-/// cached entry is always what the log holds at that index.
-#[derive(Debug, Default)]
-struct TailCache {
-    first: u64,
-    entries: VecDeque<Bytes>,
-    bytes: usize,
-}
-
-impl TailCache {
-    fn end(&self) -> u64 {
-        self.first + self.entries.len() as u64
-    }
-
-    fn get(&self, index: u64) -> Option<Bytes> {
-        let at = index.checked_sub(self.first)?;
-        self.entries.get(usize::try_from(at).ok()?).cloned()
-    }
-
-    /// Adds entries stored at `first..`; a gap after the cached ones restarts the cache.
-    fn extend(&mut self, first: u64, encoded: &[Bytes], limit: usize) {
-        if self.entries.is_empty() || self.end() != first {
-            self.clear_from(0);
-            self.first = first;
-        }
-        for entry in encoded {
-            self.bytes += entry.len();
-            self.entries.push_back(entry.clone());
-        }
-        while self.bytes > limit {
-            let Some(oldest) = self.entries.pop_front() else {
-                break;
-            };
-            self.bytes -= oldest.len();
-            self.first += 1;
-        }
-    }
-
-    /// Drops every entry at `index` or later.
-    fn clear_from(&mut self, index: u64) {
-        let keep = index
-            .saturating_sub(self.first)
-            .min(self.entries.len() as u64) as usize;
-        for dropped in self.entries.drain(keep..) {
-            self.bytes -= dropped.len();
-        }
-    }
-
-    /// Drops every entry at `index` or earlier.
-    fn clear_through(&mut self, index: u64) {
-        while self.first <= index {
-            let Some(oldest) = self.entries.pop_front() else {
-                break;
-            };
-            self.bytes -= oldest.len();
-            self.first += 1;
-        }
-    }
-}
 
 /// The durable part of Raft's own state (not the log entries).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -489,55 +427,4 @@ where
         .await
         .map_err(|e| io::Error::other(format!("raft storage task failed: {e}")))?
         .map_err(io::Error::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entries(values: &[&'static [u8]]) -> Vec<Bytes> {
-        values.iter().map(|v| Bytes::from_static(v)).collect()
-    }
-
-    #[test]
-    fn tail_cache_serves_only_what_was_added_and_not_dropped() {
-        let mut tail = TailCache::default();
-        assert_eq!(tail.get(0), None);
-        tail.extend(5, &entries(&[b"a", b"b", b"c"]), 1 << 20);
-        assert_eq!(tail.get(4), None);
-        assert_eq!(tail.get(5).as_deref(), Some(&b"a"[..]));
-        assert_eq!(tail.get(7).as_deref(), Some(&b"c"[..]));
-        assert_eq!(tail.get(8), None);
-
-        // A conflicting suffix is replaced: the old entries at 6.. must not be served.
-        tail.clear_from(6);
-        assert_eq!(tail.get(6), None);
-        tail.extend(6, &entries(&[b"x"]), 1 << 20);
-        assert_eq!(tail.get(6).as_deref(), Some(&b"x"[..]));
-        assert_eq!(tail.get(7), None);
-
-        // Purging drops the front; a gap after the cached entries restarts the cache.
-        tail.clear_through(5);
-        assert_eq!(tail.get(5), None);
-        assert_eq!(tail.get(6).as_deref(), Some(&b"x"[..]));
-        tail.extend(100, &entries(&[b"y"]), 1 << 20);
-        assert_eq!(tail.get(6), None);
-        assert_eq!(tail.get(100).as_deref(), Some(&b"y"[..]));
-        assert_eq!(tail.bytes, 1);
-
-        // Truncating before the cached range drops everything.
-        tail.clear_from(0);
-        assert_eq!(tail.get(100), None);
-        assert_eq!(tail.bytes, 0);
-    }
-
-    #[test]
-    fn tail_cache_is_bounded_by_bytes() {
-        let mut tail = TailCache::default();
-        tail.extend(0, &entries(&[b"1234", b"5678", b"9abc"]), 8);
-        assert_eq!(tail.bytes, 8);
-        assert_eq!(tail.get(0), None);
-        assert_eq!(tail.get(1).as_deref(), Some(&b"5678"[..]));
-        assert_eq!(tail.get(2).as_deref(), Some(&b"9abc"[..]));
-    }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`types`]: the openraft type configuration (entries carry batches of records).
 //! - [`codec`]: binary encoding of Raft entries (on disk and on the wire).
-//! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes.
+//! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes;
+//!   [`tail_cache`]: its newest entries in memory.
 //! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
 //!   data as a view of that log.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
@@ -36,6 +37,7 @@ pub mod run;
 pub mod service;
 pub mod snapshot;
 pub mod state_machine;
+pub mod tail_cache;
 pub mod types;
 
 pub use admin::AdminService;
