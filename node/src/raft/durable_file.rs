@@ -47,6 +47,11 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RaftStor
     }
 }
 
+/// Creates `dir` and its parents if missing (the directory a state file lives in).
+pub fn create_dir(dir: &Path) -> Result<(), RaftStoreError> {
+    fs::create_dir_all(dir).map_err(file_err(dir))
+}
+
 /// fsyncs a directory so that renames and new files in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), RaftStoreError> {
     File::open(dir)

@@ -38,10 +38,7 @@ impl NodeIdentity {
                 ORDINAL_SPAN - 1
             )));
         }
-        std::fs::create_dir_all(data_dir).map_err(|source| RaftStoreError::File {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        durable_file::create_dir(data_dir)?;
         let path = data_dir.join(IDENTITY_FILE);
         if let Some(existing) = durable_file::read_json::<NodeIdentity>(&path)? {
             if existing.ordinal != ordinal {

@@ -123,10 +123,7 @@ impl RaftLogStore {
         config: LogConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RaftStoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        durable_file::create_dir(dir)?;
         let log = Arc::new(Log::open(dir.join(LOG_DIR), config)?);
         let hard: HardState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
         let committed: Option<LogId> =

@@ -112,10 +112,7 @@ impl UserLogStateMachine {
         user_log_config: LogConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RaftStoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| RaftStoreError::File {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        durable_file::create_dir(dir)?;
         let state: SmState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
         let log = Log::open(dir.join(USER_LOG_DIR), user_log_config)?;
         let next = log.next_offset();
