@@ -165,6 +165,12 @@ impl LogBackend for LocalBackend {
         Box::pin(async move { Ok(vec![me]) })
     }
 
+    fn pipelined_appends_keep_order(&self) -> bool {
+        // Appends reach the single writer through one bounded channel, whose senders wait in
+        // line (first polled, first enqueued): queue order is offset order.
+        true
+    }
+
     fn segment_count(&self) -> Option<usize> {
         Some(self.log.segments().len())
     }

@@ -112,9 +112,10 @@ pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
     /// created) get offsets in issue order even while earlier ones are still in flight. When it
     /// is false a `ProduceStream` keeps one append in flight at a time, so a stream's records are
     /// never reordered (a follower forwards each append as its own RPC, and concurrent RPCs can
-    /// reach the leader in any order).
+    /// reach the leader in any order). `false` unless a backend promises it: the safe answer
+    /// for a backend that wraps another and forgets to ask it.
     fn pipelined_appends_keep_order(&self) -> bool {
-        true
+        false
     }
 
     /// Segments in the local storage, for the metrics (None if not applicable).

@@ -415,6 +415,10 @@ impl LogBackend for ServedRaftBackend {
         self.0.is_ready()
     }
 
+    fn pipelined_appends_keep_order(&self) -> bool {
+        self.0.pipelined_appends_keep_order()
+    }
+
     fn segment_count(&self) -> Option<usize> {
         self.0.segment_count()
     }
