@@ -8,10 +8,12 @@
 mod raft_common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use proglog_proto::log::v1::{ProduceBatchRequest, Record};
 use raft_common::*;
+use tokio::sync::Barrier;
 
 const PRODUCERS: usize = 120;
 
@@ -28,13 +30,17 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
         .expect("the formed cluster has entries");
 
     // Many unary produces at once, half of them forwarded by a follower, plus one multi-record
-    // ProduceBatch whose records must stay together and in order.
+    // ProduceBatch whose records must stay together and in order. A barrier starts them
+    // together, however slowly the clients connect.
+    let start = Arc::new(Barrier::new(PRODUCERS + 1));
     let mut tasks = Vec::new();
     for i in 0..PRODUCERS {
         let mut client = cluster
             .log_client(if i % 2 == 0 { leader } else { follower })
             .await;
+        let start = start.clone();
         tasks.push(tokio::spawn(async move {
+            start.wait().await;
             let value = format!("record-{i}");
             let offset = produce(&mut client, value.clone()).await.expect("produce");
             vec![(offset, value)]
@@ -42,6 +48,7 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
     }
     let mut batch_client = cluster.log_client(leader).await;
     tasks.push(tokio::spawn(async move {
+        start.wait().await;
         let values: Vec<String> = (0..5).map(|i| format!("batch-{i}")).collect();
         let records = values
             .iter()
@@ -93,6 +100,7 @@ async fn concurrent_produces_share_entries_and_keep_their_own_offsets() {
         .last_log_index
         .expect("entries")
         - entries_before;
+    eprintln!("{total} records: {entries} Raft entries, {forwards} forward RPCs from the follower");
     assert!(
         entries < PRODUCERS as u64,
         "{PRODUCERS} concurrent produces took {entries} Raft entries; none were merged"
