@@ -14,7 +14,8 @@ use tokio::sync::watch;
 pub use local::{GroupCommitConfig, LocalBackend};
 
 /// Where a batch of appended records landed: offsets `first_offset .. first_offset + count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (Serializable: it is also what applying a Raft entry answers, `raft::types::ProduceApplied`.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
     pub first_offset: u64,
     pub count: u64,

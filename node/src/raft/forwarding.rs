@@ -266,18 +266,14 @@ impl Submit for ForwardProduces {
             return Err(self.stopped());
         };
         let deadline = tokio::time::Instant::now() + node.propose_timeout();
-        let appended = match node.leader() {
+        match node.leader() {
             Some((leader, addr)) if leader != node.node_id() => {
                 node.count_forward_rpc();
                 forward_produce(node.pool(), &addr, records, deadline).await
             }
             Some(_) => node.propose_local(records).await,
             None => Err(no_leader_error(NOT_EXECUTED_MARK)),
-        }?;
-        Ok(ProduceApplied {
-            first_offset: appended.first_offset,
-            count: appended.count,
-        })
+        }
     }
 
     fn stopped(&self) -> BackendError {

@@ -387,15 +387,7 @@ impl RaftNode {
     /// Appends `records` only if this node is the leader (forwarded produces end here).
     pub async fn propose_local(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
-        let write = async {
-            match self.proposer.propose(records).await {
-                Ok(applied) => Ok(Appended {
-                    first_offset: applied.first_offset,
-                    count: applied.count,
-                }),
-                Err(e) => Err(write_error(e)),
-            }
-        };
+        let write = async { self.proposer.propose(records).await.map_err(write_error) };
         tokio::time::timeout_at(deadline, write)
             .await
             .unwrap_or_else(|_| {
@@ -414,10 +406,7 @@ impl RaftNode {
     ) -> Result<Appended, BackendError> {
         // Records are `Bytes` inside, so keeping a copy for a possible forward is cheap.
         match self.proposer.propose(records.clone()).await {
-            Ok(applied) => Ok(Appended {
-                first_offset: applied.first_offset,
-                count: applied.count,
-            }),
+            Ok(applied) => Ok(applied),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 // Rejected before it was appended: safe to send to the leader instead.
                 match forward.leader_node {

@@ -124,9 +124,6 @@ impl<'de> Deserialize<'de> for ProduceBatch {
     }
 }
 
-/// What applying a normal entry answers: where its records landed in the user log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProduceApplied {
-    pub first_offset: u64,
-    pub count: u64,
-}
+/// What applying a normal entry answers: where its records landed in the user log — the
+/// backend's [`Appended`](crate::backend::Appended), so no conversion is needed on the way out.
+pub type ProduceApplied = crate::backend::Appended;
