@@ -1,5 +1,5 @@
 # ProgLog — build, test and run. Every tool the project needs is installed by a target here, so a
-# fresh machine needs only `make run` (local cluster) and `make test` (all tests).
+# fresh machine needs only `make up` (a Kubernetes cluster running ProgLog) and `make test` (all tests).
 #
 # Build caches live outside the clone so CI on this machine stays fast.
 CACHE_DIR        ?= $(HOME)/.cache/proglog
@@ -9,7 +9,8 @@ CARGO            ?= cargo
 BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
-        control-plane control-plane-up control-plane-down bench bench-log bench-server bench-raft e2e e2e-local clean help
+        control-plane control-plane-up control-plane-down local-cluster local-cluster-up local-cluster-down \
+        up down e2e-pods bench bench-log bench-server bench-raft e2e e2e-local clean help
 
 all: build
 
@@ -26,12 +27,12 @@ release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
 # operator tests against a real kube-apiserver + etcd + kube-controller-manager (built once per
 # machine by control-plane) and real proglog-node processes, and the e2e suite against that
 # control plane.
-test: control-plane ## Run every test (what CI runs)
+test: control-plane ## Run every test (what CI runs), the e2e suite against real pods on a local cluster
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 	$(MAKE) test-operator
 	$(MAKE) chart-check
-	$(MAKE) e2e-local
+	$(MAKE) e2e-pods
 
 test-unit: ## Unit and integration tests only (no control plane)
 	$(CARGO) test --workspace --all-targets
@@ -88,6 +89,27 @@ bench-raft: release ## 3-node replicated benchmarks and failover time (shared CP
 	@if [ -w /sys/fs/cgroup/cpu/cgroup.procs ] || [ -w /sys/fs/cgroup/cgroup.procs ]; then \
 	  NODE_CPUS=0.5 FAILOVERS=0 scripts/bench/raft.sh; \
 	else echo "skipping the equal-CPU run: it needs a writable cgroup cpu controller (root)"; fi
+
+local-cluster: control-plane release ## Everything a local single-node cluster needs (packages, binaries, images; cached)
+	scripts/local-cluster/install-deps.sh
+	scripts/tools/crictl.sh >/dev/null
+	$(CARGO) build -p proglog-e2e --bin local-path-provisioner
+	scripts/local-cluster/images.sh
+
+local-cluster-up: local-cluster ## Start the local single-node Kubernetes cluster (prints its KUBECONFIG)
+	scripts/local-cluster/up.sh
+
+local-cluster-down: ## Stop the local cluster and remove everything it made
+	scripts/local-cluster/down.sh
+
+up: ## Main job: a cluster (kind with a Docker engine, else the local one), the operator by Helm, a 3-node ProgLogCluster
+	scripts/up.sh
+
+down: ## Remove what `make up` started
+	scripts/down.sh
+
+e2e-pods: local-cluster ## The whole e2e suite against real pods on a fresh local cluster (what CI runs)
+	scripts/local-cluster/with-local-cluster.sh scripts/e2e-pods.sh
 
 e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 	$(CARGO) build -p proglog-operator --bin proglog-operator

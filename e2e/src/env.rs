@@ -3,8 +3,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-/// `PROGLOG_E2E_PODS=1`: pods can run (a kubelet and the node image exist, as on kind). Without
-/// it the scenarios stop at what the API server and kube-controller-manager can show.
+/// `PROGLOG_E2E_PODS=1`: pods can run (a kubelet and the node image exist: the local cluster of
+/// `make e2e-pods`, kind in CI). The pod scenarios fail without it (never pass vacuously); the
+/// API-only scenarios need only an API server and kube-controller-manager.
 pub fn pods_can_run() -> bool {
     flag("PROGLOG_E2E_PODS")
 }
@@ -28,7 +29,7 @@ pub fn crd_path() -> PathBuf {
 /// Node image for clusters whose pods run: `PROGLOG_E2E_NODE_IMAGE` (default the image the kind
 /// workflow builds and loads).
 pub fn node_image() -> String {
-    std::env::var("PROGLOG_E2E_NODE_IMAGE").unwrap_or_else(|_| "proglog-node:e2e".to_owned())
+    std::env::var("PROGLOG_E2E_NODE_IMAGE").unwrap_or_else(|_| "proglog-node:dev".to_owned())
 }
 
 /// Deadline for control-plane-only steps: `PROGLOG_E2E_TIMEOUT_SECS` (default 120 s).
@@ -57,4 +58,16 @@ fn seconds(name: &str, default: u64) -> Duration {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
     Duration::from_secs(secs)
+}
+
+/// Deadline of a whole pod scenario: `PROGLOG_E2E_SCENARIO_TIMEOUT_SECS` (default 1800 s).
+pub fn scenario_timeout() -> Duration {
+    seconds("PROGLOG_E2E_SCENARIO_TIMEOUT_SECS", 1800)
+}
+
+/// `PROGLOG_E2E_KEEP_NAMESPACE=1`: keep a failed scenario's namespace for inspection (by
+/// default it is deleted after the diagnostics are printed, so later scenarios have the
+/// machine's resources).
+pub fn keep_failed_namespace() -> bool {
+    flag("PROGLOG_E2E_KEEP_NAMESPACE")
 }

@@ -4,7 +4,9 @@
 # go.etcd.io/etcd/server/v3, all fetched through the Go module proxy (no Docker, no registry).
 #
 # Output (cached per machine, keyed by version, never inside the repository):
-#   $PROGLOG_CACHE_DIR/k8s/<k8s-version>/bin/{kube-apiserver,kube-controller-manager,kubectl}
+#   $PROGLOG_CACHE_DIR/k8s/<k8s-version>/bin/{kube-apiserver,kube-controller-manager,kubectl,
+#                                            kube-scheduler,kubelet,kube-proxy}
+# (the last three run real pods in the local cluster, scripts/local-cluster/)
 #   $PROGLOG_CACHE_DIR/etcd/<etcd-version>/bin/etcd
 # A stamp file next to the binaries records what was built; when it matches, this script only
 # checks that the binaries are there and exits (well under a second).
@@ -22,6 +24,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$SCRIPT_DIR/versions.sh"
 
 BUILD_PARALLELISM="${BUILD_PARALLELISM:-2}"
+# Every Kubernetes command the project runs, built in one `go build` so they share packages.
+K8S_BINS=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
 
 log() { printf '[control-plane/build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,7 +37,7 @@ command -v go >/dev/null 2>&1 || die "the Go toolchain is required (https://go.d
 
 # The stamp's first line is what must match; the Go version that built the binaries is recorded
 # on the second line for information only (a toolchain upgrade does not invalidate them).
-K8S_STAMP_WANT="k8s=$K8S_VERSION bins=kube-apiserver,kube-controller-manager,kubectl"
+K8S_STAMP_WANT="k8s=$K8S_VERSION bins=${K8S_BINS[*]}"
 ETCD_STAMP_WANT="etcd=$ETCD_VERSION bins=etcd"
 
 # The version stamp is written last, after every binary of the set exists, so an interrupted
@@ -101,16 +105,16 @@ write_k8s_module() {
 build_k8s() {
     local root="$PROGLOG_CACHE_DIR/k8s/$K8S_VERSION"
     local bin_dir="$root/bin" src_dir="$root/src"
-    local bins=("$bin_dir/kube-apiserver" "$bin_dir/kube-controller-manager" "$bin_dir/kubectl")
+    local bins=("${K8S_BINS[@]/#/$bin_dir/}")
     if is_fresh "$bin_dir/.stamp" "$K8S_STAMP_WANT" "${bins[@]}"; then
         log "k8s $K8S_VERSION is cached in $bin_dir"
         return
     fi
-    log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION (cold: 10-15 minutes on 2 cores)"
+    log "building ${K8S_BINS[*]} $K8S_VERSION (cold: 15-20 minutes on 2 cores)"
     local started=$SECONDS
     rm -f "$bin_dir/.stamp"
     write_k8s_module "$src_dir"
-    local cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+    local cmds=("${K8S_BINS[@]/#/k8s.io/kubernetes/cmd/}")
     (
         cd "$src_dir"
         # Resolve the full dependency graph (and go.sum) for the three commands; the explicit

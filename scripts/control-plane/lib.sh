@@ -76,3 +76,75 @@ cp_wipe_run_dir() {
         cp_die "refusing to delete $CP_DIR: it is not empty and not a control-plane run directory (no $CP_MARKER)"
     fi
 }
+
+# --- PKI and kubeconfigs (shared with scripts/local-cluster/up.sh, which adds node certs) -----
+PKI="$CP_DIR/pki"
+
+# ECDSA P-256 keys: fast to generate, accepted by every component and by rustls.
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# sign_cert NAME SUBJECT EXTENSIONS: NAME.key + NAME.crt signed by the CA, valid 30 days.
+sign_cert() {
+    local name="$1" subject="$2" extensions="$3"
+    new_key "$PKI/$name.key"
+    openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
+    printf '%b\n' "$extensions" >"$PKI/$name.ext"
+    local ca="${PKI_CA:-ca}"
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+        -days 30 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+    rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+    chmod 600 "$PKI/$name.key"
+}
+# shellcheck disable=SC2034 # used by the scripts that source this file
+CLIENT_EXT="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
+
+# The API server's URL, recorded by up.sh (it binds 127.0.0.1, or the node IP when a kubelet
+# runs beside it: pods cannot reach the host's loopback).
+cp_api_url() { cat "$CP_DIR/apiserver-url"; }
+
+# write_kubeconfig FILE CERT_NAME: a kubeconfig with the certificates embedded (portable to
+# any client library, including kube-rs).
+write_kubeconfig() {
+    local file="$1" cert="$2"
+    cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: proglog-local
+  cluster:
+    server: $(cp_api_url)
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $cert
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$cert.crt")
+    client-key-data: $(base64 -w0 "$PKI/$cert.key")
+contexts:
+- name: proglog-local
+  context:
+    cluster: proglog-local
+    user: $cert
+    namespace: default
+current-context: proglog-local
+EOF
+    chmod 600 "$file"
+}
+
+# free_port VAR: sets VAR to a TCP port nothing listens on (and not already handed out by this
+# shell). Assigns instead of printing: a $(...) subshell would lose the taken_ports bookkeeping.
+declare -A taken_ports=()
+free_port() {
+    local -n result="$1" # a nameref: assigning it sets the caller's variable
+    local port _
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 40000))
+        [[ -z "${taken_ports[$port]:-}" ]] || continue
+        if [[ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+            taken_ports[$port]=1
+            # shellcheck disable=SC2034 # nameref to the caller's variable
+            result=$port
+            return 0
+        fi
+    done
+    cp_die "no free TCP port found"
+}

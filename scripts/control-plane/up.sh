@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Starts a real local Kubernetes control plane on 127.0.0.1 only: etcd, kube-apiserver (RBAC,
-# client-certificate authentication) and kube-controller-manager (garbage collector, StatefulSet,
-# Deployment/ReplicaSet, service-account controllers, ...). There is no kubelet, so pods are
-# created but stay Pending.
+# Starts a real local Kubernetes control plane: etcd, kube-apiserver (RBAC, client-certificate
+# authentication) and kube-controller-manager (garbage collector, StatefulSet, Deployment/
+# ReplicaSet, service-account controllers, ...), on 127.0.0.1 only unless PROGLOG_CP_NODE_IP is
+# set (below). Alone, there is no kubelet, so pods are created but stay Pending;
+# scripts/local-cluster/up.sh adds the node components around it.
 #
 # Writes everything to $PROGLOG_CP_DIR (default $PROGLOG_CACHE_DIR/run/control-plane):
 #   pki/          CA, apiserver serving cert, service-account keys, admin and controller certs
@@ -14,19 +15,24 @@
 # created its default ServiceAccount. Prints the kubeconfig path on stdout.
 #
 # If a control plane is already running from this directory, it is reused. Stop with down.sh.
+#
+# PROGLOG_CP_NODE_IP=ADDR (set by scripts/local-cluster/up.sh, which adds a kubelet): the API
+# server binds ADDR instead of 127.0.0.1 (pods cannot reach the host's loopback), publishes it as
+# the `kubernetes` Service's endpoint, authorizes kubelets with the Node authorizer and reaches
+# them with its own client certificate (logs, exec, port-forward).
 # errtrace: the ERR trap (stop what was started) also fires for failures inside functions.
 set -Eeuo pipefail
 
 # shellcheck source=lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-# Virtual ranges only: nothing is routed to them (no kube-proxy, no kubelet); the apiserver needs
-# them to allocate Service ClusterIPs. No process binds or connects to any non-loopback address.
+# Virtual range: the apiserver allocates Service ClusterIPs from it; only kube-proxy (local
+# cluster) routes them, to addresses on this machine.
 SERVICE_CIDR="${PROGLOG_CP_SERVICE_CIDR:-10.96.0.0/16}"
 SERVICE_FIRST_IP="${PROGLOG_CP_SERVICE_FIRST_IP:-10.96.0.1}"
 STARTUP_TIMEOUT_SECS="${PROGLOG_CP_STARTUP_TIMEOUT:-180}"
-
-PKI="$CP_DIR/pki"
+NODE_IP="${PROGLOG_CP_NODE_IP:-}"
+API_IP="${NODE_IP:-127.0.0.1}"
 
 for component in "${CP_COMPONENTS[@]}"; do
     [[ -x "$(cp_binary "$component")" ]] ||
@@ -70,59 +76,28 @@ trap on_error ERR
 
 started_at=$(date +%s)
 
-# --- ports: free TCP ports on 127.0.0.1 ------------------------------------------------------
-declare -A taken_ports=()
-# free_port VAR: sets VAR to a TCP port nothing listens on (and not already handed out here).
-# Assigns instead of printing: a $(...) subshell would lose the taken_ports bookkeeping.
-free_port() {
-    local -n result="$1" # a nameref: assigning it sets the caller's variable
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
-        [[ -z "${taken_ports[$port]:-}" ]] || continue
-        if [[ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-            taken_ports[$port]=1
-            # shellcheck disable=SC2034 # nameref to the caller's variable
-            result=$port
-            return 0
-        fi
-    done
-    cp_die "no free TCP port found on 127.0.0.1"
-}
+# --- ports: free TCP ports ------------------------------------------------------------------
 free_port ETCD_CLIENT_PORT
 free_port ETCD_PEER_PORT
 free_port APISERVER_PORT
 free_port KCM_PORT
+echo "https://$API_IP:$APISERVER_PORT" >"$CP_DIR/apiserver-url"
 
 # --- PKI -------------------------------------------------------------------------------------
-# ECDSA P-256 keys: fast to generate, accepted by every component and by rustls.
-new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-
-# sign_cert NAME SUBJECT EXTENSIONS: NAME.key + NAME.crt signed by the CA, valid 30 days.
-sign_cert() {
-    local name="$1" subject="$2" extensions="$3"
-    new_key "$PKI/$name.key"
-    openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
-    printf '%b\n' "$extensions" >"$PKI/$name.ext"
-    local ca="${PKI_CA:-ca}"
-    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-        -days 30 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-    rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
 new_key "$PKI/ca.key"
 openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=proglog-local-control-plane-ca" -days 30 -sha256 \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
     -out "$PKI/ca.crt" 2>/dev/null
 
-CLIENT_EXT="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
 sign_cert apiserver "/CN=kube-apiserver" \
-    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_FIRST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:$API_IP,IP:127.0.0.1,IP:$SERVICE_FIRST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 # Group system:masters = cluster-admin through the bootstrap RBAC policy.
 sign_cert admin "/O=system:masters/CN=proglog-admin" "$CLIENT_EXT"
 # The bootstrap RBAC policy grants this user what the controller manager itself needs; each
 # controller then runs under its own service account (--use-service-account-credentials).
 sign_cert controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+# The API server's identity towards kubelets (logs, exec, port-forward), as kubeadm names it.
+sign_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT_EXT"
 # kube-controller-manager's serving certificate (its /healthz is probed with our CA).
 sign_cert controller-manager-serving "/CN=kube-controller-manager" \
     "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
@@ -139,33 +114,6 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 chmod 600 "$PKI"/*.key
 
-# write_kubeconfig FILE CERT_NAME: a kubeconfig with the certificates embedded (portable to
-# any client library, including kube-rs).
-write_kubeconfig() {
-    local file="$1" cert="$2"
-    cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: proglog-local
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $cert
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI/$cert.crt")
-    client-key-data: $(base64 -w0 "$PKI/$cert.key")
-contexts:
-- name: proglog-local
-  context:
-    cluster: proglog-local
-    user: $cert
-    namespace: default
-current-context: proglog-local
-EOF
-    chmod 600 "$file"
-}
 write_kubeconfig "$CP_KUBECONFIG" admin
 write_kubeconfig "$CP_DIR/controller-manager.kubeconfig" controller-manager
 
@@ -205,9 +153,20 @@ start etcd \
     --log-level warn
 wait_until "etcd /health" etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
 
+# Without a node IP there is no address to publish for the `kubernetes` Service (loopback is
+# refused) and no kubelet to authorize.
+if [[ -n "$NODE_IP" ]]; then
+    node_flags=(--endpoint-reconciler-type=lease --authorization-mode=Node,RBAC
+        --enable-admission-plugins=NodeRestriction
+        --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+        --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+        --kubelet-preferred-address-types=InternalIP)
+else
+    node_flags=(--endpoint-reconciler-type=none --authorization-mode=RBAC)
+fi
 start kube-apiserver \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
+    --bind-address="$API_IP" \
+    --advertise-address="$API_IP" \
     --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --cert-dir="$CP_DIR/apiserver-certs" \
@@ -221,7 +180,6 @@ start kube-apiserver \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
-    --authorization-mode=RBAC \
     --anonymous-auth=false \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -229,11 +187,11 @@ start kube-apiserver \
     --service-account-signing-key-file="$PKI/sa.key" \
     --allow-privileged=true \
     --profiling=false \
-    --endpoint-reconciler-type=none \
+    "${node_flags[@]}" \
     --v=1
 wait_until "kube-apiserver /readyz" kube-apiserver \
     curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz"
+    "$(cp_api_url)/readyz"
 
 start kube-controller-manager \
     --kubeconfig="$CP_DIR/controller-manager.kubeconfig" \
@@ -264,6 +222,6 @@ export KUBECONFIG=$CP_KUBECONFIG
 export PATH=$(k8s_bin_dir):\$PATH
 EOF
 trap - ERR
-cp_log "ready in $(($(date +%s) - started_at))s: apiserver https://127.0.0.1:$APISERVER_PORT, etcd 127.0.0.1:$ETCD_CLIENT_PORT, run dir $CP_DIR"
+cp_log "ready in $(($(date +%s) - started_at))s: apiserver $(cp_api_url), etcd 127.0.0.1:$ETCD_CLIENT_PORT, run dir $CP_DIR"
 cp_log "use it with: source $CP_DIR/env   (or KUBECONFIG=$CP_KUBECONFIG)"
 echo "$CP_KUBECONFIG"
