@@ -47,9 +47,16 @@ scripts/install-operator.sh
 kubectl -n "$NAMESPACE" create secret tls proglog-dev-ca --cert="$CERTS/ca.pem" --key="$CERTS/ca-key.pem" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n "$NAMESPACE" apply -f examples/local-cluster.yaml >/dev/null
-log "waiting for ProgLogCluster/logs to be Available (3 voters, a leader)"
+log "waiting for ProgLogCluster/logs: Available, phase Running, 3 Ready voters"
+# Available alone turns true as soon as one voter leads; the cluster is up when every replica is
+# a Ready voter and the operator has nothing left to do (phase Running).
+cluster_up() {
+    [[ "$(kubectl -n "$NAMESPACE" get plc logs -o jsonpath='{.status.phase}/{.status.readyReplicas}/{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" == Running/3/True ]] &&
+        [[ "$(kubectl -n "$NAMESPACE" get plc logs -o jsonpath='{range .status.voters[*]}{.nodeId}{"\n"}{end}' | grep -c .)" == 3 ]]
+}
 deadline=$(($(date +%s) + TIMEOUT_SECS))
-until kubectl -n "$NAMESPACE" wait plc/logs --for=condition=Available --timeout=5s >/dev/null 2>&1; do
+until cluster_up; do
+    sleep 1
     if (($(date +%s) > deadline)); then
         kubectl -n "$NAMESPACE" get plc,pods -o wide >&2 || true
         log "error: not Available after ${TIMEOUT_SECS}s"
@@ -57,7 +64,7 @@ until kubectl -n "$NAMESPACE" wait plc/logs --for=condition=Available --timeout=
     fi
 done
 kubectl -n "$NAMESPACE" get plc logs >&2
-log "Available in $(($(date +%s) - started))s"
+log "up in $(($(date +%s) - started))s"
 
 cat <<MSG
 
