@@ -10,7 +10,7 @@ BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
         control-plane control-plane-up control-plane-down local-cluster local-cluster-up local-cluster-down \
-        up down e2e-pods bench bench-log bench-server bench-raft e2e e2e-local clean help
+        up down e2e-pods bench bench-log bench-server bench-raft e2e clean help
 
 all: build
 
@@ -25,8 +25,8 @@ release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
 
 # `make test` runs everything: unit, integration, doc tests, openraft's storage suite, the
 # operator tests against a real kube-apiserver + etcd + kube-controller-manager (built once per
-# machine by control-plane) and real proglog-node processes, and the e2e suite against that
-# control plane.
+# machine by control-plane) and real proglog-node processes, the Helm chart check, and the e2e
+# suite against real pods on a fresh local single-node cluster (kubelet, containerd; needs root).
 test: control-plane ## Run every test (what CI runs), the e2e suite against real pods on a local cluster
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
@@ -114,9 +114,6 @@ e2e-pods: local-cluster ## The whole e2e suite against real pods on a fresh loca
 e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 	$(CARGO) build -p proglog-operator --bin proglog-operator
 	$(CARGO) test -p proglog-e2e -- --ignored --test-threads=1
-
-e2e-local: control-plane ## End-to-end tests against a fresh local control plane (no kubelet)
-	scripts/control-plane/with-control-plane.sh $(MAKE) e2e
 
 clean:
 	$(CARGO) clean

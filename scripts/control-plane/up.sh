@@ -156,7 +156,7 @@ wait_until "etcd /health" etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/hea
 # Without a node IP there is no address to publish for the `kubernetes` Service (loopback is
 # refused) and no kubelet to authorize.
 if [[ -n "$NODE_IP" ]]; then
-    node_flags=(--endpoint-reconciler-type=lease --authorization-mode=Node,RBAC
+    node_flags=(--endpoint-reconciler-type=lease "--authorization-mode=Node,RBAC"
         --enable-admission-plugins=NodeRestriction
         --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
         --kubelet-client-key="$PKI/apiserver-kubelet-client.key"

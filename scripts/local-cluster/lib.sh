@@ -3,6 +3,7 @@
 # kube-scheduler and a host-path volume provisioner, all host processes) and its process helpers.
 # shellcheck shell=bash
 
+# shellcheck disable=SC2034 # the variables below are used by the scripts that source this file
 LC_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../control-plane/versions.sh
 source "$LC_SCRIPT_DIR/../control-plane/versions.sh"
