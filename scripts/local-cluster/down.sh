@@ -36,7 +36,12 @@ lc_stop_component kube-scheduler
 if [[ -d "$PROGLOG_CP_DIR" ]]; then
     PROGLOG_CP_KEEP="${PROGLOG_LC_KEEP:-0}" "$LC_SCRIPT_DIR/../control-plane/down.sh" 2>/dev/null || true
 fi
-# 5. containerd, then any shim it left (shims outlive containerd by design).
+# 5. After a crash (containerd killed, not stopped) container processes may still run: they are
+# in the kubelet's `kubepods` cgroups and are this cluster's pods (no other kubelet runs here).
+while read -r procs; do
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$procs"
+done < <(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null)
+# containerd, then any shim it left (shims outlive containerd by design).
 lc_stop_component containerd
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $LC_SOCKET" || true); do
     kill -KILL "$pid" 2>/dev/null || true
@@ -47,8 +52,7 @@ if [[ -d "$LC_DIR" ]]; then
         umount -l "$target" 2>/dev/null || true
     done < <(findmnt -rn -o TARGET | grep -F "$LC_DIR" | sort -r)
 fi
-# The kubelet's cgroups (cgroupfs driver: `kubepods` under each v1 hierarchy), deepest first;
-# empty by now, since every container is gone.
+# The kubelet's cgroups (cgroupfs driver: `kubepods` under each v1 hierarchy), now empty.
 for hierarchy in /sys/fs/cgroup/*/; do
     [[ -d "${hierarchy}kubepods" ]] || continue
     find "${hierarchy}kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null || true

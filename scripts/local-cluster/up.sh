@@ -153,8 +153,7 @@ cat >"$LC_DIR/cni/net.d/10-proglog.conflist" <<JSON
         "routes": [{ "dst": "0.0.0.0/0" }],
         "dataDir": "$LC_DIR/cni/ipam"
       }
-    },
-    { "type": "portmap", "capabilities": { "portMappings": true } }
+    }
   ]
 }
 JSON
