@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use proglog_proto::limits;
 use serde::Deserialize;
 
 use crate::backend::GroupCommitConfig;
@@ -18,6 +19,8 @@ use crate::tls::ServerTlsFiles;
 
 /// Exit status for invalid configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_INVALID_CONFIG: i32 = 64;
+/// Kubernetes' default `terminationMessagePath`.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// An unusable configuration.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,15 @@ pub struct NodeArgs {
     /// [default: no export].
     #[arg(long, env = "PROGLOG_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// File that gets the reason when the node exits on an error, if it exists (Kubernetes'
+    /// terminationMessagePath) [default: /dev/termination-log].
+    #[arg(long, env = "PROGLOG_TERMINATION_LOG")]
+    pub termination_log: Option<PathBuf>,
+    /// How long a node whose Raft core stopped keeps failing its probes, with the reason, before
+    /// it exits [default: 5s].
+    #[arg(long, env = "PROGLOG_FATAL_EXIT_DELAY")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub fatal_exit_delay: Option<humantime::Duration>,
 }
 
 fn de_duration<'de, D>(deserializer: D) -> Result<Option<humantime::Duration>, D::Error>
@@ -164,6 +176,10 @@ pub struct NodeConfig {
     pub raft: bool,
     /// OTLP trace export (`--otlp-endpoint`), off when `None`.
     pub otlp: Option<OtlpExport>,
+    /// Where the exit reason goes (`--termination-log`).
+    pub termination_log: PathBuf,
+    /// Fail-stop delay after the Raft core stopped (`--fatal-exit-delay`).
+    pub fatal_exit_delay: Duration,
 }
 
 impl NodeArgs {
@@ -203,6 +219,8 @@ impl NodeArgs {
             log_format: self.log_format.or(file.log_format),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
+            termination_log: self.termination_log.or(file.termination_log),
+            fatal_exit_delay: self.fatal_exit_delay.or(file.fatal_exit_delay),
         })
     }
 
@@ -260,7 +278,15 @@ impl NodeArgs {
             .unwrap_or(0);
 
         let defaults = LogConfig::default();
-        let max_record_bytes = args.max_record_size.unwrap_or(1024 * 1024);
+        let max_record_bytes = args
+            .max_record_size
+            .unwrap_or(limits::DEFAULT_MAX_RECORD_BYTES);
+        let max_message_bytes = args
+            .max_message_size
+            .unwrap_or(limits::DEFAULT_MAX_MESSAGE_BYTES);
+        // The operator validates specs with this same function (see proglog_proto::limits).
+        limits::check_record_limits(max_record_bytes, max_message_bytes)
+            .map_err(|e| invalid(e.flag(), e.to_string()))?;
         let log = LogConfig {
             max_store_bytes: args
                 .segment_max_store_bytes
@@ -269,34 +295,14 @@ impl NodeArgs {
                 .segment_max_index_bytes
                 .unwrap_or(defaults.max_index_bytes),
             initial_offset: 0,
-            // The log stores the encoded record (value plus a few bytes of fields).
-            max_record_bytes: max_record_bytes + 64,
+            // The log stores the encoded record (value plus a few bytes of fields). A record
+            // larger than a segment gets a segment of its own, so segment sizes do not limit it.
+            max_record_bytes: limits::encoded_record_bytes(max_record_bytes),
         };
         log.validate().map_err(|e| ConfigError::Invalid {
             name: "segment limits",
             reason: e.to_string(),
         })?;
-        if max_record_bytes == 0 {
-            return Err(invalid("max-record-size", "must be at least 1"));
-        }
-        if log.effective_max_record_bytes() < log.max_record_bytes {
-            return Err(invalid(
-                "max-record-size",
-                format!(
-                    "{max_record_bytes} bytes does not fit in a segment of --segment-max-store-bytes {}",
-                    log.max_store_bytes
-                ),
-            ));
-        }
-        let max_message_bytes = args.max_message_size.unwrap_or(4 * 1024 * 1024);
-        if max_message_bytes < max_record_bytes + 64 {
-            return Err(invalid(
-                "max-message-size",
-                format!(
-                    "{max_message_bytes} bytes cannot carry a record of --max-record-size {max_record_bytes}"
-                ),
-            ));
-        }
         let max_message_bytes = usize::try_from(max_message_bytes)
             .map_err(|_| invalid("max-message-size", "too large for this platform"))?;
         let max_concurrent_streams = args.max_concurrent_streams.unwrap_or(256);
@@ -355,6 +361,12 @@ impl NodeArgs {
                 .map_or(Duration::from_secs(10), Into::into),
             raft: args.raft.unwrap_or(false),
             otlp,
+            termination_log: args
+                .termination_log
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG)),
+            fatal_exit_delay: args
+                .fatal_exit_delay
+                .map_or(crate::raft::fatal::DEFAULT_EXIT_DELAY, Into::into),
         })
     }
 }
@@ -390,119 +402,5 @@ pub fn ordinal_of_hostname(hostname: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> Vec<&'static str> {
-        vec![
-            "proglog-node",
-            "--data-dir",
-            "/tmp/d",
-            "--tls-cert",
-            "c.pem",
-            "--tls-key",
-            "k.pem",
-            "--tls-ca",
-            "ca.pem",
-            "--acl-file",
-            "acl.csv",
-        ]
-    }
-
-    #[test]
-    fn defaults_apply() {
-        let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
-        assert_eq!(config.bind_addr, "0.0.0.0:8400".parse().unwrap());
-        assert_eq!(config.metrics_addr, "0.0.0.0:9400".parse().unwrap());
-        assert_eq!(config.limits.service.max_record_bytes, 1024 * 1024);
-        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
-        assert!(!config.raft);
-        assert_eq!(config.otlp, None, "OTLP export is off by default");
-        let mut argv = base();
-        argv.extend(["--raft", "true"]);
-        assert!(
-            NodeArgs::try_parse_from(argv)
-                .unwrap()
-                .resolve()
-                .unwrap()
-                .raft
-        );
-    }
-
-    #[test]
-    fn missing_required_settings_are_named() {
-        let err = NodeArgs::try_parse_from(["proglog-node"])
-            .unwrap()
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("data-dir"), "{err}");
-    }
-
-    #[test]
-    fn file_fills_gaps_and_flags_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("node.toml");
-        std::fs::write(
-            &file,
-            "bind-addr = \"127.0.0.1:9000\"\nshutdown-grace = \"3s\"\nmax-record-size = 100\notlp-endpoint = \"http://127.0.0.1:4317\"\n",
-        )
-        .unwrap();
-        let mut argv = base();
-        let file_arg = file.to_str().unwrap().to_owned();
-        argv.extend(["--config", &file_arg, "--max-record-size", "200"]);
-        let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
-        assert_eq!(config.bind_addr, "127.0.0.1:9000".parse().unwrap());
-        let otlp = config.otlp.expect("otlp-endpoint from the file");
-        assert_eq!(otlp.endpoint, "http://127.0.0.1:4317");
-        assert_eq!(otlp.node_address, "127.0.0.1:9000");
-        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
-        assert_eq!(config.limits.service.max_record_bytes, 200);
-    }
-
-    #[test]
-    fn bad_values_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("node.toml");
-        std::fs::write(&file, "no-such-key = 1\n").unwrap();
-        let file_arg = file.to_str().unwrap().to_owned();
-        let mut argv = base();
-        argv.extend(["--config", &file_arg]);
-        let err = NodeArgs::try_parse_from(argv)
-            .unwrap()
-            .resolve()
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
-
-        let mut argv = base();
-        argv.extend(["--max-record-size", "5000000", "--max-message-size", "1000"]);
-        let err = NodeArgs::try_parse_from(argv)
-            .unwrap()
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("max-message-size"), "{err}");
-
-        let mut argv = base();
-        argv.extend(["--advertise-addr", "nohost"]);
-        assert!(NodeArgs::try_parse_from(argv).unwrap().resolve().is_err());
-
-        assert!(NodeArgs::try_parse_from(["proglog-node", "--bind-addr", "nonsense"]).is_err());
-
-        let mut argv = base();
-        argv.extend(["--otlp-endpoint", "https://127.0.0.1:4317"]);
-        let err = NodeArgs::try_parse_from(argv)
-            .unwrap()
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("otlp-endpoint"), "{err}");
-    }
-
-    #[test]
-    fn ordinal_comes_from_statefulset_hostnames() {
-        assert_eq!(ordinal_of_hostname("proglog-2"), Some(2));
-        assert_eq!(
-            ordinal_of_hostname("my-log-11.my-log-headless.ns.svc"),
-            Some(11)
-        );
-        assert_eq!(ordinal_of_hostname("laptop"), None);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

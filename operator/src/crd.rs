@@ -160,19 +160,12 @@ impl VolumeRetention {
     }
 }
 
-/// The node's default largest record (`--max-record-size`).
-pub const NODE_DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
-/// The node's default segment store size (`--segment-max-store-bytes`).
-pub const NODE_DEFAULT_MAX_STORE_BYTES: u64 = 64 << 20;
-/// Bytes of the length/checksum frame in front of every record in a store file.
-pub const RECORD_FRAME_BYTES: u64 = 8;
-
-/// Commit-log settings. Unset fields use the node's defaults.
+/// Commit-log settings. Unset fields use the node's defaults. A record may be larger than a
+/// segment (it then gets a segment of its own), so record and segment sizes are independent; the
+/// node's message size is derived from `maxRecordBytes`
+/// ([`proglog_proto::limits::message_bytes_for`]), so every record size in range is valid.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "(has(self.maxRecordBytes) ? self.maxRecordBytes : 1048576) + 8 <= (has(self.maxStoreBytes) ? self.maxStoreBytes : 67108864)"
-).message("maxRecordBytes plus its 8-byte frame must fit in maxStoreBytes (node defaults: 1048576 and 67108864)"))]
 pub struct LogSpec {
     /// Maximum size in bytes of a segment's store file before a new segment starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,9 +175,10 @@ pub struct LogSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 4096, max = 17179869184u64))]
     pub max_index_bytes: Option<u64>,
-    /// Largest record a client may produce, in bytes.
+    /// Largest record a client may produce, in bytes (the node's `--max-record-size`; at most
+    /// 64 MiB). Lowering it affects only new produces: records already committed stay readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 67108864))]
+    #[schemars(range(min = 1, max = proglog_proto::limits::MAX_RECORD_BYTES))]
     pub max_record_bytes: Option<u64>,
     /// Delete the oldest segments once the log is larger than this many bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -423,4 +417,30 @@ pub struct ClusterCondition {
     /// The generation the condition was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    /// The API server enforces the node's record limit (one constant, shared with the node), and
+    /// no longer ties record sizes to segment sizes (the node does not either).
+    #[test]
+    fn record_size_schema_is_the_nodes_limit() {
+        let crd = serde_json::to_value(ProgLogCluster::crd()).unwrap();
+        let log = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["log"];
+        let record = &log["properties"]["maxRecordBytes"];
+        assert_eq!(
+            record["maximum"].as_f64(),
+            Some(proglog_proto::limits::MAX_RECORD_BYTES as f64)
+        );
+        assert_eq!(record["minimum"].as_f64(), Some(1.0));
+        assert!(
+            log.get("x-kubernetes-validations").is_none(),
+            "no rule relates maxRecordBytes to maxStoreBytes: {log}"
+        );
+    }
 }

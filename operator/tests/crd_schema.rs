@@ -90,8 +90,19 @@ async fn schema_rejects_bad_input_and_defaults_the_rest() {
     );
     assert!(message.contains("subject"), "{message}");
 
-    let message = rejection(create("frame", json!({"log": {"maxStoreBytes": 1048576}})).await);
-    assert!(message.contains("must fit in maxStoreBytes"), "{message}");
+    // Record sizes: the node's limit (proglog_proto::limits::MAX_RECORD_BYTES) and nothing
+    // else; a record larger than a segment is valid (the node gives it a segment of its own).
+    let message = rejection(create("record", json!({"log": {"maxRecordBytes": 67108865}})).await);
+    assert!(message.contains("maxRecordBytes"), "{message}");
+    api.create(
+        &PostParams::default(),
+        &common::cluster(
+            "bigrecord",
+            json!({"log": {"maxRecordBytes": 67108864, "maxStoreBytes": 1048576}}),
+        ),
+    )
+    .await
+    .expect("the largest record size with small segments is accepted");
 
     // Defaults are filled in by the API server.
     let created = api

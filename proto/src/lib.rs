@@ -3,9 +3,12 @@
 //! Layout:
 //! - [`log::v1`]: the public `log.v1.Log` service, wire-compatible with the book's clients.
 //! - [`FILE_DESCRIPTOR_SET`]: encoded descriptors of every service, for gRPC server reflection.
+//! - [`limits`]: record and message size limits the node and the operator share.
 //!
 //! - [`proglog::admin::v1`]: the node admin (membership) service, for the operator and admins.
 //! - [`proglog::raft::v1`]: the internal node-to-node Raft transport.
+
+pub mod limits;
 
 /// The public log API (`package log.v1`).
 pub mod log {

@@ -104,9 +104,23 @@ pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
     /// The servers of the cluster (a single node lists itself as leader).
     fn servers(&self) -> BackendFuture<'_, Vec<Server>>;
 
-    /// Whether the node currently serves its log (for `/readyz` and gRPC health).
-    fn is_ready(&self) -> bool {
-        true
+    /// `Err(reason)` once the node can no longer work without a restart (`/healthz`; the
+    /// kubelet then restarts it). Live by default.
+    fn liveness(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `Err(reason)` while the node should not receive traffic (`/readyz`, gRPC health): a
+    /// single node once its log is open, which it is as soon as the backend exists; a Raft node
+    /// by its Raft state (see `crate::raft::health`).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Resolves when the node stops being live by itself (the Raft core stopped), so gRPC
+    /// health follows at once instead of at its next poll. Never, by default.
+    fn liveness_lost(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
     }
 
     /// Whether appends issued one after another (each future polled once before the next is

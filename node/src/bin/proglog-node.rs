@@ -1,9 +1,13 @@
-//! `proglog-node`: runs one ProgLog log node (see `proglog_node::config` for its flags).
+//! `proglog-node`: runs one ProgLog log node (see `proglog_node::config` for its flags). Exit
+//! statuses: 0 after a requested shutdown, 64 invalid configuration, 74 storage failed, 70 the
+//! Raft core panicked, 75 it stopped otherwise, 1 anything else (`RunError::exit_code`); the
+//! reason also goes to `--termination-log` when that file exists.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use proglog_node::config::{EXIT_INVALID_CONFIG, NodeArgs};
+use proglog_node::config::{DEFAULT_TERMINATION_LOG, EXIT_INVALID_CONFIG, NodeArgs};
 use proglog_node::server::{run_node, shutdown_signal};
 use proglog_node::telemetry::TelemetryError;
 use tokio_util::sync::CancellationToken;
@@ -17,13 +21,17 @@ fn main() -> ExitCode {
             return exit_invalid();
         }
     };
+    let termination_log = args.termination_log.clone();
     let config = match args.resolve() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("proglog-node: invalid configuration: {error}");
+            let message = format!("proglog-node: invalid configuration: {error}");
+            eprintln!("{message}");
+            write_termination_message(termination_log, &message);
             return exit_invalid();
         }
     };
+    let termination_log = config.termination_log.clone();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -60,17 +68,25 @@ fn main() -> ExitCode {
     if let Err(error) = telemetry.shutdown() {
         eprintln!("proglog-node: {error}");
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is_configuration_error() => {
-            eprintln!("proglog-node: invalid configuration: {error}");
-            exit_invalid()
-        }
-        Err(error) => {
-            eprintln!("proglog-node: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let error = match result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(error) => error,
+    };
+    let message = if error.is_configuration_error() {
+        format!("proglog-node: invalid configuration: {error}")
+    } else {
+        format!("proglog-node: {error}")
+    };
+    eprintln!("{message}");
+    write_termination_message(Some(termination_log), &message);
+    // A failed disk may leave blocking tasks stuck in I/O; exit anyway.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+}
+
+fn write_termination_message(path: Option<std::path::PathBuf>, message: &str) {
+    let path = path.unwrap_or_else(|| DEFAULT_TERMINATION_LOG.into());
+    proglog_node::raft::fatal::write_termination_message(&path, message);
 }
 
 fn exit_invalid() -> ExitCode {

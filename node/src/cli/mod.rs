@@ -19,8 +19,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::{ClientTlsFiles, TlsError, client_tls_config};
 
-/// Largest message the CLI accepts from a node.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest message the CLI sends or accepts: one record of the largest size any node accepts
+/// (a consume of it must work whatever the node's current limits are), with room for framing.
+const MAX_MESSAGE_BYTES: usize = (proglog_proto::limits::MAX_RECORD_BYTES + 64 * 1024) as usize;
 
 /// A failed CLI command.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,9 @@ use super::store::FRAME_HEADER_BYTES;
 /// Limits of a [`Log`](super::Log).
 ///
 /// A segment rolls *before* an append would make its store exceed `max_store_bytes` or its
-/// index exceed `max_index_bytes`, so neither limit is ever crossed.
+/// index exceed `max_index_bytes`, so neither limit is crossed, with one exception: a record
+/// larger than `max_store_bytes` is stored alone in a segment of its own (the store limit is
+/// where segments roll; only `max_record_bytes` limits records).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -65,12 +67,10 @@ impl LogConfig {
         Ok(())
     }
 
-    /// The largest record this configuration accepts: the smaller of `max_record_bytes`, what
-    /// fits in an empty store after the frame header, and what the 32-bit length field holds.
+    /// The largest record this configuration accepts: the smaller of `max_record_bytes` and
+    /// what the frame's 32-bit length field holds. The segment size does not limit records.
     pub fn effective_max_record_bytes(&self) -> u64 {
-        self.max_record_bytes
-            .min(self.max_store_bytes.saturating_sub(FRAME_HEADER_BYTES))
-            .min(u64::from(u32::MAX))
+        self.max_record_bytes.min(u64::from(u32::MAX))
     }
 
     /// How many entries one index file holds.

@@ -27,7 +27,7 @@ pub enum LogError {
         /// The offset the next append will get.
         next: u64,
     },
-    /// The record exceeds `max_record_bytes` or cannot fit in an empty segment.
+    /// The record exceeds `max_record_bytes` (or the 4 GiB a frame's length field holds).
     #[error("record of {size} bytes exceeds the maximum of {max} bytes")]
     RecordTooLarge {
         /// The size of the rejected record in bytes.

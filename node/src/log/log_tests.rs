@@ -176,17 +176,39 @@ fn too_large_record_is_rejected_without_writing() {
         }
     ));
     assert!(log.is_empty());
-    // The store limit caps records too: 1024 - 8 header bytes.
-    let log2_dir = tempfile::tempdir().unwrap();
-    let log2 = Log::open(log2_dir.path(), small_config()).unwrap();
-    assert!(matches!(
-        log2.append(&[0u8; 1017]),
-        Err(LogError::RecordTooLarge {
-            size: 1017,
-            max: 1016
-        })
-    ));
-    assert_eq!(log2.append(&[0u8; 1016]).unwrap(), 0);
+}
+
+/// The segment size is where a segment rolls, not a record limit: a record larger than a whole
+/// segment goes alone into a segment of its own (a Raft node must store every committed record,
+/// whatever its segment size is configured to today).
+#[test]
+fn record_larger_than_a_segment_gets_a_segment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = vec![7u8; 3000];
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    log.append(b"small").unwrap();
+    let range = log
+        .append_batch(&[huge.clone(), b"after".to_vec(), huge.clone()])
+        .unwrap();
+    assert_eq!(range, 1..4);
+    log.append(b"last").unwrap();
+    let spans: Vec<(u64, u64)> = log
+        .segments()
+        .iter()
+        .map(|s| (s.base_offset, s.next_offset))
+        .collect();
+    assert_eq!(spans, vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+    assert_eq!(log.segments()[1].store_bytes, FRAME + 3000);
+    log.sync().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.read(1).unwrap(), huge);
+    assert_eq!(log.read(2).unwrap(), &b"after"[..]);
+    assert_eq!(log.read(3).unwrap(), huge);
+    let all: Vec<u64> = log.reader(0).map(|r| r.unwrap().0).collect();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    // An oversized last segment is still appended to after a reopen: it rolls first.
+    assert_eq!(log.append(b"again").unwrap(), 5);
 }
 
 #[test]

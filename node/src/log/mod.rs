@@ -19,8 +19,10 @@
 //! names sort by offset) is `B.store`, the record frames `[len u32][crc32c u32][bytes]` (the
 //! checksum covers the length and the bytes), and `B.index`, 12-byte entries `[relative offset
 //! u32][store position u64]` (little-endian), memory-mapped. A segment rolls *before* an append
-//! would take its store past `max_store_bytes` or its index past `max_index_bytes`. Offsets are
-//! contiguous from the first segment's base to [`Log::next_offset`].
+//! would take its store past `max_store_bytes` or its index past `max_index_bytes`; a record
+//! larger than `max_store_bytes` is stored alone in a segment of its own (records are limited
+//! only by `max_record_bytes`). Offsets are contiguous from the first segment's base to
+//! [`Log::next_offset`].
 //!
 //! # Durability guarantee
 //! - [`Log::append`]/[`Log::append_batch`] return once the records are written to the files

@@ -155,8 +155,8 @@ impl Log {
             let segments = self.segments.read();
             let active = segments.last().expect("segments are never empty");
             let first_frame = FRAME_HEADER_BYTES + records[next].byte_len() as u64;
-            if !active.has_room(first_frame, 1) {
-                // An empty segment always has room: record sizes were checked.
+            if !active.has_room(first_frame, 1) && !active.is_empty() {
+                // An empty segment takes any one record (see below), so this rolls at most once.
                 drop(segments);
                 self.roll(writer)?;
                 continue;
@@ -167,7 +167,14 @@ impl Log {
             while let Some(record) = records.get(next) {
                 let (head, tail) = record.parts();
                 let frame = FRAME_HEADER_BYTES + (head.len() + tail.len()) as u64;
-                if !active.has_room(writer.frames.len() as u64 + frame, count + 1) {
+                // The store limit is where a segment rolls, not a record limit: a record larger
+                // than a whole segment goes alone into an empty one (a Raft node must store
+                // every committed record, whatever its segment size is set to today). The index
+                // limit always holds: an empty index has room for one entry (validated).
+                let oversized_alone = count == 0 && active.is_empty();
+                if !oversized_alone
+                    && !active.has_room(writer.frames.len() as u64 + frame, count + 1)
+                {
                     break;
                 }
                 writer.frame_starts.push(writer.frames.len() as u64);

@@ -1,6 +1,9 @@
-//! The plain-HTTP observability port: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive), `/readyz` (the node serves its log) and the `grpc.health.v1.Health` service over
-//! plaintext HTTP/2 (h2c), for Kubernetes `grpc:` probes which cannot use TLS.
+//! The plain-HTTP observability port: `/metrics` (Prometheus text), `/healthz` (liveness: 503
+//! with the reason once the node can only be restarted, e.g. its Raft core stopped), `/readyz`
+//! (readiness: 503 with the reason while the node should get no traffic) and the
+//! `grpc.health.v1.Health` service over plaintext HTTP/2 (h2c), for Kubernetes `grpc:` probes
+//! which cannot use TLS. The rules are the backend's ([`LogBackend::liveness`],
+//! [`LogBackend::readiness`]), evaluated on every request.
 
 use std::sync::Arc;
 
@@ -40,7 +43,7 @@ pub async fn serve(
     };
     let app = Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(live))
         .route("/readyz", get(ready))
         .with_state(state)
         .merge(health.into_axum_router());
@@ -68,12 +71,32 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+async fn live(State(state): State<HttpState>) -> impl IntoResponse {
+    match state.backend.liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not live: {reason}\n"),
+        ),
+    }
+}
+
 async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     if state.shutting_down.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if state.backend.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
+    }
+    match state
+        .backend
+        .liveness()
+        .and_then(|()| state.backend.readiness())
+    {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
     }
 }

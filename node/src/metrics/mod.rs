@@ -22,6 +22,13 @@ pub struct RpcLabels {
     pub code: String,
 }
 
+/// Labels of `proglog_raft_core_stopped`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CoreStoppedLabels {
+    /// Why: `storage`, `panic` or `stopped` (see `raft::fatal`).
+    pub kind: String,
+}
+
 /// Labels of a latency histogram.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct MethodLabels {
@@ -56,6 +63,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Records per group commit (one fsync each).
     pub commit_batch_records: Histogram,
+    /// 1 once the Raft core stopped (the node then exits), by kind.
+    pub core_stopped: Family<CoreStoppedLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -121,6 +130,12 @@ impl Metrics {
             "Records per group commit (one fsync each)",
             commit_batch_records.clone(),
         );
+        let core_stopped = Family::<CoreStoppedLabels, Gauge>::default();
+        registry.register(
+            "raft_core_stopped",
+            "1 when the Raft core stopped and the node is exiting, by kind (storage, panic, stopped)",
+            core_stopped.clone(),
+        );
         Self {
             registry,
             rpcs,
@@ -132,7 +147,17 @@ impl Metrics {
             log_segments,
             fsync_seconds,
             commit_batch_records,
+            core_stopped,
         }
+    }
+
+    /// Marks the Raft core as stopped for `kind`.
+    pub fn raft_core_stopped(&self, kind: &str) {
+        self.core_stopped
+            .get_or_create(&CoreStoppedLabels {
+                kind: kind.to_owned(),
+            })
+            .set(1);
     }
 
     /// Counts a finished RPC.

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use proglog_proto::log::v1::{Record, Server};
 use tokio::sync::watch;
 
+use super::codec::check_proposal_size;
 use super::node::RaftNode;
 use super::state_machine::decode_record;
 use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
@@ -29,6 +31,8 @@ impl LogBackend for RaftBackend {
             if records.is_empty() {
                 return Err(BackendError::InvalidArgument("no records to append".into()));
             }
+            // Sizes are checked when records are proposed, never when they are applied.
+            check_proposal_size(&records)?;
             self.node.propose(records).await
         })
     }
@@ -55,8 +59,18 @@ impl LogBackend for RaftBackend {
         Box::pin(async move { Ok(self.node.servers_now()) })
     }
 
-    fn is_ready(&self) -> bool {
-        self.node.metrics().current_leader.is_some()
+    fn liveness(&self) -> Result<(), String> {
+        self.node.liveness()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.node.readiness()
+    }
+
+    fn liveness_lost(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.node.core().failed().await;
+        })
     }
 
     fn pipelined_appends_keep_order(&self) -> bool {

@@ -94,8 +94,8 @@ impl ChannelPool {
     /// A Raft-service client for `addr`.
     pub fn raft_client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
         Ok(RaftClient::new(self.channel(addr)?)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024))
+            .max_decoding_message_size(super::codec::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(super::codec::MAX_RAFT_MESSAGE_BYTES))
     }
 }
 

@@ -5,16 +5,48 @@
 use bytes::Bytes;
 use openraft::EntryPayload;
 use openraft::impls::leader_id_adv::LeaderId;
+use proglog_proto::limits;
 use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 use prost::Message;
 
 use super::error::RaftStoreError;
 use super::types::{Entry, LogId, ProduceBatch};
+use crate::backend::BackendError;
+
+/// Largest encoded Raft entry a node proposes: one produce call's records, checked when they
+/// are proposed ([`check_proposal_size`]) and never again. Room for one record of
+/// [`limits::MAX_RECORD_BYTES`] plus a few MiB of smaller ones (a `ProduceStream` chunk, see
+/// `server::service`). Applying, storing and replicating committed entries has no size limit
+/// of its own, so a node's settings can never make a committed entry fail.
+pub const MAX_ENTRY_BYTES: u64 = limits::MAX_RECORD_BYTES + (8 << 20);
+
+/// Largest message of the node-to-node Raft transport, both directions: an entry of
+/// [`MAX_ENTRY_BYTES`] with its request header, or a forwarded produce of the same records.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = (MAX_ENTRY_BYTES + (1 << 20)) as usize;
 
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
 const KIND_MEMBERSHIP: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 8 + 8;
+
+/// Refuses records that would make a Raft entry larger than [`MAX_ENTRY_BYTES`]: checked where a
+/// produce is proposed (any node, and the leader for forwarded produces), because once an entry
+/// is committed every node must store and apply it whatever its own limits are.
+pub fn check_proposal_size(records: &[proglog_proto::log::v1::Record]) -> Result<(), BackendError> {
+    let encoded: u64 = records
+        .iter()
+        .map(|record| prost::encoding::message::encoded_len(1, record) as u64)
+        .sum::<u64>()
+        + HEADER_LEN as u64;
+    if encoded > MAX_ENTRY_BYTES {
+        return Err(BackendError::InvalidArgument(format!(
+            "a produce of {} records encoding to {encoded} bytes exceeds the largest Raft entry \
+             of {MAX_ENTRY_BYTES} bytes; send fewer or smaller records per call",
+            records.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Appends the encoding of `entry` to `buf`.
 pub fn encode_entry_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<(), RaftStoreError> {

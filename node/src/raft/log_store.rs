@@ -124,6 +124,9 @@ impl RaftLogStore {
         metrics: Arc<Metrics>,
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
+        // Entries are size-checked when proposed; a follower must store whatever its leader
+        // sends, whatever its own limits (see `committed_records_config`).
+        let config = super::state_machine::committed_records_config(config);
         let log = Arc::new(Log::open(dir.join(LOG_DIR), config)?);
         let hard: HardState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
         let committed: Option<LogId> =

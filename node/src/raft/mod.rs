@@ -18,6 +18,9 @@
 //!   leader, and the "not the leader" errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation.
 //! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
+//! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
+//!   [`health`]: liveness and readiness from the node's Raft state.
+//! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures.
 
 pub mod admin;
 pub mod backend;
@@ -26,7 +29,11 @@ pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
+pub mod fatal;
 pub mod forwarding;
+pub mod health;
 pub mod identity;
 pub mod log_store;
 pub mod membership;

@@ -98,6 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetwork {
             target,
             addr: node.addr.clone(),
             pool: self.pool.clone(),
+            refused_streams: 0,
         }
     }
 }
@@ -108,6 +109,23 @@ pub struct RaftPeer {
     target: NodeId,
     addr: String,
     pool: Arc<ChannelPool>,
+    /// Replication streams refused in a row when opened (see [`RaftPeer::stream_refused`]).
+    refused_streams: u32,
+}
+
+impl RaftPeer {
+    /// Waits before reporting that opening a replication stream failed. openraft applies its
+    /// backoff while it pulls requests from the outbound stream; a peer that refuses the call
+    /// before reading any (a node whose Raft core stopped, or a new incarnation at a replaced
+    /// member's address) would otherwise be retried in a tight loop. Same schedule as
+    /// [`RaftNetworkV2::backoff`]: 50 ms doubling to 2 s, reset by the next stream that opens.
+    async fn stream_refused(&mut self) {
+        let delay = Duration::from_millis(50)
+            .saturating_mul(1 << self.refused_streams.min(6))
+            .min(Duration::from_secs(2));
+        self.refused_streams = self.refused_streams.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// The RPCs whose request and response travel as JSON.
@@ -294,8 +312,17 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
                     option.hard_ttl(),
                     client.stream_append(self.addressed(outbound)),
                 )
-                .await
-                .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+                .await;
+            let replies = match replies {
+                Ok(replies) => {
+                    self.refused_streams = 0;
+                    replies
+                }
+                Err(e) => {
+                    self.stream_refused().await;
+                    return Err(self.rpc_error(RPCTypes::AppendEntries, e));
+                }
+            };
             let results = replies.map(move |reply| match reply {
                 Ok(reply) => serde_json::from_slice::<StreamAppendResult<TypeConfig>>(&reply.json)
                     .map_err(|e| RPCError::Network(NetworkError::new(&e))),

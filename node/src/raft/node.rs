@@ -20,10 +20,12 @@ use proglog_proto::log::v1::{Record, Server};
 
 use super::batcher::Batcher;
 use super::error::RaftStoreError;
+use super::fatal::CoreState;
 use super::forwarding::{
     ForwardProduces, forward_linearizable_bounds, forward_produce, linearizable_error,
     no_leader_error, not_leader_error,
 };
+use super::health::{HealthTiming, LeaderContact};
 use super::identity::NodeIdentity;
 use super::log_store::{RaftLogStore, RaftLogStoreReader};
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
@@ -118,6 +120,9 @@ pub enum RaftNodeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("starting raft: {0}")]
     Start(String),
+    /// openraft failed while recovering (e.g. re-applying committed entries).
+    #[error(transparent)]
+    Core(#[from] super::fatal::CoreFailure),
 }
 
 /// A running Raft node.
@@ -141,6 +146,11 @@ pub struct RaftNode {
     forward_rpcs: AtomicU64,
     /// Serialises membership changes executed on this node (asked here or forwarded).
     membership_changes: tokio::sync::Mutex<()>,
+    /// Whether the Raft core stopped, and why (see [`super::fatal`]).
+    pub(super) core: CoreState,
+    /// When a leader was last heard from, and the bounds of readiness (see [`super::health`]).
+    pub(super) leader_contact: LeaderContact,
+    pub(super) health_timing: HealthTiming,
 }
 
 impl RaftNode {
@@ -172,6 +182,7 @@ impl RaftNode {
             config.network.clone(),
         ));
         let raft_config = Arc::new(config.raft.validate()?);
+        let health_timing = HealthTiming::from_raft_config(&raft_config);
         let raft = Raft::new(
             identity.node_id(),
             raft_config,
@@ -180,7 +191,13 @@ impl RaftNode {
             state_machine.clone(),
         )
         .await
-        .map_err(|e| RaftNodeError::Start(e.to_string()))?;
+        .map_err(|e| RaftNodeError::Core(super::fatal::CoreFailure::from_fatal(&e)))?;
+        let core = CoreState::default();
+        tokio::spawn(super::fatal::watch_core(
+            raft.clone(),
+            core.clone(),
+            config.metrics.clone(),
+        ));
         Ok(Arc::new_cyclic(|node| Self {
             identity,
             advertise_addr: config.advertise_addr,
@@ -199,6 +216,9 @@ impl RaftNode {
             misaddressed_rpcs: AtomicU64::new(0),
             forward_rpcs: AtomicU64::new(0),
             membership_changes: tokio::sync::Mutex::new(()),
+            core,
+            leader_contact: LeaderContact::default(),
+            health_timing,
         }))
     }
 
@@ -321,6 +341,7 @@ impl RaftNode {
     /// This node's bounds after a read-index, from any node: run here when this node leads,
     /// forwarded to the leader (which answers its own bounds) otherwise.
     pub async fn linearizable_bounds(&self) -> Result<LogBounds, BackendError> {
+        self.ensure_core_running()?;
         if let Some(addr) = self.leader_elsewhere() {
             return forward_linearizable_bounds(&self.pool, &addr, self.propose_timeout).await;
         }
@@ -339,6 +360,7 @@ impl RaftNode {
 
     /// This node's bounds after a read-index, only if this node leads (forwarded reads end here).
     pub async fn linearizable_bounds_local(&self) -> Result<LogBounds, BackendError> {
+        self.ensure_core_running()?;
         self.raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
@@ -358,6 +380,7 @@ impl RaftNode {
     /// the leader assigned. `UNAVAILABLE` (never a hang) when there is no leader or no quorum
     /// within the propose timeout.
     pub async fn propose(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
+        self.ensure_core_running()?;
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let outcome = tokio::time::timeout_at(deadline, async {
             match self.leader() {
@@ -386,6 +409,7 @@ impl RaftNode {
 
     /// Appends `records` only if this node is the leader (forwarded produces end here).
     pub async fn propose_local(&self, records: Vec<Record>) -> Result<Appended, BackendError> {
+        self.ensure_core_running()?;
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let write = async { self.proposer.propose(records).await.map_err(write_error) };
         tokio::time::timeout_at(deadline, write)
@@ -440,6 +464,7 @@ impl RaftNode {
 
     /// Stops Raft and makes the applied position durable.
     pub async fn shutdown(&self) -> Result<(), BackendError> {
+        self.core.stopping();
         self.raft
             .shutdown()
             .await

@@ -23,6 +23,7 @@ use super::membership;
 use super::network::{AppendHeader, SnapshotHeader, TARGET_NODE_HEADER};
 use super::node::RaftNode;
 use super::snapshot::{StagingDir, UserLogSnapshot};
+use super::state_machine::committed_records_config;
 use super::types::{TypeConfig, UserSnapshot};
 use crate::acl::Action;
 use crate::log::{Log, LogConfig};
@@ -55,8 +56,8 @@ impl RaftService {
     /// The tonic server wrapper, with message limits large enough for batched entries.
     pub fn into_server(self) -> raft_server::RaftServer<Self> {
         raft_server::RaftServer::new(self)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024)
+            .max_decoding_message_size(codec::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(codec::MAX_RAFT_MESSAGE_BYTES)
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -70,6 +71,11 @@ impl RaftService {
     /// answering the leader on that member's behalf would show it a log that went backwards.
     fn check_raft<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.check(request)?;
+        // Once the core stopped, every call into openraft fails and logs an error: with the
+        // leader's heartbeats that was a line every 100 ms. The node is exiting; say so here.
+        if let Some(failure) = self.node.core().failure() {
+            return Err(fatal_status(failure.cause));
+        }
         let this = self.node.node_id();
         let target = request.metadata().get(TARGET_NODE_HEADER).ok_or_else(|| {
             Status::failed_precondition(format!(
@@ -159,6 +165,7 @@ impl raft_server::Raft for RaftService {
             .append_entries(rpc)
             .await
             .map_err(fatal_status)?;
+        self.node.heard_from_leader();
         json_reply(&response)
     }
 
@@ -186,14 +193,18 @@ impl raft_server::Raft for RaftService {
                 std::future::ready(decoded.is_ok())
             })
             .filter_map(|decoded| std::future::ready(decoded.ok()));
+        let node = self.node.clone();
         let replies = self
             .node
             .raft()
             .stream_append(input)
-            .map(|result| match result {
-                Ok(result) => serde_json::to_vec(&result)
-                    .map(|json| pb::RaftReply { json: json.into() })
-                    .map_err(|e| Status::internal(e.to_string())),
+            .map(move |result| match result {
+                Ok(result) => {
+                    node.heard_from_leader();
+                    serde_json::to_vec(&result)
+                        .map(|json| pb::RaftReply { json: json.into() })
+                        .map_err(|e| Status::internal(e.to_string()))
+                }
                 Err(fatal) => Err(fatal_status(fatal)),
             });
         Ok(Response::new(Box::pin(replies)))
@@ -254,7 +265,7 @@ impl raft_server::Raft for RaftService {
         let staging = Arc::new(StagingDir(dir.clone()));
         let config = LogConfig {
             initial_offset: header.first_offset,
-            ..self.node.user_log_config()
+            ..committed_records_config(self.node.user_log_config())
         };
         let log = Arc::new(
             Log::open(&dir, config)
@@ -300,6 +311,7 @@ impl raft_server::Raft for RaftService {
             .install_full_snapshot(header.vote, snapshot)
             .await
             .map_err(fatal_status)?;
+        self.node.heard_from_leader();
         json_reply(&response)
     }
 
@@ -310,6 +322,8 @@ impl raft_server::Raft for RaftService {
         // Addressed to "the leader", not to a node id: a node that is not the leader refuses.
         self.check(&request)?;
         let records = request.into_inner().records;
+        // The proposing node checks the entry size (a follower of another version may not have).
+        codec::check_proposal_size(&records).map_err(|e| backend_status(&e))?;
         // Only the leader executes forwarded produces: a second hop could loop during elections.
         let appended = self
             .node

@@ -44,6 +44,18 @@ pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 /// Most entries applied with one user-log append.
 const MAX_APPLY_BATCH: usize = 4096;
 
+/// `config` without a record size limit: the limits for logs holding *committed* records (the
+/// user log, a staged snapshot of it). Sizes are checked when a produce is proposed; once
+/// committed, a record must be stored on every node whatever that node's `--max-record-size`
+/// is today (a failed apply stops openraft for good, on every restart). Only the frame format's
+/// 4 GiB bound remains, far above the largest Raft entry.
+pub fn committed_records_config(config: LogConfig) -> LogConfig {
+    LogConfig {
+        max_record_bytes: u64::MAX,
+        ..config
+    }
+}
+
 /// Where the state machine stands; persisted as `sm-state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SmState {
@@ -114,7 +126,10 @@ impl UserLogStateMachine {
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         let state: SmState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
-        let log = Log::open(dir.join(USER_LOG_DIR), user_log_config)?;
+        let log = Log::open(
+            dir.join(USER_LOG_DIR),
+            committed_records_config(user_log_config),
+        )?;
         let next = log.next_offset();
         if next > state.user_next_offset {
             log.truncate_suffix(state.user_next_offset.max(log.lowest_offset()))?;
@@ -181,6 +196,8 @@ impl UserLogStateMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(produce) => {
+                    #[cfg(feature = "failpoints")]
+                    super::failpoint::on_apply(&produce.records)?;
                     let stored = match stored {
                         Some(stored) => stored,
                         None => produce

@@ -6,9 +6,11 @@
 //! - [`auth`]: caller identity and the ACL check ([`Authorizer::authorize`]).
 //! - [`status`]: the one mapping from errors to gRPC statuses.
 //! - [`run_node`]: a whole single node from its configuration, with graceful shutdown.
-//! - `service`: the `log.v1.Log` implementation; `incoming`: the TLS accept loop.
+//! - `service`: the `log.v1.Log` implementation; `incoming`: the TLS accept loop; `health`:
+//!   gRPC health statuses that follow the backend's readiness.
 
 pub mod auth;
+mod health;
 mod incoming;
 mod run;
 mod service;
@@ -23,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::{Routes, RoutesBuilder};
-use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 pub use auth::{Authorizer, caller_identity};
@@ -216,14 +217,27 @@ impl BoundServer {
             limits.service.clone(),
             shutdown.clone(),
         );
+        // A response carries at most one stored record, and a record committed under an
+        // earlier, larger --max-record-size must stay readable after the limit was lowered: so
+        // what this node sends is bounded by the largest record any node accepts, not by its
+        // own limits (those bound what it receives).
         let encoding_limit = limits
             .max_message_bytes
-            .max(limits.service.max_record_bytes as usize + 64 * 1024);
+            .max(limits.service.max_record_bytes as usize + 64 * 1024)
+            .max((proglog_proto::limits::MAX_RECORD_BYTES + 64 * 1024) as usize);
         let log_server = LogServer::new(service)
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(encoding_limit);
-        health.set_serving::<LogServer<LogService>>().await;
-        health.set_service_status("", ServingStatus::Serving).await;
+        // Health follows readiness (a Raft node is not ready before it joined a cluster).
+        let ready = health::is_ready(backend.as_ref());
+        health::publish(&health, ready).await;
+        let tracker_stop = shutdown.child_token();
+        let tracker = tokio::spawn(health::track(
+            Arc::clone(&backend),
+            health.clone(),
+            ready,
+            tracker_stop.clone(),
+        ));
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proglog_proto::FILE_DESCRIPTOR_SET)
@@ -263,8 +277,10 @@ impl BoundServer {
         tokio::select! {
             result = &mut serving => result?,
             _ = shutdown.cancelled() => {
-                health.set_service_status("", ServingStatus::NotServing).await;
-                health.set_not_serving::<LogServer<LogService>>().await;
+                // The tracker stops first, so it cannot mark the node serving again.
+                tracker_stop.cancel();
+                let _ = tracker.await;
+                health::publish(&health, false).await;
                 match tokio::time::timeout(shutdown_grace, &mut serving).await {
                     Ok(result) => result?,
                     Err(_) => tracing::warn!(

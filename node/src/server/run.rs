@@ -1,6 +1,8 @@
 //! Runs a whole node from a [`NodeConfig`]: opens the log (single-node group commit, or Raft
 //! with `--raft true`, whose services then join the same port), loads TLS and the ACL (and
-//! watches their files), serves gRPC and the observability port, and shuts down gracefully.
+//! watches their files), serves gRPC and the observability port, and shuts down gracefully —
+//! or fail-stops when the Raft core stopped ([`RunError::CoreStopped`], see
+//! [`crate::raft::fatal`]). [`RunError::exit_code`] is the process exit status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use crate::acl::{Acl, AclError};
 use crate::backend::{BackendError, LocalBackend, LogBackend};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
+use crate::raft::fatal::CoreFailure;
 use crate::tls::{ReloadingServerTls, TlsError};
 
 /// Why a node could not start or stopped with an error.
@@ -35,6 +38,8 @@ pub enum RunError {
     Server(#[from] ServerError),
     #[error("starting Raft: {0}")]
     Raft(crate::raft::RaftNodeError),
+    #[error(transparent)]
+    CoreStopped(#[from] CoreFailure),
 }
 
 impl RunError {
@@ -50,7 +55,25 @@ impl RunError {
                 | RunError::Server(ServerError::Bind { .. })
         )
     }
+
+    /// The process exit status: 64 for configuration, 74 when storage failed (opening it, or
+    /// the Raft core stopped on it), 70 when the Raft core panicked, 75 when it stopped
+    /// otherwise, 1 for anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            _ if self.is_configuration_error() => crate::config::EXIT_INVALID_CONFIG,
+            RunError::CoreStopped(failure) => failure.exit_code(),
+            RunError::OpenLog { .. } | RunError::Raft(crate::raft::RaftNodeError::Storage(_)) => {
+                crate::raft::fatal::EXIT_STORAGE
+            }
+            _ => 1,
+        }
+    }
 }
+
+/// Longest a fail-stopping node spends closing (in-flight calls, final sync) before it exits
+/// anyway: calls cannot succeed without the core, and the storage may be what hangs.
+const FAIL_STOP_CLOSE_BOUND: Duration = Duration::from_secs(3);
 
 /// How often retention runs when a retention policy is set.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
@@ -66,7 +89,12 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let (backend, raft_node): (Arc<dyn LogBackend>, _) = if config.raft {
         let node = crate::raft::run::start_raft_node(&config, Arc::clone(&metrics))
             .await
-            .map_err(RunError::Raft)?;
+            .map_err(|error| match error {
+                // The same failure as when the running core stops, so the same exit and message.
+                crate::raft::RaftNodeError::Core(failure) => RunError::CoreStopped(failure),
+                other => RunError::Raft(other),
+            })?;
+        crate::raft::fatal::install_panic_hook(node.core().clone(), Arc::clone(&metrics));
         if config.retention != crate::log::RetentionPolicy::default() {
             crate::log::spawn_retention(
                 Arc::clone(node.user_log()),
@@ -131,7 +159,28 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         data_dir = %config.data_dir.display(),
         "proglog node serving"
     );
-    let served = bound.serve(shutdown).await;
+    // Serve until shut down, or until the Raft core stops: then, after the exit delay (probes
+    // fail with the reason meanwhile), stop serving within a bound and report the failure.
+    let serving = bound.serve(shutdown.clone());
+    tokio::pin!(serving);
+    let core_failed = async {
+        match &raft_node {
+            Some(node) => node.core().failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let served = tokio::select! {
+        served = &mut serving => served,
+        failure = core_failed => {
+            crate::raft::fatal::announce(&failure, config.fatal_exit_delay, &shutdown).await;
+            shutdown.cancel();
+            if let Ok(Err(error)) = tokio::time::timeout(FAIL_STOP_CLOSE_BOUND, &mut serving).await {
+                tracing::warn!(%error, "closing after the Raft core stopped");
+            }
+            watchers.cancel();
+            return Err(RunError::CoreStopped(failure));
+        }
+    };
     watchers.cancel();
     match http.await {
         Ok(Ok(())) => {}

@@ -52,6 +52,9 @@ impl Default for ServiceLimits {
 
 /// Records of a `ProduceStream` handed to the backend together (when already received).
 const STREAM_CHUNK: usize = 1024;
+/// Record bytes after which a `ProduceStream` chunk ends: in Raft mode a chunk is one produce,
+/// and one produce must fit one Raft entry (a record of the largest size plus this).
+const STREAM_CHUNK_BYTES: usize = 4 << 20;
 
 /// The `log.v1.Log` implementation.
 #[derive(Debug, Clone)]
@@ -463,6 +466,7 @@ impl ProducePipeline {
         inbound: &mut Streaming<ProduceRequest>,
     ) -> (Vec<Record>, Option<Status>) {
         let mut records = Vec::with_capacity(16);
+        let mut bytes = 0;
         let mut request = first;
         loop {
             let Some(record) = request.record else {
@@ -471,8 +475,9 @@ impl ProducePipeline {
             if let Err(status) = self.service.check_record(&record) {
                 return (records, Some(status));
             }
+            bytes += record.value.len();
             records.push(record);
-            if records.len() >= STREAM_CHUNK {
+            if records.len() >= STREAM_CHUNK || bytes >= STREAM_CHUNK_BYTES {
                 return (records, None);
             }
             match inbound.message().now_or_never() {

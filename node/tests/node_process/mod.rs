@@ -3,6 +3,8 @@
 //! `DIR/certs` (from `proglog certs`) and `DIR/data`, the CLI as `root`, and a SIGTERM stop.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output};

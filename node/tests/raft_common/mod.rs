@@ -411,8 +411,16 @@ impl LogBackend for ServedRaftBackend {
         self.0.servers()
     }
 
-    fn is_ready(&self) -> bool {
-        self.0.is_ready()
+    fn liveness(&self) -> Result<(), String> {
+        self.0.liveness()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.0.readiness()
+    }
+
+    fn liveness_lost(&self) -> futures::future::BoxFuture<'_, ()> {
+        self.0.liveness_lost()
     }
 
     fn pipelined_appends_keep_order(&self) -> bool {

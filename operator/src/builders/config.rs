@@ -1,9 +1,11 @@
-//! The ConfigMap every node mounts: the node configuration file (log settings) and the ACL
-//! policy, plus the hash of the configuration that rolls the pods when it changes.
+//! The ConfigMap every node mounts: the node configuration file (log settings, and the message
+//! size derived from the record size) and the ACL policy, plus the hash of the configuration
+//! that rolls the pods when it changes.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use proglog_proto::limits;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -16,8 +18,8 @@ pub const NODE_CONFIG_KEY: &str = "proglog.toml";
 pub const ACL_FILE_KEY: &str = "acl.csv";
 
 /// The keys of the node's config file (`proglog-node --config`, kebab-case flag names; the node
-/// rejects unknown keys). Only settings present in `spec.log` are written; everything else comes
-/// from environment variables (the `PROGLOG_*` contract in docs/ARCHITECTURE.md) or defaults.
+/// rejects unknown keys). Only settings present in `spec.log` are written (plus the message size
+/// a set record size needs); everything else comes from environment variables (the `PROGLOG_*` contract in docs/ARCHITECTURE.md) or defaults.
 #[derive(Serialize, Debug, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 struct NodeConfigFile<'a> {
@@ -27,6 +29,10 @@ struct NodeConfigFile<'a> {
     segment_max_index_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_record_size: Option<u64>,
+    /// Derived from the record size (never in the spec): the node refuses a message size that
+    /// cannot carry one record, and its default (4 MiB) is too small for larger records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_message_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retention_bytes: Option<u64>,
     /// A humantime duration such as `7d` or `1d12h`.
@@ -41,6 +47,7 @@ pub fn node_config(cluster: &ProgLogCluster) -> Result<String, BuildError> {
         segment_max_store_bytes: log.max_store_bytes,
         segment_max_index_bytes: log.max_index_bytes,
         max_record_size: log.max_record_bytes,
+        max_message_size: log.max_record_bytes.map(limits::message_bytes_for),
         retention_bytes: log.retention_bytes,
         retention_age: log.retention_age.as_deref(),
     };
@@ -124,8 +131,47 @@ mod tests {
             humantime::parse_duration(age).unwrap(),
             std::time::Duration::from_secs(36 * 3600)
         );
+        assert_eq!(
+            parsed["max-message-size"].as_integer(),
+            Some(4 << 20),
+            "derived from the record size"
+        );
         assert!(!parsed.contains_key("segment-max-index-bytes"));
-        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed.len(), 4);
+    }
+
+    /// The node refuses a `max-message-size` that cannot carry a record of `max-record-size`
+    /// (default 4 MiB); every record size the CRD accepts must give a configuration the node's
+    /// own check passes, or the pods crash-loop.
+    #[test]
+    fn written_limits_pass_the_nodes_check_for_every_accepted_record_size() {
+        use proglog_proto::limits::{
+            DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES,
+            check_record_limits,
+        };
+        for record in [
+            None,
+            Some(1),
+            Some(DEFAULT_MAX_MESSAGE_BYTES - 64),
+            Some(DEFAULT_MAX_MESSAGE_BYTES),
+            Some(MAX_RECORD_BYTES),
+        ] {
+            let mut cluster = cluster();
+            cluster.spec.log.max_record_bytes = record;
+            let parsed: toml::Table = toml::from_str(&node_config(&cluster).unwrap()).unwrap();
+            let key = |name: &str, default: u64| {
+                parsed
+                    .get(name)
+                    .map_or(default, |v| v.as_integer().unwrap() as u64)
+            };
+            let record_size = key("max-record-size", DEFAULT_MAX_RECORD_BYTES);
+            let message_size = key("max-message-size", DEFAULT_MAX_MESSAGE_BYTES);
+            assert_eq!(
+                check_record_limits(record_size, message_size),
+                Ok(()),
+                "spec.log.maxRecordBytes {record:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,9 +11,9 @@ use k8s_openapi::{
         },
         core::v1::{
             Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
-            EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction, HTTPGetAction,
-            ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-            PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
             SecretVolumeSource, SecurityContext, VolumeMount, VolumeResourceRequirements,
             WeightedPodAffinityTerm,
         },
@@ -158,17 +158,13 @@ fn node_container(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> Contain
         // Opening a large log (index recovery) can take a while: allow up to 5 minutes.
         startup_probe: Some(http_probe("/healthz", 2, 150)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        // gRPC health on the plaintext port: SERVING once the node accepts requests.
-        readiness_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: i32::from(METRICS_PORT),
-                service: None,
-            }),
-            period_seconds: Some(5),
-            failure_threshold: Some(3),
-            timeout_seconds: Some(2),
-            ..Probe::default()
-        }),
+        // `/readyz`: the node's real readiness (a Raft member that follows a live leader and
+        // has applied what it heard committed; the body says why not). The same state backs
+        // gRPC health on this port; HTTP keeps all three probes one mechanism.
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        // The node writes why it exited (e.g. its Raft core stopped) to the termination log;
+        // a crash that wrote nothing still leaves its last log lines in the pod status.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(vec![
             mount("data", DATA_DIR, false),

@@ -38,8 +38,17 @@ fn probes_use_the_plaintext_port() {
     assert_eq!(liveness.port, IntOrString::String("metrics".to_owned()));
     let startup = container.startup_probe.unwrap().http_get.unwrap();
     assert_eq!(startup.path.as_deref(), Some("/healthz"));
-    let readiness = container.readiness_probe.unwrap().grpc.unwrap();
-    assert_eq!(readiness.port, 9400);
+    // Readiness is the node's real readiness (a member that follows a live leader and has
+    // applied what it heard committed), not "the port is open".
+    let readiness = container.readiness_probe.unwrap().http_get.unwrap();
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    assert_eq!(readiness.port, IntOrString::String("metrics".to_owned()));
+    // The node writes why it exited to the termination log; a panic that wrote nothing still
+    // shows its last log lines.
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
 }
 
 #[test]

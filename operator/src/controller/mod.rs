@@ -5,6 +5,7 @@
 
 mod certificates;
 mod leader;
+mod member_failures;
 mod membership;
 pub mod metrics;
 mod reconcile;

@@ -22,7 +22,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{
-    Context, FIELD_MANAGER, ReconcileError, certificates, membership,
+    Context, FIELD_MANAGER, ReconcileError, certificates, member_failures, membership,
     status::{self, Problem, StatusInput},
     validation::validate_spec,
 };
@@ -229,6 +229,8 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     let pod_list = pods.list(&ListParams::default().labels(&selector)).await?;
     let mut observation =
         membership::observe(ctx, &cluster_ref, &tls.credentials, &pod_list.items).await;
+    let failed_members =
+        member_failures::problem(&member_failures::failed_members(&pod_list.items));
     let input = PlannerInput {
         desired_replicas: desired,
         statefulset_replicas: current,
@@ -312,6 +314,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     let input = StatusInput {
         step: Some(&step),
         problem: None,
+        failed_members,
         replicas: target,
         ready: observation.ready,
         membership: observation.membership.as_ref(),

@@ -30,6 +30,9 @@ pub(crate) struct StatusInput<'a> {
     pub step: Option<&'a Step>,
     /// The problem, if any.
     pub problem: Option<Problem>,
+    /// Member pods that keep failing (see `member_failures`); Degraded unless a problem or a
+    /// refused step already explains it.
+    pub failed_members: Option<Problem>,
     /// StatefulSet replicas.
     pub replicas: i32,
     /// Ready pods.
@@ -73,13 +76,19 @@ pub(crate) fn compute(
 ) -> ProgLogClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
-    let problem = input.problem.clone().or_else(|| match input.step {
-        Some(step @ (Step::RefuseScaleDown { reason } | Step::Stuck { reason })) => Some(Problem {
-            reason: step_reason(step).to_owned(),
-            message: reason.clone(),
-        }),
-        _ => None,
-    });
+    let problem = input
+        .problem
+        .clone()
+        .or_else(|| match input.step {
+            Some(step @ (Step::RefuseScaleDown { reason } | Step::Stuck { reason })) => {
+                Some(Problem {
+                    reason: step_reason(step).to_owned(),
+                    message: reason.clone(),
+                })
+            }
+            _ => None,
+        })
+        .or_else(|| input.failed_members.clone());
     let leader = input
         .membership
         .and_then(|m| {
@@ -316,6 +325,26 @@ mod tests {
         };
         let status = compute(&cluster(), &input, now());
         assert_eq!(find(&status, "Degraded").reason, "ScaleDownRefused");
+    }
+
+    #[test]
+    fn a_failed_member_makes_a_running_cluster_degraded() {
+        let failed = Problem {
+            reason: "MemberFailed".to_owned(),
+            message: "pod demo-1 failed (exited with status 74)".to_owned(),
+        };
+        let input = StatusInput {
+            step: Some(&Step::Steady),
+            failed_members: Some(failed.clone()),
+            initialized: true,
+            ..StatusInput::default()
+        };
+        let status = compute(&cluster(), &input, now());
+        assert_eq!(status.phase.as_deref(), Some("Degraded"));
+        let degraded = find(&status, "Degraded");
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.reason, "MemberFailed");
+        assert_eq!(degraded.message, failed.message);
     }
 
     #[test]

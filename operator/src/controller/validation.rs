@@ -1,9 +1,9 @@
 //! Checks of a ProgLogCluster spec that the CRD schema cannot express (or that must hold even
 //! if the schema was bypassed); problems become a Degraded condition with reason InvalidSpec.
 
-use crate::crd::{
-    NODE_DEFAULT_MAX_RECORD_BYTES, NODE_DEFAULT_MAX_STORE_BYTES, ProgLogCluster, RECORD_FRAME_BYTES,
-};
+use proglog_proto::limits::{DEFAULT_MAX_RECORD_BYTES, check_record_limits, message_bytes_for};
+
+use crate::crd::ProgLogCluster;
 
 /// Checks the schema cannot express; returns the problems found.
 pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
@@ -27,18 +27,15 @@ pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
     if spec.image.trim().is_empty() {
         problems.push("spec.image is empty".to_owned());
     }
+    // The node's own check, on the sizes the operator writes into its configuration.
     let record = spec
         .log
         .max_record_bytes
-        .unwrap_or(NODE_DEFAULT_MAX_RECORD_BYTES);
-    let store = spec
-        .log
-        .max_store_bytes
-        .unwrap_or(NODE_DEFAULT_MAX_STORE_BYTES);
-    if record.saturating_add(RECORD_FRAME_BYTES) > store {
+        .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+    if let Err(e) = check_record_limits(record, message_bytes_for(record)) {
         problems.push(format!(
-            "spec.log.maxRecordBytes {record} plus its {RECORD_FRAME_BYTES}-byte frame does not fit \
-             in a segment of spec.log.maxStoreBytes {store}; the node would refuse to start"
+            "spec.log.maxRecordBytes {record}: the node would refuse to start (--{}: {e})",
+            e.flag()
         ));
     }
     for (i, rule) in spec.acl.rules.iter().enumerate() {
@@ -95,15 +92,18 @@ mod tests {
             object: "*".to_owned(),
             action: AclAction::Consume,
         });
-        bad.spec.log.max_store_bytes = Some(1 << 20);
+        bad.spec.log.max_record_bytes = Some((64 << 20) + 1);
         let problems = validate_spec(&bad);
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("spec.replicas"));
         assert!(problems[1].contains("spec.storage.size"));
-        assert!(problems[2].contains("spec.log.maxRecordBytes 1048576"));
+        assert!(problems[2].contains("spec.log.maxRecordBytes 67108865"));
+        assert!(problems[2].contains("--max-record-size"), "{}", problems[2]);
         assert!(problems[3].contains("spec.acl.rules[0].subject"));
-        let mut fits = cluster();
-        fits.spec.log.max_store_bytes = Some((1 << 20) + 8);
-        assert!(validate_spec(&fits).is_empty());
+        // A record larger than a segment is fine: it gets a segment of its own.
+        let mut large = cluster();
+        large.spec.log.max_store_bytes = Some(1 << 20);
+        large.spec.log.max_record_bytes = Some(64 << 20);
+        assert!(validate_spec(&large).is_empty());
     }
 }

@@ -1,0 +1,153 @@
+//! Unit tests of the node's configuration: defaults, precedence, validation.
+use super::*;
+
+fn base() -> Vec<&'static str> {
+    vec![
+        "proglog-node",
+        "--data-dir",
+        "/tmp/d",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+        "--tls-ca",
+        "ca.pem",
+        "--acl-file",
+        "acl.csv",
+    ]
+}
+
+#[test]
+fn defaults_apply() {
+    let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
+    assert_eq!(config.bind_addr, "0.0.0.0:8400".parse().unwrap());
+    assert_eq!(config.metrics_addr, "0.0.0.0:9400".parse().unwrap());
+    assert_eq!(config.limits.service.max_record_bytes, 1024 * 1024);
+    assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    assert!(!config.raft);
+    assert_eq!(config.otlp, None, "OTLP export is off by default");
+    let mut argv = base();
+    argv.extend(["--raft", "true"]);
+    assert!(
+        NodeArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve()
+            .unwrap()
+            .raft
+    );
+}
+
+#[test]
+fn missing_required_settings_are_named() {
+    let err = NodeArgs::try_parse_from(["proglog-node"])
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.to_string().contains("data-dir"), "{err}");
+}
+
+#[test]
+fn file_fills_gaps_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "bind-addr = \"127.0.0.1:9000\"\nshutdown-grace = \"3s\"\nmax-record-size = 100\notlp-endpoint = \"http://127.0.0.1:4317\"\n",
+    )
+    .unwrap();
+    let mut argv = base();
+    let file_arg = file.to_str().unwrap().to_owned();
+    argv.extend(["--config", &file_arg, "--max-record-size", "200"]);
+    let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
+    assert_eq!(config.bind_addr, "127.0.0.1:9000".parse().unwrap());
+    let otlp = config.otlp.expect("otlp-endpoint from the file");
+    assert_eq!(otlp.endpoint, "http://127.0.0.1:4317");
+    assert_eq!(otlp.node_address, "127.0.0.1:9000");
+    assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(config.limits.service.max_record_bytes, 200);
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, "no-such-key = 1\n").unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let mut argv = base();
+    argv.extend(["--config", &file_arg]);
+    let err = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
+
+    let mut argv = base();
+    argv.extend(["--max-record-size", "5000000", "--max-message-size", "1000"]);
+    let err = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.to_string().contains("max-message-size"), "{err}");
+
+    let mut argv = base();
+    argv.extend(["--advertise-addr", "nohost"]);
+    assert!(NodeArgs::try_parse_from(argv).unwrap().resolve().is_err());
+
+    assert!(NodeArgs::try_parse_from(["proglog-node", "--bind-addr", "nonsense"]).is_err());
+
+    let mut argv = base();
+    argv.extend(["--otlp-endpoint", "https://127.0.0.1:4317"]);
+    let err = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.to_string().contains("otlp-endpoint"), "{err}");
+}
+
+/// The node's record/message check is `proglog_proto::limits::check_record_limits`, the
+/// function the operator validates specs with; a record may be larger than a segment.
+#[test]
+fn record_limits_are_the_shared_check() {
+    use proglog_proto::limits::{MAX_RECORD_BYTES, check_record_limits};
+    let cases: [(u64, u64); 6] = [
+        (1, 65),
+        (1000, 1063),
+        (4 << 20, 4 << 20),
+        (MAX_RECORD_BYTES, MAX_RECORD_BYTES + 64),
+        (MAX_RECORD_BYTES + 1, 1 << 30),
+        (0, 4 << 20),
+    ];
+    for (record, message) in cases {
+        let (record_arg, message_arg) = (record.to_string(), message.to_string());
+        let mut argv = base();
+        argv.extend([
+            "--max-record-size",
+            &record_arg,
+            "--max-message-size",
+            &message_arg,
+            "--segment-max-store-bytes",
+            "4096",
+        ]);
+        let node = NodeArgs::try_parse_from(argv).unwrap().resolve();
+        match check_record_limits(record, message) {
+            Ok(()) => {
+                let config = node.unwrap_or_else(|e| panic!("{record}/{message}: {e}"));
+                assert_eq!(config.limits.service.max_record_bytes, record);
+            }
+            Err(shared) => {
+                let err = node.expect_err(&format!("{record}/{message} must be refused"));
+                assert!(err.to_string().contains(shared.flag()), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ordinal_comes_from_statefulset_hostnames() {
+    assert_eq!(ordinal_of_hostname("proglog-2"), Some(2));
+    assert_eq!(
+        ordinal_of_hostname("my-log-11.my-log-headless.ns.svc"),
+        Some(11)
+    );
+    assert_eq!(ordinal_of_hostname("laptop"), None);
+}
