@@ -12,6 +12,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NAMESPACE="${OPERATOR_NAMESPACE:-proglog-system}"
 : "${KUBECONFIG:?KUBECONFIG must name the cluster}"
 
+# Helm installs a chart's CRDs only once and never upgrades them: apply the current one first,
+# so a cluster that already had an older CRD validates against this checkout's schema.
+kubectl apply --server-side --force-conflicts -f "$ROOT/charts/proglog-operator/crds/" >&2
 # shellcheck disable=SC2086 # HELM_EXTRA_ARGS is a list of words
 "${HELM:-$ROOT/scripts/tools/helm.sh}" upgrade --install proglog-operator "$ROOT/charts/proglog-operator" \
     --namespace "$NAMESPACE" --create-namespace \
