@@ -3,8 +3,9 @@
 //! container runtime.
 //!
 //! The tests themselves live in `e2e/tests/` and are `#[ignore]`d so that `cargo test` never
-//! needs a cluster; `make e2e` runs them. What needs running pods (a kubelet and the images) is
-//! gated behind `PROGLOG_E2E_PODS=1`; see [`env`].
+//! needs a cluster; `make e2e` runs them. The scenarios that need running pods (a kubelet and
+//! the images) fail unless `PROGLOG_E2E_PODS=1` says pods can run (`scripts/e2e-pods.sh` sets
+//! it); see [`env`].
 //!
 //! - [`env`]: the environment switches of the suite;
 //! - [`namespace`]: a throwaway namespace per test;
@@ -12,16 +13,31 @@
 //! - [`operator`]: runs the operator binary locally, or relies on one deployed in the cluster;
 //! - [`owned`]: finds the objects a ProgLogCluster owns;
 //! - [`wait`]: polling with a deadline;
-//! - [`port_forward`], [`log_client`]: reach the client Service and produce/consume over mTLS.
+//! - [`port_forward`], [`log_client`]: reach the client Service and produce/consume over mTLS;
+//! - [`scenario`]: the frame of a pod scenario (namespace, CA, waiting for health, deadline);
+//! - [`status`]: the ProgLogCluster status as the scenarios read it;
+//! - [`cordon`]: holding deleted pods back by cordoning the nodes;
+//! - [`load`]: a steady producer recording every acknowledged record and every failure;
+//! - [`verify`]: reads every pod's log and checks it against the acknowledged records;
+//! - [`tls_probe`]: which certificate a pod serves;
+//! - [`diagnostics`]: pods, events, status and logs of a failed scenario.
 
+pub mod cordon;
 pub mod crd;
+pub mod diagnostics;
 pub mod env;
 pub mod error;
+pub mod load;
 pub mod log_client;
 pub mod namespace;
 pub mod operator;
 pub mod owned;
 pub mod port_forward;
+pub mod provisioner;
+pub mod scenario;
+pub mod status;
+pub mod tls_probe;
+pub mod verify;
 pub mod wait;
 
 pub use error::E2eError;

@@ -5,8 +5,10 @@
 use proglog_proto::log::v1::log_client::LogClient;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
+use std::time::Duration;
+
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::E2eError;
@@ -58,6 +60,51 @@ pub fn issue_client_certificate(ca: &PemPair, common_name: &str) -> Result<PemPa
     })
 }
 
+/// A server-and-client certificate for `common_name` with DNS `sans` (IP addresses are
+/// recognized), valid from `not_before` to `not_after`, signed by `ca`: what the operator puts
+/// in a cluster's node certificate Secret, with a validity the test chooses.
+pub fn issue_node_certificate(
+    ca: &PemPair,
+    common_name: &str,
+    sans: &[String],
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> Result<PemPair, E2eError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = sans
+        .iter()
+        .map(|san| match san.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(san.clone().try_into()?)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "ProgLog");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(PemPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// Connects to `127.0.0.1:port` (a port-forward), verifying the node certificate against
 /// `ca_pem` under the name `localhost` (a SAN of every node certificate, design.md §2).
 pub async fn connect(
@@ -72,6 +119,10 @@ pub async fn connect(
     let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .map_err(|err| E2eError::Unexpected(format!("bad endpoint for port {port}: {err}")))?
         .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10))
+        // A forward whose pod is gone must be noticed, not waited on.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(10))
         .connect()
         .await?;
     Ok(LogClient::new(channel))

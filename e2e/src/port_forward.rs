@@ -1,12 +1,15 @@
-//! `kubectl port-forward` to a Service, bound to 127.0.0.1 on a port kubectl picks. The API
-//! server tunnels the connection to a pod behind the Service, so the client reaches the cluster
-//! exactly as an in-cluster client of the Service would (minus kube-proxy's balancing).
+//! `kubectl port-forward` to a Service or a pod, bound to 127.0.0.1 on a port kubectl picks.
+//! For a Service, the API server tunnels the connection to one pod behind it (kubectl picks it
+//! when it starts), so the client reaches the cluster as an in-cluster client of the Service
+//! would, minus kube-proxy's balancing. A forward dies with its pod: [`SharedForward`] restarts
+//! it on demand, so long-running clients survive pod restarts.
 
 use std::{process::Stdio, time::Duration};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
+    sync::Mutex,
 };
 
 use crate::{E2eError, env};
@@ -16,7 +19,9 @@ use crate::{E2eError, env};
 pub struct PortForward {
     /// The local port on 127.0.0.1.
     pub local_port: u16,
-    _kubectl: Child,
+    /// What is forwarded (`service/NAME` or `pod/NAME`), for messages.
+    pub target: String,
+    kubectl: Child,
 }
 
 impl PortForward {
@@ -27,14 +32,42 @@ impl PortForward {
         remote_port: u16,
         timeout: Duration,
     ) -> Result<Self, E2eError> {
+        Self::start(
+            namespace,
+            &format!("service/{service}"),
+            remote_port,
+            timeout,
+        )
+        .await
+    }
+
+    /// Forwards a free local port to `remote_port` of pod `pod` in `namespace`.
+    pub async fn to_pod(
+        namespace: &str,
+        pod: &str,
+        remote_port: u16,
+        timeout: Duration,
+    ) -> Result<Self, E2eError> {
+        Self::start(namespace, &format!("pod/{pod}"), remote_port, timeout).await
+    }
+
+    /// Forwards a free local port to `remote_port` of `target` (`service/NAME`, `pod/NAME`).
+    pub async fn start(
+        namespace: &str,
+        target: &str,
+        remote_port: u16,
+        timeout: Duration,
+    ) -> Result<Self, E2eError> {
         let kubectl = env::kubectl();
         let mut child = Command::new(&kubectl)
             .args(["-n", namespace, "port-forward", "--address", "127.0.0.1"])
-            .arg(format!("service/{service}"))
+            .arg(target)
             .arg(format!(":{remote_port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            // kubectl's errors (a pod gone, a refused stream) go to the test's stderr as they
+            // happen: they explain failed connections.
+            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| E2eError::Spawn {
@@ -55,15 +88,15 @@ impl PortForward {
                         return Ok(port);
                     }
                 }
-                Err(E2eError::PortForward(
-                    "kubectl exited before forwarding (see its stderr above)".to_owned(),
-                ))
+                Err(E2eError::PortForward(format!(
+                    "kubectl port-forward {target} exited before forwarding"
+                )))
             };
         let local_port = match tokio::time::timeout(timeout, first_port).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(E2eError::PortForward(format!(
-                    "no \"Forwarding from\" line within {timeout:?}"
+                    "no \"Forwarding from\" line for {target} within {timeout:?}"
                 )));
             }
         };
@@ -71,8 +104,74 @@ impl PortForward {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             local_port,
-            _kubectl: child,
+            target: target.to_owned(),
+            kubectl: child,
         })
+    }
+
+    /// False once kubectl has exited (recent kubectl versions exit when the pod goes away).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.kubectl.try_wait(), Ok(None))
+    }
+}
+
+/// A port-forward shared by concurrent clients and restarted when it breaks. Every start gets a
+/// new generation, so a client that saw generation `g` fail asks for a restart of `g` only, and
+/// many clients seeing the same failure restart it once.
+#[derive(Debug)]
+pub struct SharedForward {
+    namespace: String,
+    target: String,
+    remote_port: u16,
+    state: Mutex<(PortForward, u64)>,
+}
+
+impl SharedForward {
+    /// Starts the forward to `target` (`service/NAME` or `pod/NAME`).
+    pub async fn start(namespace: &str, target: &str, remote_port: u16) -> Result<Self, E2eError> {
+        let forward =
+            PortForward::start(namespace, target, remote_port, env::api_timeout()).await?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            target: target.to_owned(),
+            remote_port,
+            state: Mutex::new((forward, 0)),
+        })
+    }
+
+    /// The current local port and its generation; restarts the forward first if kubectl exited.
+    pub async fn port(&self) -> Result<(u16, u64), E2eError> {
+        let mut state = self.state.lock().await;
+        if !state.0.is_alive() {
+            let generation = state.1;
+            self.restart_locked(&mut state, generation).await?;
+        }
+        Ok((state.0.local_port, state.1))
+    }
+
+    /// Restarts the forward unless a newer generation than `seen` already replaced it.
+    pub async fn restart(&self, seen: u64) -> Result<(), E2eError> {
+        let mut state = self.state.lock().await;
+        self.restart_locked(&mut state, seen).await
+    }
+
+    async fn restart_locked(
+        &self,
+        state: &mut (PortForward, u64),
+        seen: u64,
+    ) -> Result<(), E2eError> {
+        if state.1 != seen {
+            return Ok(());
+        }
+        let forward = PortForward::start(
+            &self.namespace,
+            &self.target,
+            self.remote_port,
+            env::api_timeout(),
+        )
+        .await?;
+        *state = (forward, seen + 1);
+        Ok(())
     }
 }
 

@@ -1,14 +1,11 @@
-//! End-to-end scenarios of a ProgLogCluster against whatever cluster `KUBECONFIG` names.
-//! `#[ignore]`d: run with `make e2e` (locally: under scripts/control-plane/with-control-plane.sh;
-//! in GitHub Actions: on kind with `PROGLOG_E2E_PODS=1 PROGLOG_E2E_OPERATOR=in-cluster`).
-//!
-//! Without a kubelet (the local control plane) the scenarios cover what the API server and
-//! kube-controller-manager do: schema validation, the operator's objects, the StatefulSet
-//! controller creating pods, finalizer and garbage collection. Pods becoming Ready and records
-//! flowing through the client Service need `PROGLOG_E2E_PODS=1`.
+//! API-level scenarios of a ProgLogCluster against whatever cluster `KUBECONFIG` names: what
+//! the API server and kube-controller-manager do (schema validation — the first half of issue
+//! scenario 7 —, the operator's objects, the StatefulSet controller creating pods, finalizer and
+//! garbage collection). They need no kubelet, so they also run on the local control plane.
+//! `#[ignore]`d: run with `make e2e` (scripts/control-plane/with-control-plane.sh) or
+//! scripts/e2e-pods.sh. Scenarios with running pods are in the `pods_*.rs` files.
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
 use k8s_openapi::{
     ByteString,
     api::{
@@ -21,45 +18,16 @@ use k8s_openapi::{
 use kube::{
     Api, Client,
     api::{DeleteParams, DynamicObject, PostParams},
-    core::{ApiResource, GroupVersionKind},
 };
 use proglog_e2e::{
-    crd, env, log_client,
+    crd, env,
     namespace::{self, TestNamespace},
     operator::Operator,
     owned::list_owned,
-    port_forward::PortForward,
+    scenario::{acl_rules, cluster_object, cluster_resource},
     wait::{Check, until},
 };
-use proglog_proto::log::v1::{ConsumeRequest, GetServersRequest, ProduceRequest, Record};
-use serde_json::{Value, json};
-
-/// The client identity the test's ACL rules allow.
-const CLIENT_IDENTITY: &str = "proglog-e2e";
-
-fn cluster_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "proglog.dev",
-        "v1alpha1",
-        "ProgLogCluster",
-    ))
-}
-
-fn cluster_object(name: &str, spec: Value) -> anyhow::Result<DynamicObject> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "proglog.dev/v1alpha1",
-        "kind": "ProgLogCluster",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))?)
-}
-
-fn acl_rules() -> Value {
-    json!({ "rules": [
-        { "subject": CLIENT_IDENTITY, "action": "produce" },
-        { "subject": CLIENT_IDENTITY, "action": "consume" },
-    ]})
-}
+use serde_json::json;
 
 async fn setup(prefix: &str) -> anyhow::Result<(Client, TestNamespace)> {
     let client = namespace::client().await?;
@@ -326,159 +294,4 @@ fn holds_certificate(secret: &Secret) -> bool {
         .data
         .as_ref()
         .is_some_and(|data| data.values().any(pem))
-}
-
-/// With pods running (kind): all replicas become Ready, the operator reports the Raft leader,
-/// and records produced through the client Service are consumed back over mutual TLS.
-#[tokio::test]
-#[ignore = "needs a cluster where pods run: PROGLOG_E2E_PODS=1 make e2e"]
-async fn pods_become_ready_and_serve_produce_and_consume() -> anyhow::Result<()> {
-    if !env::pods_can_run() {
-        eprintln!(
-            "SKIPPED: pods cannot run on this cluster (no kubelet or no node image); \
-             set PROGLOG_E2E_PODS=1 on a cluster with a kubelet (kind) to run this scenario"
-        );
-        return Ok(());
-    }
-    let (client, ns) = setup("pods").await?;
-    let mut operator = Operator::start(&ns.name)?;
-    let result = serve_records(&client, &ns.name, &mut operator).await;
-    if result.is_err() {
-        eprintln!("operator log:\n{}", operator.log_tail());
-    }
-    result?;
-    ns.delete().await?;
-    Ok(())
-}
-
-async fn serve_records(client: &Client, ns: &str, operator: &mut Operator) -> anyhow::Result<()> {
-    // A user-supplied CA (a documented spec option), so the test can sign its own client cert.
-    let ca = log_client::new_ca("proglog-e2e-ca")?;
-    let ca_secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": "e2e-ca" },
-        "type": "kubernetes.io/tls",
-        "stringData": { "tls.crt": ca.cert_pem, "tls.key": ca.key_pem },
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &ca_secret)
-        .await?;
-    let clusters = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &cluster_resource());
-    let spec = json!({
-        "replicas": 3,
-        "image": env::node_image(),
-        "imagePullPolicy": "IfNotPresent",
-        "storage": { "size": "1Gi" },
-        "tls": { "caSecretName": "e2e-ca" },
-        "acl": acl_rules(),
-    });
-    let created = clusters
-        .create(&PostParams::default(), &cluster_object("serve", spec)?)
-        .await?;
-    let uid = created.metadata.uid.context("created cluster has a uid")?;
-
-    let leader = until(
-        "3 Ready replicas and a Raft leader in the status",
-        env::pod_timeout(),
-        || {
-            let alive = operator.ensure_running();
-            let api = clusters.clone();
-            async move {
-                alive?;
-                let status = api.get("serve").await?.data["status"].clone();
-                let ready = status["readyReplicas"].as_i64().unwrap_or(0);
-                let voters = status["voters"].as_array().map_or(0, Vec::len);
-                Ok(match status["leader"].as_str() {
-                    Some(leader) if ready == 3 && voters == 3 => Check::Done(leader.to_owned()),
-                    _ => Check::NotYet(format!("status: {status}")),
-                })
-            }
-        },
-    )
-    .await?;
-    eprintln!("cluster ready; leader {leader}");
-
-    let services = list_owned(&Api::<Service>::namespaced(client.clone(), ns), &uid).await?;
-    let client_service = services
-        .iter()
-        .find(|s| s.spec.as_ref().and_then(|spec| spec.cluster_ip.as_deref()) != Some("None"))
-        .context("no client Service owned by the cluster")?;
-    let service_name = client_service
-        .metadata
-        .name
-        .clone()
-        .context("Service has a name")?;
-    // The gRPC port (named "grpc" by the operator), else the Service's only port.
-    let ports = client_service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.ports.clone())
-        .unwrap_or_default();
-    let grpc = ports
-        .iter()
-        .find(|p| p.name.as_deref() == Some("grpc"))
-        .or_else(|| ports.first())
-        .context("client Service has no port")?;
-    let port = u16::try_from(grpc.port)?;
-
-    let forward = PortForward::to_service(ns, &service_name, port, env::api_timeout()).await?;
-    let identity = log_client::issue_client_certificate(&ca, CLIENT_IDENTITY)?;
-    let mut log = log_client::connect(forward.local_port, &ca.cert_pem, &identity).await?;
-
-    let servers = log
-        .get_servers(GetServersRequest {})
-        .await?
-        .into_inner()
-        .servers;
-    ensure!(
-        servers.len() == 3,
-        "GetServers lists {} servers, want 3",
-        servers.len()
-    );
-    ensure!(
-        servers.iter().filter(|s| s.is_leader).count() == 1,
-        "GetServers must mark exactly one leader: {servers:?}"
-    );
-
-    let values: Vec<Bytes> = (0..3)
-        .map(|i| Bytes::from(format!("e2e record {i}")))
-        .collect();
-    let mut offsets = Vec::new();
-    for value in &values {
-        let record = Record {
-            value: value.clone(),
-            ..Record::default()
-        };
-        let response = log
-            .produce(ProduceRequest {
-                record: Some(record),
-            })
-            .await?
-            .into_inner();
-        offsets.push(response.offset);
-    }
-    ensure!(
-        offsets.windows(2).all(|w| w[1] == w[0] + 1),
-        "offsets of sequential produces are not contiguous: {offsets:?}"
-    );
-    for (offset, value) in offsets.iter().zip(&values) {
-        let record = log
-            .consume(ConsumeRequest { offset: *offset })
-            .await?
-            .into_inner()
-            .record
-            .context("ConsumeResponse has a record")?;
-        ensure!(
-            record.value == value,
-            "offset {offset} returned {:?}",
-            record.value
-        );
-        ensure!(
-            record.offset == *offset,
-            "record at {offset} says offset {}",
-            record.offset
-        );
-    }
-    drop(forward);
-    clusters.delete("serve", &DeleteParams::default()).await?;
-    Ok(())
 }

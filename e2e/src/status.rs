@@ -1,0 +1,137 @@
+//! The part of a ProgLogCluster's status the scenarios read (the operator's
+//! `ProgLogClusterStatus`, read back as JSON: the suite does not link the operator crate).
+
+use serde::Deserialize;
+
+/// The pod name in a member address `NAME-N.NAME-headless.NS.svc.cluster.local:8400`.
+pub fn pod_of_address(address: &str) -> &str {
+    address.split(['.', ':']).next().unwrap_or(address)
+}
+
+/// A condition of the status.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Available, Progressing or Degraded.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True" or "False".
+    pub status: String,
+    /// PascalCase reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Explanation.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A Raft member in the status.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Raft node id (incarnation * 10000 + ordinal).
+    pub node_id: u64,
+    /// Advertised address (the pod's DNS name).
+    pub address: String,
+}
+
+/// The part of a ProgLogCluster's status the scenarios read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The generation the status describes.
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase.
+    pub phase: Option<String>,
+    /// Available, Progressing, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Ready pods.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Leader address.
+    pub leader: Option<String>,
+    /// Voters.
+    #[serde(default)]
+    pub voters: Vec<Member>,
+    /// Learners.
+    #[serde(default)]
+    pub learners: Vec<Member>,
+    /// Node certificate expiry (RFC 3339).
+    pub certificate_expiry: Option<String>,
+}
+
+impl ClusterStatus {
+    /// The condition of `type_`, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether condition `type_` has status `status`.
+    pub fn condition_is(&self, type_: &str, status: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == status)
+    }
+
+    /// The voter whose pod is `pod`.
+    pub fn voter_of_pod(&self, pod: &str) -> Option<&Member> {
+        self.voters
+            .iter()
+            .find(|m| pod_of_address(&m.address) == pod)
+    }
+
+    /// Short text for timeouts and logs.
+    pub fn brief(&self) -> String {
+        let conditions: Vec<String> = self
+            .conditions
+            .iter()
+            .map(|c| format!("{}={}({}: {})", c.type_, c.status, c.reason, c.message))
+            .collect();
+        let members = |m: &[Member]| -> Vec<String> {
+            m.iter()
+                .map(|m| format!("{}@{}", m.node_id, pod_of_address(&m.address)))
+                .collect()
+        };
+        format!(
+            "phase {:?}, observedGeneration {:?}, ready {}, leader {:?}, voters {:?}, learners {:?}, {}",
+            self.phase,
+            self.observed_generation,
+            self.ready_replicas,
+            self.leader.as_deref().map(pod_of_address),
+            members(&self.voters),
+            members(&self.learners),
+            conditions.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn pod_names_come_from_member_addresses() {
+        assert_eq!(
+            pod_of_address("demo-2.demo-headless.ns.svc.cluster.local:8400"),
+            "demo-2"
+        );
+        assert_eq!(pod_of_address("demo-0:8400"), "demo-0");
+    }
+
+    #[test]
+    fn the_status_parses_from_the_operator_shape() {
+        let status: ClusterStatus = serde_json::from_value(json!({
+            "observedGeneration": 2, "phase": "Running", "readyReplicas": 3, "replicas": 3,
+            "initialized": true, "leader": "d-1.d-headless.n.svc.cluster.local:8400",
+            "voters": [{ "nodeId": 10001, "address": "d-1.d-headless.n.svc.cluster.local:8400", "lag": 0 }],
+            "learners": [],
+            "conditions": [{ "type": "Available", "status": "True", "reason": "LeaderElected",
+                             "message": "1 voter(s)", "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+        }))
+        .unwrap();
+        assert!(status.condition_is("Available", "True"));
+        assert_eq!(status.voter_of_pod("d-1").unwrap().node_id, 10001);
+        assert!(status.brief().contains("10001@d-1"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Pod scenarios that change the cluster under a steady produce load: scaling 3 → 5 → 3
+//! (issue scenario 3) and a configuration change rolling the pods (issue scenario 5).
+//!
+//! `#[ignore]`d: run by scripts/e2e-pods.sh (`make e2e-pods`) on a cluster where pods run. Each
+//! scenario fails (never passes) without `PROGLOG_E2E_PODS=1`, has a deadline, and dumps pods,
+//! events, the ProgLogCluster status and every log when it fails.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, ensure};
+use bytes::Bytes;
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::PersistentVolumeClaim};
+use kube::Api;
+use proglog_e2e::{
+    env,
+    load::{Load, LoadConfig},
+    log_client,
+    port_forward::PortForward,
+    scenario::{GRPC_PORT, Scenario, pods_spec},
+    verify,
+    wait::{Check, until},
+};
+use proglog_proto::log::v1::{ProduceRequest, Record};
+use serde_json::json;
+use tonic::Code;
+
+fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
+    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
+}
+
+/// Scenario 3: under a steady produce load, scaling 3 → 5 → 3 changes the Raft membership to
+/// follow the spec (5 voters on pods 0-4, then 3 on pods 0-2), no acknowledged record is lost
+/// and no produce fails other than refusals the client could safely retry.
+#[tokio::test]
+#[ignore = "needs a cluster where pods run: scripts/e2e-pods.sh"]
+async fn scaling_3_5_3_under_load_follows_the_spec_and_loses_nothing() -> anyhow::Result<()> {
+    let sc = Scenario::start("scale").await?;
+    let result = sc.within_deadline(scale(&sc)).await;
+    sc.finish(result).await
+}
+
+async fn scale(sc: &Scenario) -> anyhow::Result<()> {
+    const NAME: &str = "scale";
+    sc.create_cluster(NAME, pods_spec(3)).await?;
+    let status = sc.wait_healthy(NAME, 3).await?;
+    sc.log(format!("healthy: {}", status.brief()));
+
+    let load = Load::start(
+        sc.service_forward(NAME).await?,
+        &sc.ca.cert_pem,
+        &sc.identity,
+        LoadConfig::default(),
+    );
+    load.wait_for_progress(100, env::pod_timeout()).await?;
+
+    sc.log("scaling to 5");
+    sc.patch_spec(NAME, json!({ "replicas": 5 })).await?;
+    let status = sc.wait_healthy(NAME, 5).await?;
+    sc.log(format!("5 voters: {}", status.brief()));
+    load.wait_for_progress(100, env::pod_timeout()).await?;
+
+    sc.log("scaling back to 3");
+    sc.patch_spec(NAME, json!({ "replicas": 3 })).await?;
+    let status = sc.wait_healthy(NAME, 3).await?;
+    sc.log(format!("3 voters: {}", status.brief()));
+    for ordinal in [3, 4] {
+        ensure!(
+            status.voters.iter().all(|m| m.node_id % 10_000 != ordinal),
+            "a member of ordinal {ordinal} is still a voter: {}",
+            status.brief()
+        );
+    }
+    // whenScaled: Retain — the volumes of removed pods stay for a later scale-up.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(sc.client.clone(), &sc.ns);
+    for ordinal in [3, 4] {
+        let claim = format!("data-{NAME}-{ordinal}");
+        ensure!(
+            claims.get_opt(&claim).await?.is_some(),
+            "PVC {claim} was deleted by the scale-down (persistentVolumeClaimRetentionPolicy.whenScaled is Retain)"
+        );
+    }
+    load.wait_for_progress(100, env::pod_timeout()).await?;
+
+    let history = load.stop().await;
+    sc.log(format!("load: {}", history.summary()));
+    ensure!(
+        history.failures.is_empty(),
+        "{} produces failed without a safe retry: {:?}",
+        history.failures.len(),
+        &history.failures[..history.failures.len().min(10)]
+    );
+    let verified = verify::verify_everywhere(
+        &sc.ns,
+        &pod_names(NAME, 3),
+        &sc.ca.cert_pem,
+        &sc.identity,
+        &history.acks,
+        env::pod_timeout(),
+    )
+    .await?;
+    sc.log(format!("no acknowledged record lost: {verified}"));
+    Ok(())
+}
+
+/// Scenario 5: changing the node configuration (spec.log) rolls the pods one at a time — never
+/// more than one of the three not Ready — under a steady load, without losing an acknowledged
+/// record, and the new configuration is in effect afterwards.
+#[tokio::test]
+#[ignore = "needs a cluster where pods run: scripts/e2e-pods.sh"]
+async fn a_config_change_rolls_the_pods_one_at_a_time_under_load() -> anyhow::Result<()> {
+    let sc = Scenario::start("roll").await?;
+    let result = sc.within_deadline(roll(&sc)).await;
+    sc.finish(result).await
+}
+
+/// Largest record after the change (the node default is 1 MiB).
+const NEW_MAX_RECORD_BYTES: u64 = 65_536;
+
+async fn roll(sc: &Scenario) -> anyhow::Result<()> {
+    const NAME: &str = "roll";
+    const REPLICAS: usize = 3;
+    sc.create_cluster(NAME, pods_spec(3)).await?;
+    let status = sc.wait_healthy(NAME, REPLICAS).await?;
+    sc.log(format!("healthy: {}", status.brief()));
+    let statefulsets: Api<StatefulSet> = Api::namespaced(sc.client.clone(), &sc.ns);
+    let hash_of = |sts: &StatefulSet| -> Option<String> {
+        sts.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("proglog.dev/config-hash")
+            .cloned()
+    };
+    let old_hash = hash_of(&statefulsets.get(NAME).await?).context("config-hash annotation")?;
+    let mut old_uids = BTreeMap::new();
+    for pod in pod_names(NAME, REPLICAS) {
+        old_uids.insert(pod.clone(), sc.pods().get(&pod).await?.metadata.uid);
+    }
+
+    // Watch readiness for the whole roll: a pod missing or terminating counts as not Ready.
+    let watching = Arc::new(AtomicBool::new(true));
+    let monitor = {
+        let watching = watching.clone();
+        let pods = sc.pods();
+        let selector = format!("app.kubernetes.io/instance={NAME}");
+        tokio::spawn(async move {
+            let mut worst: (usize, String) = (0, String::new());
+            while watching.load(Ordering::Relaxed) {
+                if let Ok(list) = pods
+                    .list(&kube::api::ListParams::default().labels(&selector))
+                    .await
+                {
+                    let ready: Vec<String> = list
+                        .items
+                        .iter()
+                        .filter(|p| {
+                            p.metadata.deletion_timestamp.is_none()
+                                && proglog_e2e::scenario::is_ready(p)
+                        })
+                        .filter_map(|p| p.metadata.name.clone())
+                        .collect();
+                    let not_ready = REPLICAS.saturating_sub(ready.len());
+                    if not_ready > worst.0 {
+                        worst = (not_ready, format!("Ready pods at that moment: {ready:?}"));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            worst
+        })
+    };
+
+    let load = Load::start(
+        sc.service_forward(NAME).await?,
+        &sc.ca.cert_pem,
+        &sc.identity,
+        LoadConfig::default(),
+    );
+    load.wait_for_progress(100, env::pod_timeout()).await?;
+    sc.log(format!(
+        "changing spec.log.maxRecordBytes to {NEW_MAX_RECORD_BYTES}"
+    ));
+    sc.patch_spec(
+        NAME,
+        json!({ "log": { "maxRecordBytes": NEW_MAX_RECORD_BYTES } }),
+    )
+    .await?;
+
+    until(
+        "every pod to be replaced with the new configuration",
+        env::pod_timeout(),
+        || async {
+            let sts = statefulsets.get(NAME).await?;
+            let hash = hash_of(&sts);
+            let status = sts.status.clone().unwrap_or_default();
+            let mut replaced = 0;
+            for (pod, old_uid) in &old_uids {
+                if let Some(current) = sc.pods().get_opt(pod).await?
+                    && current.metadata.uid != *old_uid
+                {
+                    replaced += 1;
+                }
+            }
+            let done = hash.is_some()
+                && hash.as_deref() != Some(old_hash.as_str())
+                && status.update_revision.is_some()
+                && status.update_revision == status.current_revision
+                && status.updated_replicas == Some(REPLICAS as i32)
+                && replaced == REPLICAS;
+            Ok(if done {
+                Check::Done(())
+            } else {
+                Check::NotYet(format!(
+                    "hash changed: {}, revisions {:?}/{:?}, updated {:?}, pods replaced {replaced}",
+                    hash.as_deref() != Some(old_hash.as_str()),
+                    status.current_revision,
+                    status.update_revision,
+                    status.updated_replicas
+                ))
+            })
+        },
+    )
+    .await?;
+    let status = sc.wait_healthy(NAME, REPLICAS).await?;
+    sc.log(format!("rolled: {}", status.brief()));
+    load.wait_for_progress(100, env::pod_timeout()).await?;
+    watching.store(false, Ordering::Relaxed);
+    let (worst, when) = monitor.await?;
+    let history = load.stop().await;
+    sc.log(format!("load: {}", history.summary()));
+    sc.log(format!(
+        "at most {worst} pod(s) not Ready at a time ({when})"
+    ));
+    ensure!(
+        worst <= 1,
+        "{worst} pods were not Ready at the same time during the roll; {when}"
+    );
+
+    // The new limit is in effect on the restarted nodes.
+    let forward = PortForward::to_service(&sc.ns, NAME, GRPC_PORT, env::api_timeout()).await?;
+    let mut log = log_client::connect(forward.local_port, &sc.ca.cert_pem, &sc.identity).await?;
+    let too_large = usize::try_from(NEW_MAX_RECORD_BYTES)? + 1;
+    let refused = log
+        .produce(ProduceRequest {
+            record: Some(Record {
+                value: Bytes::from(vec![b'x'; too_large]),
+                ..Record::default()
+            }),
+        })
+        .await;
+    ensure!(
+        matches!(&refused, Err(status) if status.code() == Code::InvalidArgument),
+        "a {too_large}-byte record must be refused after the change, got {refused:?}"
+    );
+    drop(forward);
+
+    let verified = verify::verify_everywhere(
+        &sc.ns,
+        &pod_names(NAME, REPLICAS),
+        &sc.ca.cert_pem,
+        &sc.identity,
+        &history.acks,
+        env::pod_timeout(),
+    )
+    .await?;
+    sc.log(format!("no acknowledged record lost: {verified}"));
+    Ok(())
+}
