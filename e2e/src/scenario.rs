@@ -27,10 +27,12 @@ use crate::{
     E2eError,
     cordon::uncordon_leftovers,
     crd, diagnostics, env,
+    load::Ack,
     log_client::{self, PemPair},
     namespace::{self, TestNamespace},
     operator::Operator,
     port_forward::SharedForward,
+    verify::{self, Verified},
     wait::{Check, until},
 };
 
@@ -296,6 +298,21 @@ impl Scenario {
                     ))
                 })
             },
+        )
+        .await
+    }
+
+    /// Reads every pod's whole log (each through its own port-forward, with this scenario's
+    /// client identity) and checks that each acknowledged record is there at its offset and all
+    /// pods agree.
+    pub async fn verify_acks(&self, pods: &[String], acks: &[Ack]) -> Result<Verified, E2eError> {
+        verify::verify_everywhere(
+            &self.ns,
+            pods,
+            &self.ca.cert_pem,
+            &self.identity,
+            acks,
+            env::pod_timeout(),
         )
         .await
     }

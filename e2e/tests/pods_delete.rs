@@ -21,7 +21,6 @@ use proglog_e2e::{
     owned::list_owned,
     port_forward::PortForward,
     scenario::{CA_SECRET, GRPC_PORT, INSTANCE_LABEL, Scenario, pods_spec},
-    verify,
     wait::{Check, until},
 };
 use serde_json::json;
@@ -193,15 +192,7 @@ async fn delete(sc: &Scenario) -> anyhow::Result<()> {
     sc.create_cluster(KEEP, pods_spec(1)).await?;
     let status = sc.wait_healthy(KEEP, 1).await?;
     sc.log(format!("recreated: {}", status.brief()));
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(KEEP, 1),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pod_names(KEEP, 1), &acks).await?;
     sc.log(format!("the retained volume kept the records: {verified}"));
     Ok(())
 }

@@ -24,7 +24,7 @@ use proglog_e2e::{
     log_client,
     port_forward::PortForward,
     scenario::{CA_SECRET, GRPC_PORT, Scenario, pods_spec},
-    tls_probe, verify,
+    tls_probe,
     wait::{Check, until},
 };
 use serde_json::json;
@@ -232,15 +232,7 @@ async fn renew(sc: &Scenario) -> anyhow::Result<()> {
             .is_ok_and(|t| t.unix_timestamp() > short_expiry),
         "status.certificateExpiry {expiry:?} does not show the renewed certificate"
     );
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pods,
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &history.acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pods, &history.acks).await?;
     sc.log(format!("no acknowledged record lost: {verified}"));
     Ok(())
 }

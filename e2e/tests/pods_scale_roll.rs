@@ -24,7 +24,6 @@ use proglog_e2e::{
     log_client,
     port_forward::PortForward,
     scenario::{GRPC_PORT, Scenario, pods_spec},
-    verify,
     wait::{Check, until},
 };
 use proglog_proto::log::v1::{ProduceRequest, Record};
@@ -96,15 +95,7 @@ async fn scale(sc: &Scenario) -> anyhow::Result<()> {
         history.failures.len(),
         &history.failures[..history.failures.len().min(10)]
     );
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(NAME, 3),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &history.acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pod_names(NAME, 3), &history.acks).await?;
     sc.log(format!("no acknowledged record lost: {verified}"));
     Ok(())
 }
@@ -264,15 +255,9 @@ async fn roll(sc: &Scenario) -> anyhow::Result<()> {
     );
     drop(forward);
 
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(NAME, REPLICAS),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &history.acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc
+        .verify_acks(&pod_names(NAME, REPLICAS), &history.acks)
+        .await?;
     sc.log(format!("no acknowledged record lost: {verified}"));
     Ok(())
 }

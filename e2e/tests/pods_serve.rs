@@ -21,7 +21,6 @@ use proglog_e2e::{
     log_client,
     port_forward::PortForward,
     scenario::{Cordon, GRPC_PORT, Scenario, cordon_all_nodes, pod_of_address, pods_spec},
-    verify,
     wait::{Check, until},
 };
 use proglog_proto::log::v1::GetServersRequest;
@@ -105,15 +104,7 @@ async fn serve(sc: &Scenario) -> anyhow::Result<()> {
     drop(forward);
 
     let started = Instant::now();
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(NAME, 3),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pod_names(NAME, 3), &acks).await?;
     sc.log(format!("read back in {:?}: {verified}", started.elapsed()));
     Ok(())
 }
@@ -221,15 +212,7 @@ async fn failover(sc: &Scenario, cordon: &mut Option<Cordon>) -> anyhow::Result<
         refused.is_empty(),
         "produces refused by the cluster: {refused:?}"
     );
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(NAME, 3),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &history.acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pod_names(NAME, 3), &history.acks).await?;
     sc.log(format!("no acknowledged record lost: {verified}"));
     Ok(())
 }
@@ -317,15 +300,7 @@ async fn reborn(sc: &Scenario) -> anyhow::Result<()> {
     let history = load.stop().await;
     sc.log(format!("load: {}", history.summary()));
     // The new member was filled by replication: it holds every acknowledged record.
-    let verified = verify::verify_everywhere(
-        &sc.ns,
-        &pod_names(NAME, 3),
-        &sc.ca.cert_pem,
-        &sc.identity,
-        &history.acks,
-        env::pod_timeout(),
-    )
-    .await?;
+    let verified = sc.verify_acks(&pod_names(NAME, 3), &history.acks).await?;
     sc.log(format!("no acknowledged record lost: {verified}"));
     Ok(())
 }
