@@ -176,9 +176,9 @@ proglog-node, *, consume
 
 /// Writes the dev CA, certificates and ACL into `dir` (created if needed); returns the paths.
 pub fn write_dev_certs(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
-    std::fs::create_dir_all(dir).map_err(|source| CertsError::Write {
-        path: dir.to_path_buf(),
-        source,
+    crate::durable_fs::create_dir_all(dir).map_err(|e| CertsError::Write {
+        path: e.path().to_path_buf(),
+        source: e.into_io(),
     })?;
     let ca = DevCa::generate("ProgLog dev CA")?;
     let node = ca.issue(

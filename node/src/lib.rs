@@ -10,6 +10,7 @@
 //! - [`certs`]: a development CA (`proglog certs`, test fixtures).
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and the plain HTTP port; tracing setup.
 //! - [`config`]: the node's command line, environment and config file.
+//! - [`durable_fs`]: creating and renaming directories and files durably (parent fsync).
 //! - [`client`]: the Rust client library (leader-aware routing, safe retries).
 //! - [`raft`]: replication with openraft (log storage, state machine, network, admin API).
 //! - [`cli`]: the subcommands of the `proglog` client CLI.
@@ -23,6 +24,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod durable_fs;
 pub mod log;
 pub mod metrics;
 pub mod raft;

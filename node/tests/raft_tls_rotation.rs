@@ -5,6 +5,11 @@
 //! open after the swap, which only succeed if they present the new certificate and trust the new
 //! CA (the client side of the node-to-node transport follows the files too).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "imitates the kubelet's Secret volume swap, not the node's own state"
+)]
+
 mod raft_common;
 
 use std::path::Path;

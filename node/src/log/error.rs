@@ -93,6 +93,17 @@ pub enum LogError {
     OffsetOverflow,
 }
 
+impl From<crate::durable_fs::DurableFsError> for LogError {
+    fn from(e: crate::durable_fs::DurableFsError) -> Self {
+        match e {
+            crate::durable_fs::DurableFsError::Io { path, source } => LogError::Io { path, source },
+            crate::durable_fs::DurableFsError::Fsync { path, source } => {
+                LogError::FsyncFailed { path, source }
+            }
+        }
+    }
+}
+
 /// The storage engine's result type.
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 

@@ -3,7 +3,6 @@
 //! checking that the segments form one contiguous range of offsets.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::Path;
 
 use super::config::LogConfig;
@@ -15,7 +14,7 @@ use super::segment::{
 
 /// Opens (creating when needed) the segments in `dir`, oldest first; never empty.
 pub(super) fn open_segments(dir: &Path, config: &LogConfig) -> Result<Vec<Segment>> {
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+    // `Log::open` created the directory durably (`lock_directory`) before taking its lock.
     let (mut bases, orphan_indexes) = list_segment_files(dir)?;
     for base in orphan_indexes {
         // Removal deletes the index first, so an index without a store is a removal that a
@@ -125,7 +124,5 @@ fn finish_reset(dir: &Path, bases: &[u64], keep: u64) -> Result<()> {
 }
 
 fn sync_directory(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LogError::io(dir, e))
+    Ok(crate::durable_fs::sync_dir(dir)?)
 }

@@ -296,8 +296,14 @@ impl Log {
 
     /// fsyncs the directory, making file creations and removals durable.
     pub(super) fn sync_directory(&self) -> Result<()> {
-        let dir = File::open(&self.dir).map_err(|e| LogError::io(&self.dir, e))?;
-        self.fsync(&dir, &self.dir)
+        crate::durable_fs::sync_dir(&self.dir).map_err(|e| {
+            if let crate::durable_fs::DurableFsError::Fsync { path, source } = &e {
+                // fsyncgate, as in `fsync` below.
+                self.refuse_writes(path.clone());
+                tracing::error!(path = %path.display(), error = %source, "directory fsync failed; the log refuses further writes");
+            }
+            LogError::from(e)
+        })
     }
 
     fn fsync(&self, file: &File, path: &Path) -> Result<()> {
@@ -410,7 +416,9 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// a closed `Log` can still be held for an instant by a child process this process is spawning
 /// (between fork and exec the child shares every open file, close-on-exec ones included).
 fn lock_directory(dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+    // Durable in its parent before anything is written in it (a power loss on first boot must
+    // not take the directory, and what later fsyncs of it made durable, away).
+    crate::durable_fs::create_dir_all(dir)?;
     let lock_path = dir.join(LOCK_FILE_NAME);
     let file = super::store::open_or_create(&lock_path)?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;

@@ -152,7 +152,7 @@ impl Log {
             let old_store = segments[0].store_path().to_path_buf();
             let new_store = super::segment::store_path(&self.dir, next);
             segments[0].remove_index_file()?;
-            std::fs::rename(&old_store, &new_store).map_err(|e| LogError::io(&old_store, e))?;
+            crate::durable_fs::rename(&old_store, &new_store)?;
             segments[0] = Segment::open_active(&self.dir, next, &self.config)?;
         } else {
             // Create the new, empty segment first and make it durable: recovery treats an empty

@@ -1,15 +1,26 @@
-//! Small state files replaced atomically: write a temporary file, fsync it, rename it over the
-//! old one and fsync the directory. A crash leaves either the old or the new content, never a mix
-//! — which is what the Raft vote and the state machine's applied position need.
+//! Small state files replaced atomically: write a temporary file with a name of its own, fsync
+//! it, rename it over the old one and fsync the directory ([`crate::durable_fs::rename`]). A
+//! crash leaves either the old or the new content, never a mix — which is what the Raft vote and
+//! the state machine's applied position need.
+//!
+//! A file replaced repeatedly by several paths (a background writer and a foreground one) is a
+//! [`StateFile`]: it carries a version (`{"version": N, "state": …}`) that only grows, and one
+//! writer at a time per file refuses any version not newer than the one on disk, so a slow
+//! writer holding an older state can never overwrite a newer one. See "Failure semantics: state
+//! files" in docs/ARCHITECTURE.md.
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::error::RaftStoreError;
+use crate::durable_fs::{self, DurableFsError};
 
 fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> RaftStoreError + '_ {
     move |source| RaftStoreError::File {
@@ -18,7 +29,18 @@ fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> RaftStoreError + '_ {
     }
 }
 
-/// Atomically replaces `path` with the JSON of `value` (durable when this returns).
+impl From<DurableFsError> for RaftStoreError {
+    fn from(e: DurableFsError) -> Self {
+        RaftStoreError::File {
+            path: e.path().to_path_buf(),
+            source: e.into_io(),
+        }
+    }
+}
+
+/// Atomically replaces `path` with the JSON of `value` (durable when this returns). Concurrent
+/// calls for one path each use their own temporary file, so neither is torn; which one wins is
+/// unspecified — use a [`StateFile`] for a file with more than one writer.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RaftStoreError> {
     let bytes = serde_json::to_vec_pretty(value)?;
     write_bytes(path, &bytes)
@@ -26,14 +48,19 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RaftStoreE
 
 /// Atomically replaces `path` with `bytes` (durable when this returns).
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
-    let tmp = tmp_path(path);
-    {
+    let tmp = unique_tmp_path(path);
+    let written = (|| {
         let mut file = File::create(&tmp).map_err(file_err(&tmp))?;
         file.write_all(bytes).map_err(file_err(&tmp))?;
         file.sync_all().map_err(file_err(&tmp))?;
+        drop(file);
+        Ok(durable_fs::rename(&tmp, path)?)
+    })();
+    if written.is_err() {
+        // Best effort; a crash instead leaves it for `remove_temp_files` on the next open.
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path).map_err(file_err(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    written
 }
 
 /// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
@@ -47,27 +74,137 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RaftStor
     }
 }
 
-/// Creates `dir` and its parents if missing (the directory a state file lives in).
+/// Creates `dir` and its parents if missing, durably (the directory a state file lives in).
 pub fn create_dir(dir: &Path) -> Result<(), RaftStoreError> {
-    fs::create_dir_all(dir).map_err(file_err(dir))
+    Ok(durable_fs::create_dir_all(dir)?)
 }
 
-/// fsyncs a directory so that renames and new files in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), RaftStoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(file_err(dir))
+/// Removes the temporary files that writes of `path` interrupted by a crash left behind (each
+/// write has a temporary name of its own, so they would accumulate). Call before writing.
+pub fn remove_temp_files(path: &Path) -> Result<(), RaftStoreError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = tmp_prefix(path);
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(file_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(file_err(dir))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let leftover = entry.path();
+            tracing::info!(path = %leftover.display(), "removing a state file write interrupted by a crash");
+            match fs::remove_file(&leftover) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(file_err(&leftover)(e));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+/// `<name>.tmp`: every temporary name of `path` starts with it (older versions used exactly it).
+fn tmp_prefix(path: &Path) -> String {
+    format!(
+        "{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+/// `<name>.tmp.<pid>.<n>`: unique per write, so two writes never share (and tear) a temp file.
+fn unique_tmp_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!("{}.{}.{n}", tmp_prefix(path), std::process::id()))
+}
+
+/// The on-disk form of a [`StateFile`].
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    version: u64,
+    state: T,
+}
+
+/// A state file with more than one writer; see the module docs. Blocking: use it from
+/// `spawn_blocking` or a dedicated thread.
+#[derive(Debug)]
+pub struct StateFile<T> {
+    path: PathBuf,
+    /// The newest version durably on disk. Held through a whole write: one writer at a time.
+    written: Mutex<u64>,
+    _state: PhantomData<fn(&T)>,
+}
+
+impl<T: Serialize + DeserializeOwned> StateFile<T> {
+    /// Opens `path`: removes temporary files left by crashed writes, then reads the state and
+    /// its version (`None` and version 0 when there is no file yet; a file written before
+    /// versions existed is read as version 0).
+    pub fn open(path: PathBuf) -> Result<(Self, Option<T>), RaftStoreError> {
+        remove_temp_files(&path)?;
+        let (version, state) = match read_json::<serde_json::Value>(&path)? {
+            None => (0, None),
+            Some(value) => {
+                let corrupt = |e: serde_json::Error| {
+                    RaftStoreError::Corrupt(format!("{}: {e}", path.display()))
+                };
+                // Decided by the key, never by trying both: a damaged versioned state must be
+                // an error, not an old-format file whose fields all default to "none".
+                if value.get("version").is_some() {
+                    let v: Versioned<T> = serde_json::from_value(value).map_err(corrupt)?;
+                    (v.version, Some(v.state))
+                } else {
+                    (0, Some(serde_json::from_value(value).map_err(corrupt)?))
+                }
+            }
+        };
+        let file = StateFile {
+            path,
+            written: Mutex::new(version),
+            _state: PhantomData,
+        };
+        Ok((file, state))
+    }
+
+    /// The newest version on disk (the version the state read by [`StateFile::open`] had).
+    pub fn version(&self) -> u64 {
+        *self.written.lock()
+    }
+
+    /// Durably replaces the file with `state` as `version`, unless the file already holds
+    /// `version` or a newer one: then nothing is written (that newer state is durable already)
+    /// and this returns `false`.
+    pub fn store(&self, version: u64, state: &T) -> Result<bool, RaftStoreError> {
+        let mut written = self.written.lock();
+        if version <= *written {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec_pretty(&Versioned { version, state })?;
+        write_bytes(&self.path, &bytes)?;
+        *written = version;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temps(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.contains(".tmp"))
+            .collect()
+    }
 
     #[test]
     fn replaces_content_and_reads_back() {
@@ -77,7 +214,9 @@ mod tests {
         write_json(&path, &vec![1u64, 2]).unwrap();
         write_json(&path, &vec![3u64]).unwrap();
         assert_eq!(read_json::<Vec<u64>>(&path).unwrap(), Some(vec![3]));
-        assert!(!tmp_path(&path).exists());
+        assert!(temps(dir.path()).is_empty());
+        // The rename is durable: the directory was fsynced after it.
+        assert!(crate::durable_fs::hook::sync_count(dir.path()) >= 2);
     }
 
     #[test]
@@ -89,5 +228,55 @@ mod tests {
             read_json::<Vec<u64>>(&path),
             Err(RaftStoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn state_file_versions_only_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (file, state) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert_eq!((state, file.version()), (None, 0));
+        assert!(file.store(2, &vec![2]).unwrap());
+        // An older or equal version (a slow writer's) is not written over the newer one.
+        assert!(!file.store(1, &vec![1]).unwrap());
+        assert!(!file.store(2, &vec![9]).unwrap());
+        let (file, state) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert_eq!((state, file.version()), (Some(vec![2]), 2));
+        assert!(!file.store(2, &vec![9]).unwrap());
+        assert!(file.store(3, &vec![3]).unwrap());
+    }
+
+    #[test]
+    fn state_file_reads_the_unversioned_format_and_refuses_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"[7]").unwrap();
+        let (file, state) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert_eq!((state, file.version()), (Some(vec![7]), 0));
+        fs::write(&path, br#"{"version": 4, "state": "not a list"}"#).unwrap();
+        assert!(matches!(
+            StateFile::<Vec<u64>>::open(path),
+            Err(RaftStoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn open_removes_temp_files_left_by_crashed_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let other = dir.path().join("other.json.tmp.1.1");
+        for leftover in [
+            "state.json.tmp",
+            "state.json.tmp.123.0",
+            "state.json.tmp.123.1",
+        ] {
+            fs::write(dir.path().join(leftover), b"{\"version\": 9, \"sta").unwrap();
+        }
+        fs::write(&other, b"x").unwrap();
+        let (file, state) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert_eq!(state, None);
+        assert_eq!(temps(dir.path()), vec!["other.json.tmp.1.1".to_string()]);
+        file.store(1, &vec![1]).unwrap();
+        assert_eq!(temps(dir.path()).len(), 1);
     }
 }

@@ -40,6 +40,7 @@ impl NodeIdentity {
         }
         durable_file::create_dir(data_dir)?;
         let path = data_dir.join(IDENTITY_FILE);
+        durable_file::remove_temp_files(&path)?;
         if let Some(existing) = durable_file::read_json::<NodeIdentity>(&path)? {
             if existing.ordinal != ordinal {
                 return Err(RaftStoreError::Corrupt(format!(

@@ -6,7 +6,9 @@
 //! The vote and the last purged log id live in `raft-state.json`, replaced atomically
 //! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
 //! optimisation (it saves re-applying after a restart), so it is written in the background, at
-//! most twice a second and on close, by the same atomic method into `raft-committed.json`.
+//! most twice a second and on close, by the same atomic method into `raft-committed.json`. Both
+//! are versioned [`StateFile`]s: the background writer and `close_log` race, and the one holding
+//! the older committed id must not overwrite the newer.
 //!
 //! The newest entries' encoded bytes are also kept in memory ([`TailCache`], bounded): the leader
 //! reads every entry back once per follower to replicate it, and serving those reads from memory
@@ -16,7 +18,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::codec;
-use super::durable_file;
+use super::durable_file::{self, StateFile};
 use super::error::RaftStoreError;
 use super::tail_cache::TailCache;
 use super::types::{Entry, LogId, TypeConfig, Vote};
@@ -47,6 +49,9 @@ const TAIL_CACHE_BYTES: usize = 64 << 20;
 /// The durable part of Raft's own state (not the log entries).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct HardState {
+    /// Bumped on every change; the [`StateFile`] version (kept outside the JSON of the state).
+    #[serde(skip)]
+    version: u64,
     vote: Option<Vote>,
     /// Entries up to and including this id are purged; reads never return them even when the
     /// segment that holds them still exists (the log deletes whole segments only).
@@ -55,10 +60,12 @@ struct HardState {
 
 #[derive(Debug)]
 struct Shared {
-    dir: PathBuf,
     log: Arc<Log>,
     hard: Mutex<HardState>,
-    committed: watch::Sender<Option<LogId>>,
+    hard_file: StateFile<HardState>,
+    /// The committed log id, with a version bumped on every save (for `committed_file`).
+    committed: watch::Sender<(u64, Option<LogId>)>,
+    committed_file: Arc<StateFile<Option<LogId>>>,
     tail: Mutex<TailCache>,
 }
 
@@ -92,8 +99,15 @@ impl Shared {
         Ok(entries)
     }
 
+    /// Callers hold `hard`'s lock, so versions are bumped and written in order.
     fn persist_hard(&self, hard: &HardState) -> Result<(), RaftStoreError> {
-        durable_file::write_json(&self.dir.join(STATE_FILE), hard)
+        self.hard_file.store(hard.version, hard).map(drop)
+    }
+
+    /// Writes the newest committed log id (no-op when that version is on disk already).
+    fn persist_committed(&self) -> Result<(), RaftStoreError> {
+        let (version, committed) = *self.committed.borrow();
+        self.committed_file.store(version, &committed).map(drop)
     }
 }
 
@@ -128,21 +142,24 @@ impl RaftLogStore {
         // sends, whatever its own limits (see `committed_records_config`).
         let config = super::state_machine::committed_records_config(config);
         let log = Arc::new(Log::open(dir.join(LOG_DIR), config)?);
-        let hard: HardState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
-        let committed: Option<LogId> =
-            durable_file::read_json(&dir.join(COMMITTED_FILE))?.unwrap_or_default();
-        let (committed_tx, committed_rx) = watch::channel(committed);
+        let (hard_file, hard) = StateFile::<HardState>::open(dir.join(STATE_FILE))?;
+        let hard = HardState {
+            version: hard_file.version(),
+            ..hard.unwrap_or_default()
+        };
+        let (committed_file, committed) = StateFile::open(dir.join(COMMITTED_FILE))?;
+        let (committed_tx, committed_rx) =
+            watch::channel((committed_file.version(), committed.flatten()));
+        let committed_file = Arc::new(committed_file);
         let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
             log,
             hard: Mutex::new(hard),
+            hard_file,
             committed: committed_tx,
+            committed_file: committed_file.clone(),
             tail: Mutex::new(TailCache::default()),
         });
-        tokio::spawn(write_committed_in_background(
-            dir.join(COMMITTED_FILE),
-            committed_rx,
-        ));
+        tokio::spawn(write_committed_in_background(committed_file, committed_rx));
         let (flush_requests, flush_queue) = std_mpsc::channel();
         let flusher_log = shared.log.clone();
         std::thread::Builder::new()
@@ -192,12 +209,15 @@ fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>, metr
 /// Writes the committed log id at most once per [`COMMITTED_WRITE_INTERVAL`]. Each write costs
 /// two fsyncs (file and directory); written on every commit, as before, those doubled the fsyncs
 /// of a busy node and competed with the Raft log's own on the disk.
-async fn write_committed_in_background(path: PathBuf, mut rx: watch::Receiver<Option<LogId>>) {
+async fn write_committed_in_background(
+    file: Arc<StateFile<Option<LogId>>>,
+    mut rx: watch::Receiver<(u64, Option<LogId>)>,
+) {
     while rx.changed().await.is_ok() {
-        let committed = *rx.borrow_and_update();
-        let path = path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || durable_file::write_json(&path, &committed)).await;
+        let (version, committed) = *rx.borrow_and_update();
+        let file = file.clone();
+        // `close_log` may have written a newer id meanwhile: the version keeps this one out.
+        let written = tokio::task::spawn_blocking(move || file.store(version, &committed)).await;
         if let Ok(Err(e)) | Err(e) = written.map_err(|e| RaftStoreError::Task(e.to_string())) {
             tracing::warn!(error = %e, "persisting the raft committed index failed");
         }
@@ -217,9 +237,7 @@ impl RaftLogStoreReader {
     /// The last committed log id is written first, since the background writer may be up to
     /// [`COMMITTED_WRITE_INTERVAL`] behind.
     pub fn close_log(&self) -> Result<(), crate::log::LogError> {
-        let committed = *self.shared.committed.borrow();
-        if let Err(e) = durable_file::write_json(&self.shared.dir.join(COMMITTED_FILE), &committed)
-        {
+        if let Err(e) = self.shared.persist_committed() {
             tracing::warn!(error = %e, "persisting the raft committed index on close failed");
         }
         self.shared.log.close()
@@ -307,6 +325,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             }
             let mut next = hard.clone();
             next.vote = Some(vote);
+            next.version += 1;
             shared.persist_hard(&next)?;
             *hard = next;
             Ok(())
@@ -315,12 +334,15 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.shared.committed.send_replace(committed);
+        self.shared.committed.send_modify(|(version, current)| {
+            *version += 1;
+            *current = committed;
+        });
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(*self.shared.committed.borrow())
+        Ok(self.shared.committed.borrow().1)
     }
 
     async fn append<I>(
@@ -402,6 +424,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             }
             let mut next = hard.clone();
             next.last_purged = Some(log_id);
+            next.version += 1;
             // Record the purge first: a crash after this but before deleting segments only
             // leaves unreadable entries behind, never a log that claims purged entries exist.
             shared.persist_hard(&next)?;

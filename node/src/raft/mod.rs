@@ -17,9 +17,11 @@
 //!   executes on the leader; [`forwarding`]: reads and admin changes a follower sends on to the
 //!   leader, and the "not the leader" errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation.
-//! - [`durable_file`]: atomically replaced state files; [`error`]: the storage error type.
+//! - [`durable_file`]: atomically replaced, versioned state files; [`error`]: the storage error
+//!   type.
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
 //!   [`health`]: liveness and readiness from the node's Raft state.
+//! - [`handover`]: leaving on SIGTERM: no more elections, leadership handed over first.
 //! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures.
 
 pub mod admin;
@@ -33,6 +35,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fatal;
 pub mod forwarding;
+pub mod handover;
 pub mod health;
 pub mod identity;
 pub mod log_store;
@@ -43,6 +46,8 @@ pub mod proposer;
 pub mod run;
 pub mod service;
 pub mod snapshot;
+#[cfg(test)]
+mod state_file_race_tests;
 pub mod state_machine;
 pub mod tail_cache;
 pub mod types;

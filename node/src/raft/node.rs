@@ -176,7 +176,7 @@ impl RaftNode {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(RaftStoreError::Io)?;
         }
-        std::fs::create_dir_all(&staging).map_err(RaftStoreError::Io)?;
+        super::durable_file::create_dir(&staging)?;
         let pool = Arc::new(ChannelPool::new(
             config.client_tls.clone(),
             config.network.clone(),

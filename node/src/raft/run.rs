@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::node::{RaftNode, RaftNodeConfig, RaftNodeError};
 use super::{AdminService, RaftService};
 use crate::config::NodeConfig;
@@ -36,10 +38,16 @@ pub async fn start_raft_node(
     RaftNode::start(raft_config).await
 }
 
-/// Adds the `proglog.raft.v1.Raft` and `proglog.admin.v1.Admin` services to `server`.
-pub fn add_raft_services(server: NodeServer, node: &Arc<RaftNode>) -> NodeServer {
+/// Adds the `proglog.raft.v1.Raft` and `proglog.admin.v1.Admin` services to `server`; their
+/// replication streams end when `stop_streams` fires (the server's shutdown).
+pub fn add_raft_services(
+    server: NodeServer,
+    node: &Arc<RaftNode>,
+    stop_streams: CancellationToken,
+) -> NodeServer {
     let authorizer = server.authorizer();
+    let raft = RaftService::new(Arc::clone(node), authorizer.clone()).stop_streams_on(stop_streams);
     server
-        .add_service(RaftService::new(Arc::clone(node), authorizer.clone()).into_server())
+        .add_service(raft.into_server())
         .add_service(AdminService::new(Arc::clone(node), authorizer).into_server())
 }

@@ -37,6 +37,9 @@ pub struct RaftService {
     authorizer: Authorizer,
     staging_root: PathBuf,
     stall_timeout: Duration,
+    /// Ends open replication streams when the server stops: otherwise the leader keeps its
+    /// stream open and the server's graceful shutdown waits for it for the whole grace period.
+    stop_streams: tokio_util::sync::CancellationToken,
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -50,7 +53,14 @@ impl RaftService {
             authorizer,
             staging_root,
             stall_timeout,
+            stop_streams: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Ends this service's replication streams when `token` fires (the server's shutdown).
+    pub fn stop_streams_on(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.stop_streams = token;
+        self
     }
 
     /// The tonic server wrapper, with message limits large enough for batched entries.
@@ -192,7 +202,11 @@ impl raft_server::Raft for RaftService {
                 }
                 std::future::ready(decoded.is_ok())
             })
-            .filter_map(|decoded| std::future::ready(decoded.ok()));
+            .filter_map(|decoded| std::future::ready(decoded.ok()))
+            // The input must end too: openraft reads it in a task of its own that only notices
+            // the reply stream is gone when the next request arrives, and an idle leader sends
+            // none, so the request stream (and the server's graceful shutdown) stayed open.
+            .take_until(self.stop_streams.clone().cancelled_owned());
         let node = self.node.clone();
         let replies = self
             .node
@@ -206,7 +220,10 @@ impl raft_server::Raft for RaftService {
                         .map_err(|e| Status::internal(e.to_string()))
                 }
                 Err(fatal) => Err(fatal_status(fatal)),
-            });
+            })
+            // Ending the reply stream ends the call (the leader reopens it on another
+            // connection, which this stopping server no longer accepts).
+            .take_until(self.stop_streams.clone().cancelled_owned());
         Ok(Response::new(Box::pin(replies)))
     }
 

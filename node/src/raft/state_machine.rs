@@ -4,8 +4,10 @@
 //!
 //! Exactly-once apply across restarts: `sm-state.json` records the last applied Raft log id, the
 //! membership, and the user log's `next_offset` *at that point*. It is written (atomically, after
-//! syncing the user log) in the background, coalesced, at most every
-//! [`PERSIST_INTERVAL`]. On open, user-log records past the recorded `next_offset` are dropped and
+//! syncing the user log) in the background, coalesced, at most every [`PERSIST_INTERVAL`], and by
+//! the foreground paths (snapshot build and install, shutdown), all under one persist lock; it is
+//! a versioned [`StateFile`], so a state captured before a newer one was written is never
+//! written over it. On open, user-log records past the recorded `next_offset` are dropped and
 //! openraft re-applies from the recorded log id — the Raft log is durable, so nothing is lost and
 //! nothing is applied twice.
 //!
@@ -13,7 +15,7 @@
 //! installing one replaces this node's user log with the snapshot's records.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::codec;
-use super::durable_file;
+use super::durable_file::{self, StateFile};
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
 use super::types::{
@@ -59,6 +61,9 @@ pub fn committed_records_config(config: LogConfig) -> LogConfig {
 /// Where the state machine stands; persisted as `sm-state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SmState {
+    /// Bumped on every change; the [`StateFile`] version (kept outside the JSON of the state).
+    #[serde(skip)]
+    version: u64,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     /// The user log's next offset right after `last_applied` was applied.
@@ -76,9 +81,10 @@ struct SnapshotRecord {
 
 #[derive(Debug)]
 struct Shared {
-    dir: PathBuf,
     log: Arc<Log>,
     state: Mutex<SmState>,
+    /// `sm-state.json`.
+    file: StateFile<SmState>,
     /// Bumped after every apply; the persister writes the state when it changes.
     applied: watch::Sender<u64>,
     /// Serialises persisting (background writer, snapshot builder, snapshot install).
@@ -98,7 +104,7 @@ impl Shared {
             // Snapshot the state first: the sync below covers every record it counts.
             let state = shared.state.lock().clone();
             shared.log.sync()?;
-            durable_file::write_json(&shared.dir.join(STATE_FILE), &state)
+            shared.file.store(state.version, &state).map(drop)
         })
         .await
         .map_err(|e| RaftStoreError::Task(e.to_string()))?
@@ -125,7 +131,11 @@ impl UserLogStateMachine {
         metrics: Arc<Metrics>,
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
-        let state: SmState = durable_file::read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
+        let (file, state) = StateFile::<SmState>::open(dir.join(STATE_FILE))?;
+        let state = SmState {
+            version: file.version(),
+            ..state.unwrap_or_default()
+        };
         let log = Log::open(
             dir.join(USER_LOG_DIR),
             committed_records_config(user_log_config),
@@ -142,9 +152,9 @@ impl UserLogStateMachine {
         }
         let (applied, applied_rx) = watch::channel(0);
         let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
             log: Arc::new(log),
             state: Mutex::new(state),
+            file,
             applied,
             persist_lock: tokio::sync::Mutex::new(()),
             installed_snapshots: AtomicU64::new(0),
@@ -255,6 +265,7 @@ impl UserLogStateMachine {
         }
         {
             let mut state = self.shared.state.lock();
+            state.version += 1;
             state.last_applied = last_applied;
             if let Some(m) = membership {
                 state.last_membership = m;
@@ -347,6 +358,9 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
     ) -> Result<(), io::Error> {
         let shared = self.shared.clone();
         let meta = meta.clone();
+        // No other persist may run meanwhile: one that captured the old state would sync the
+        // half-replaced log and write the old state over the new one.
+        let _persisting = self.shared.persist_lock.lock().await;
         tokio::task::spawn_blocking(move || -> Result<(), RaftStoreError> {
             let log = &shared.log;
             log.reset(snapshot.first_offset)?;
@@ -355,18 +369,22 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
                 Ok(())
             })?;
             log.sync()?;
-            let mut state = shared.state.lock();
-            *state = SmState {
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                user_next_offset: snapshot.next_offset,
-                snapshot: Some(SnapshotRecord {
-                    meta,
-                    first_offset: snapshot.first_offset,
-                    next_offset: snapshot.next_offset,
-                }),
+            let state = {
+                let mut state = shared.state.lock();
+                *state = SmState {
+                    version: state.version + 1,
+                    last_applied: meta.last_log_id,
+                    last_membership: meta.last_membership.clone(),
+                    user_next_offset: snapshot.next_offset,
+                    snapshot: Some(SnapshotRecord {
+                        meta,
+                        first_offset: snapshot.first_offset,
+                        next_offset: snapshot.next_offset,
+                    }),
+                };
+                state.clone()
             };
-            durable_file::write_json(&shared.dir.join(STATE_FILE), &*state)?;
+            shared.file.store(state.version, &state)?;
             shared.installed_snapshots.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
@@ -396,6 +414,7 @@ impl RaftSnapshotBuilder<TypeConfig> for UserLogStateMachine {
                 next_offset: state.user_next_offset,
             };
             state.snapshot = Some(record.clone());
+            state.version += 1;
             record
         };
         // The snapshot must not claim more than what is durable: openraft purges the Raft log

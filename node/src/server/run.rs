@@ -126,8 +126,10 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         config.limits.clone(),
     )
     .shutdown_grace(config.shutdown_grace);
+    // The server stops after the node has left (see `leave_then_stop`), not at the signal.
+    let stop_serving = CancellationToken::new();
     let server = match &raft_node {
-        Some(node) => crate::raft::run::add_raft_services(server, node),
+        Some(node) => crate::raft::run::add_raft_services(server, node, stop_serving.clone()),
         None => server,
     };
     let health = server.health_routes();
@@ -161,7 +163,12 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     );
     // Serve until shut down, or until the Raft core stops: then, after the exit delay (probes
     // fail with the reason meanwhile), stop serving within a bound and report the failure.
-    let serving = bound.serve(shutdown.clone());
+    let leaving = tokio::spawn(leave_then_stop(
+        raft_node.clone(),
+        shutdown.clone(),
+        stop_serving.clone(),
+    ));
+    let serving = bound.serve(stop_serving.clone());
     tokio::pin!(serving);
     let core_failed = async {
         match &raft_node {
@@ -174,6 +181,9 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         failure = core_failed => {
             crate::raft::fatal::announce(&failure, config.fatal_exit_delay, &shutdown).await;
             shutdown.cancel();
+            // No hand-over from a stopped core: stop serving at once.
+            leaving.abort();
+            stop_serving.cancel();
             if let Ok(Err(error)) = tokio::time::timeout(FAIL_STOP_CLOSE_BOUND, &mut serving).await {
                 tracing::warn!(%error, "closing after the Raft core stopped");
             }
@@ -182,6 +192,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         }
     };
     watchers.cancel();
+    leaving.abort();
     match http.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "metrics port failed"),
@@ -189,6 +200,23 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     }
     served?;
     Ok(())
+}
+
+/// On `shutdown` (SIGTERM): a Raft node first leaves the cluster — stops campaigning and, if it
+/// leads, hands leadership over (bounded by [`crate::raft::handover::HANDOVER_BOUND`]) while its
+/// port still serves the new leader's votes — then `stop_serving` stops the server (no new
+/// calls, streams end, in-flight unary calls finish within the grace).
+async fn leave_then_stop(
+    raft_node: Option<Arc<crate::raft::RaftNode>>,
+    shutdown: CancellationToken,
+    stop_serving: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    if let Some(node) = raft_node {
+        let handover = node.leave().await;
+        tracing::info!(?handover, "left the cluster; stopping the server");
+    }
+    stop_serving.cancel();
 }
 
 /// Opens the single-node group-commit log (recovery may take a while: off the async threads)

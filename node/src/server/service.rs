@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -315,6 +315,9 @@ impl Log for LogService {
     }
 }
 
+/// Longest a stopping node waits to queue a stream's final status behind a slow client.
+const END_STATUS_BOUND: Duration = Duration::from_millis(200);
+
 /// Streams records from an offset to a client, then follows the end of the log.
 struct ConsumeFollower {
     backend: Arc<dyn LogBackend>,
@@ -345,6 +348,9 @@ impl ConsumeFollower {
                 };
                 let failed = item.as_ref().err().map(Status::code);
                 if !self.send(item).await {
+                    if self.shutdown.is_cancelled() {
+                        return self.end_shutting_down(offset).await;
+                    }
                     return tonic::Code::Cancelled;
                 }
                 if let Some(code) = failed {
@@ -361,12 +367,19 @@ impl ConsumeFollower {
                     }
                 }
                 _ = self.tx.closed() => return tonic::Code::Cancelled,
-                _ = self.shutdown.cancelled() => {
-                    let _ = self.tx.try_send(Err(shutting_down()));
-                    return tonic::Code::Unavailable;
-                }
+                _ = self.shutdown.cancelled() => return self.end_shutting_down(offset).await,
             }
         }
+    }
+
+    /// Ends the stream with `UNAVAILABLE` naming the offset to resume from on another node. A
+    /// client too slow to take it within a moment gets the stream's end without it.
+    async fn end_shutting_down(&self, next: u64) -> tonic::Code {
+        let status = Status::unavailable(format!(
+            "node is shutting down; resume from offset {next} on another node"
+        ));
+        let _ = tokio::time::timeout(END_STATUS_BOUND, self.tx.send(Err(status))).await;
+        tonic::Code::Unavailable
     }
 
     /// Sends one item, waiting while the client is slow (back-pressure); false once the client

@@ -70,7 +70,9 @@ impl ProcessCluster {
             .append(true)
             .open(self.log_path(i))
             .expect("log file");
-        let mut command = Command::new(NODE);
+        // PROGLOG_TEST_NODE_BIN runs another build (e.g. the code before a fix) under the tests.
+        let node = std::env::var_os("PROGLOG_TEST_NODE_BIN").unwrap_or_else(|| NODE.into());
+        let mut command = Command::new(node);
         command
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node-{i}")))
