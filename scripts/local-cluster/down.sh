@@ -27,9 +27,26 @@ if lc_running_pid containerd >/dev/null && [[ -S "$LC_SOCKET" ]]; then
 fi
 # 3. kube-proxy, then its rules.
 lc_stop_component kube-proxy
-if [[ -x "$(lc_binary kube-proxy)" ]] && iptables-save 2>/dev/null | grep -q 'KUBE-'; then
+if [[ -x "$(lc_binary kube-proxy)" ]]; then
     "$(lc_binary kube-proxy)" --cleanup >/dev/null 2>&1 || true
 fi
+# What --cleanup does not remove (the kubelet's own chains: KUBE-FIREWALL, KUBE-KUBELET-CANARY,
+# KUBE-IPTABLES-HINT), and everything after a crash: every KUBE- chain and every jump to one,
+# in both families. Only this cluster's kubelet and kube-proxy create KUBE- chains here.
+for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null || continue
+    for table in filter nat mangle raw; do
+        rules="$("$tool" -t "$table" -S 2>/dev/null)" || continue
+        while read -r rule; do
+            [[ -n "$rule" ]] || continue
+            # shellcheck disable=SC2086 # the rule's words, quoted as iptables -S prints them
+            eval "$tool" -t "$table" ${rule/#-A/-D} 2>/dev/null || true
+        done < <(grep -E '^-A .*-j KUBE-' <<<"$rules" | grep -vE '^-A KUBE-')
+        chains="$(awk '/^-N KUBE-/ {print $2}' <<<"$rules")"
+        for chain in $chains; do "$tool" -t "$table" -F "$chain" 2>/dev/null || true; done
+        for chain in $chains; do "$tool" -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+done
 lc_stop_component local-path-provisioner
 lc_stop_component kube-scheduler
 # 4. The control plane (its own down.sh; keeps its logs when asked).
@@ -83,7 +100,10 @@ fi
 
 # 9. Check that nothing is left behind.
 left=()
-iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-' && left+=("iptables rules: $(iptables-save | grep -cE 'KUBE-|CNI-') lines with KUBE-/CNI-")
+# (Captured first: `iptables-save | grep -q` fails under pipefail when grep stops reading early.)
+rules="$(iptables-save 2>/dev/null; ip6tables-save 2>/dev/null)" || true
+kube_lines="$(grep -cE 'KUBE-|CNI-' <<<"$rules" || true)"
+((kube_lines == 0)) || left+=("iptables: $kube_lines lines with KUBE-/CNI- chains")
 ip link show "$LC_BRIDGE" >/dev/null 2>&1 && left+=("link $LC_BRIDGE")
 findmnt -rn -o TARGET | grep -qF "$LC_DIR" && left+=("mounts under $LC_DIR")
 # Every process the cluster started names the run directory in its arguments (configs, sockets).
