@@ -254,8 +254,20 @@ mod tests {
                 (values, applied)
             }));
         }
-        // Let every produce reach the queue behind the held first submission, then release it.
-        while batcher.queue.max_capacity() - batcher.queue.capacity() < 49 {
+        // Let every produce reach the held first submission or the queue behind it, then release
+        // it. The first submission may already hold several produces (the batch loop drains what
+        // was queued when it woke), so count both: waiting for 49 queued could wait forever.
+        loop {
+            let held = log
+                .batches
+                .lock()
+                .unwrap()
+                .first()
+                .map_or(0, |b| b.len() / 2);
+            let queued = batcher.queue.max_capacity() - batcher.queue.capacity();
+            if held + queued == 50 {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         log.gate.notify_one();
@@ -272,10 +284,10 @@ mod tests {
         for (offset, value) in &by_offset {
             assert_eq!(submitted[*offset as usize], value.as_bytes());
         }
-        assert_eq!(
-            log.batches.lock().unwrap().len(),
-            2,
-            "one held, then one for the rest"
+        let batches = log.batches.lock().unwrap().len();
+        assert!(
+            (1..=2).contains(&batches),
+            "{batches} submissions: want the held one, then (if any were left) one for the rest"
         );
         assert_eq!(log.most_running.load(Ordering::SeqCst), 1);
     }
