@@ -106,7 +106,7 @@ pub fn issue_node_certificate(
 }
 
 /// Connects to `127.0.0.1:port` (a port-forward), verifying the node certificate against
-/// `ca_pem` under the name `localhost` (a SAN of every node certificate, design.md §2).
+/// `ca_pem` under the name `localhost` (a SAN of every node certificate the operator issues).
 pub async fn connect(
     port: u16,
     ca_pem: &str,

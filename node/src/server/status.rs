@@ -1,4 +1,4 @@
-//! The one place where errors become gRPC statuses (design.md §1): offsets outside the log are
+//! The one place where errors become gRPC statuses: offsets outside the log are
 //! `OUT_OF_RANGE` with a `google.rpc.LocalizedMessage` detail, too-large records
 //! `INVALID_ARGUMENT` (or `RESOURCE_EXHAUSTED` for a whole message over the limit), no leader
 //! `UNAVAILABLE`, storage failures `INTERNAL`.
