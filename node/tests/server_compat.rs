@@ -1,7 +1,7 @@
 //! Wire compatibility with the book's clients: the book's `log.v1` messages written by hand as
 //! prost structs with exactly the book's field numbers (docs/ARCHITECTURE.md, "Wire API"; not
-//! the generated code), sent to a real node, and the replies decoded with the same structs. Also malformed request bytes
-//! in a hand-made gRPC frame, and server reflection.
+//! the generated code), sent to a real node, and the replies decoded with the same structs.
+//! Also malformed request bytes in a hand-made gRPC frame, and server reflection.
 
 mod server_support;
 
