@@ -29,31 +29,7 @@ use crate::{
     wait::{Check, until},
 };
 
-/// The node's marker in `UNAVAILABLE` messages of produces refused before they were appended
-/// (`proglog_node::raft::node::NOT_EXECUTED_MARK`; the suite does not link the node crate).
-pub const NOT_EXECUTED_MARK: &str = "the produce was not executed";
-
-/// Transport errors that happen before a request can reach the server (mirrors
-/// `proglog_node::raft::forwarding::is_connect_failure`).
-const CONNECT_STAGE: [&str; 8] = [
-    "tcp connect error",
-    "error trying to connect",
-    "Connection refused",
-    "invalid peer certificate",
-    "received fatal alert",
-    "peer is incompatible",
-    "TLS handshake timeout",
-    "HTTP/2 was not negotiated",
-];
-
-/// Whether a failed produce certainly did not reach the log (safe to retry with the same value).
-pub fn not_executed(status: &Status) -> bool {
-    status.code() == Code::Unavailable
-        && (status.message().contains(NOT_EXECUTED_MARK)
-            || CONNECT_STAGE
-                .iter()
-                .any(|stage| status.message().contains(stage)))
-}
+pub use proglog_proto::retry::{NOT_EXECUTED_MARK, produce_not_executed as not_executed};
 
 /// Whether the server refused the request outright (it stored nothing, and retrying will not help).
 fn refused(status: &Status) -> bool {

@@ -4,11 +4,13 @@
 //! - [`log::v1`]: the public `log.v1.Log` service, wire-compatible with the book's clients.
 //! - [`FILE_DESCRIPTOR_SET`]: encoded descriptors of every service, for gRPC server reflection.
 //! - [`limits`]: record and message size limits the node and the operator share.
+//! - [`retry`]: which failed produces are safe to retry (node forwarding, client, e2e load).
 //!
 //! - [`proglog::admin::v1`]: the node admin (membership) service, for the operator and admins.
 //! - [`proglog::raft::v1`]: the internal node-to-node Raft transport.
 
 pub mod limits;
+pub mod retry;
 
 /// The public log API (`package log.v1`).
 pub mod log {

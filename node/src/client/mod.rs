@@ -30,7 +30,6 @@ use tonic::{Code, Status};
 use routing::Routing;
 
 pub use crate::raft::node::NOT_EXECUTED_MARK;
-use crate::raft::node::is_connect_failure;
 
 /// How the client connects and retries.
 #[derive(Debug, Clone)]
@@ -91,11 +90,7 @@ pub struct ClusterClient {
     routing: Routing,
 }
 
-/// Whether a failed produce certainly did not reach the log.
-fn produce_not_executed(status: &Status) -> bool {
-    status.code() == Code::Unavailable && status.message().contains(NOT_EXECUTED_MARK)
-        || is_connect_failure(status)
-}
+use proglog_proto::retry::produce_not_executed;
 
 impl ClusterClient {
     /// A client that learns the cluster's servers from `config.seeds`.

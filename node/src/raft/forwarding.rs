@@ -59,28 +59,7 @@ pub fn linearizable_error(
     }
 }
 
-/// Whether a call failed before its request could reach the server, so it was certainly not
-/// executed: the TCP connect or the TLS handshake failed (tonic reports both as `UNAVAILABLE`
-/// with the transport error as the message), or the server rejected our certificate during the
-/// handshake (we then see its fatal alert).
-pub fn is_connect_failure(status: &Status) -> bool {
-    const CONNECT_STAGE: [&str; 8] = [
-        // TCP connect (hyper-util) and the generic connector wrapper.
-        "tcp connect error",
-        "error trying to connect",
-        "Connection refused",
-        // TLS handshake (rustls error texts, and tonic's own handshake errors).
-        "invalid peer certificate",
-        "received fatal alert",
-        "peer is incompatible",
-        "TLS handshake timeout",
-        "HTTP/2 was not negotiated",
-    ];
-    status.code() == tonic::Code::Unavailable
-        && CONNECT_STAGE
-            .iter()
-            .any(|stage| status.message().contains(stage))
-}
+pub use proglog_proto::retry::is_connect_failure;
 
 /// A linearizable read of the leader's bounds, asked of the leader at `leader_addr`.
 pub async fn forward_linearizable_bounds(

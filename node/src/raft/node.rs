@@ -489,11 +489,7 @@ impl RaftNode {
     }
 }
 
-pub use super::forwarding::is_connect_failure;
-
-/// Marker in `UNAVAILABLE` messages of produces refused before they were appended, so clients
-/// know a retry cannot duplicate the record (see `crate::client`).
-pub const NOT_EXECUTED_MARK: &str = "the produce was not executed";
+pub use proglog_proto::retry::{NOT_EXECUTED_MARK, is_connect_failure};
 
 fn write_error(
     error: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>,
