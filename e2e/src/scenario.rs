@@ -85,6 +85,11 @@ pub fn pods_spec(replicas: i32) -> Value {
     })
 }
 
+/// The StatefulSet's pod names of a cluster with `replicas` pods (`NAME-0`, `NAME-1`, ...).
+pub fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
+    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
+}
+
 /// Fails unless pods can run: a pod scenario run without pods must fail, never pass.
 pub fn require_pods() -> Result<(), E2eError> {
     if env::pods_can_run() {

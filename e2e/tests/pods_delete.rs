@@ -20,15 +20,11 @@ use proglog_e2e::{
     E2eError, env, load, log_client,
     owned::list_owned,
     port_forward::PortForward,
-    scenario::{CA_SECRET, GRPC_PORT, INSTANCE_LABEL, Scenario, pods_spec},
+    scenario::{CA_SECRET, GRPC_PORT, INSTANCE_LABEL, Scenario, pod_names, pods_spec},
     wait::{Check, until},
 };
 use serde_json::json;
 use tokio::time::Instant;
-
-fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
-    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
-}
 
 /// Scenario 8: deleting a ProgLogCluster removes everything it owns (StatefulSet, pods,
 /// Services, ConfigMap, its Secrets, PodDisruptionBudget) but not the user's CA Secret; its PVCs

@@ -23,16 +23,12 @@ use proglog_e2e::{
     load::{self, Load, LoadConfig},
     log_client,
     port_forward::PortForward,
-    scenario::{CA_SECRET, GRPC_PORT, Scenario, pods_spec},
+    scenario::{CA_SECRET, GRPC_PORT, Scenario, pod_names, pods_spec},
     tls_probe,
     wait::{Check, until},
 };
 use serde_json::json;
 use time::OffsetDateTime;
-
-fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
-    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
-}
 
 /// The names the operator puts in a node certificate (operator/src/ca.rs `node_sans`).
 fn node_sans(cluster: &str, ns: &str, pods: usize) -> Vec<String> {

@@ -23,16 +23,12 @@ use proglog_e2e::{
     load::{Load, LoadConfig},
     log_client,
     port_forward::PortForward,
-    scenario::{GRPC_PORT, Scenario, pods_spec},
+    scenario::{GRPC_PORT, Scenario, pod_names, pods_spec},
     wait::{Check, until},
 };
 use proglog_proto::log::v1::{ProduceRequest, Record};
 use serde_json::json;
 use tonic::Code;
-
-fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
-    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
-}
 
 /// Scenario 3: under a steady produce load, scaling 3 → 5 → 3 changes the Raft membership to
 /// follow the spec (5 voters on pods 0-4, then 3 on pods 0-2), no acknowledged record is lost

@@ -20,7 +20,9 @@ use proglog_e2e::{
     load::{self, Load, LoadConfig, Outcome},
     log_client,
     port_forward::PortForward,
-    scenario::{Cordon, GRPC_PORT, Scenario, cordon_all_nodes, pod_of_address, pods_spec},
+    scenario::{
+        Cordon, GRPC_PORT, Scenario, cordon_all_nodes, pod_names, pod_of_address, pods_spec,
+    },
     wait::{Check, until},
 };
 use proglog_proto::log::v1::GetServersRequest;
@@ -28,10 +30,6 @@ use tokio::time::Instant;
 
 const RECORDS: usize = 10_000;
 const STREAMS: usize = 4;
-
-fn pod_names(cluster: &str, replicas: usize) -> Vec<String> {
-    (0..replicas).map(|i| format!("{cluster}-{i}")).collect()
-}
 
 /// Scenario 1: a 3-node cluster becomes healthy (all pods Ready, 3 voters, one leader, the
 /// conditions say so); 10 000 records produced through the client Service from outside the
