@@ -10,7 +10,7 @@ BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
         control-plane control-plane-up control-plane-down local-cluster local-cluster-up local-cluster-down \
-        up down e2e-pods bench bench-log bench-server bench-raft e2e clean help
+        up down e2e-pods bench bench-log bench-server bench-raft e2e test-faults clean help
 
 all: build
 
@@ -114,6 +114,10 @@ e2e-pods: local-cluster ## The whole e2e suite against real pods on a fresh loca
 e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 	$(CARGO) build -p proglog-operator --bin proglog-operator
 	$(CARGO) test -p proglog-e2e -- --ignored --test-threads=1
+
+test-faults: ## Fault injection: 3 nodes in network namespaces, kills, pauses, partitions, lossy links; history check (root)
+	$(CARGO) build -p proglog-node -p proglog-faults --bins
+	scripts/faults/run.sh
 
 clean:
 	$(CARGO) clean

@@ -2,10 +2,11 @@
 //! port-forward to the client Service, for as long as a scenario disturbs the cluster.
 //!
 //! Every value is produced until it is acknowledged, refused, or its outcome becomes unknown.
-//! A failed produce is retried with the same value only when the node says it certainly did not
-//! execute it (`UNAVAILABLE` carrying the node's "not executed" mark, or a failure to connect at
-//! all), exactly the rule of the node's own client (node/src/client): anything else could have
-//! stored the record, so it is recorded as a failure with an unknown outcome and never retried.
+//! A failed produce is retried with the same value only when it certainly was not executed
+//! (`UNAVAILABLE` carrying the node's not-executed metadata, or a failure to connect at all:
+//! `proglog_proto::retry::produce_not_executed`), exactly the rule of the node's own client
+//! (node/src/client): anything else could have stored the record, so it is recorded as a failure
+//! with an unknown outcome and never retried.
 //! [`Load::stop`] returns the [`History`]: every acknowledged `(value, offset)` and every failure.
 
 use std::{
@@ -29,7 +30,7 @@ use crate::{
     wait::{Check, until},
 };
 
-pub use proglog_proto::retry::{NOT_EXECUTED_MARK, produce_not_executed as not_executed};
+pub use proglog_proto::retry::produce_not_executed as not_executed;
 
 /// Whether the server refused the request outright (it stored nothing, and retrying will not help).
 fn refused(status: &Status) -> bool {
@@ -438,20 +439,24 @@ mod tests {
 
     #[test]
     fn only_refusals_before_execution_are_safe_to_retry() {
-        let not_leader = Status::unavailable(format!(
+        use proglog_proto::retry::{NOT_EXECUTED_MARK, not_executed_status};
+
+        let not_leader = not_executed_status(format!(
             "this node is not the leader; {NOT_EXECUTED_MARK}; the leader is node 2; retry"
         ));
         assert!(not_executed(&not_leader));
-        assert!(not_executed(&Status::unavailable(
-            "error trying to connect: tcp connect error: Connection refused"
-        )));
+        // What tonic reports when the port-forward's pod is gone.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(not_executed(&Status::from_error(Box::new(
+            tonic::ConnectError(Box::new(refused))
+        ))));
         let unknown = Status::unavailable(
             "no quorum within 5s; the produce may or may not have been committed; retry",
         );
         assert!(!not_executed(&unknown));
         assert!(!not_executed(&Status::deadline_exceeded("timeout")));
-        // The mark only counts on UNAVAILABLE.
-        assert!(!not_executed(&Status::internal(NOT_EXECUTED_MARK)));
+        // The words alone (no metadata) decide nothing.
+        assert!(!not_executed(&Status::unavailable(NOT_EXECUTED_MARK)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! API-level scenarios of a ProgLogCluster against whatever cluster `KUBECONFIG` names: what
-//! the API server and kube-controller-manager do (schema validation — the first half of issue
-//! scenario 7 —, the operator's objects, the StatefulSet controller creating pods, finalizer and
+//! the API server and kube-controller-manager do (schema validation — the first half of
+//! scenario 7 of the table in docs/LOCAL_KUBERNETES.md —, the operator's objects, the StatefulSet controller creating pods, finalizer and
 //! garbage collection). They need no kubelet, so they also run on the local control plane.
 //! `#[ignore]`d: run with `make e2e` (scripts/control-plane/with-control-plane.sh) or
 //! scripts/e2e-pods.sh. Scenarios with running pods are in the `pods_*.rs` files.

@@ -1,5 +1,5 @@
 //! Pod scenario: deleting the ProgLogCluster removes everything it owns and its PVCs follow
-//! the retention policy (issue scenario 8).
+//! the retention policy (scenario 8 of the table in docs/LOCAL_KUBERNETES.md).
 //!
 //! `#[ignore]`d: run by scripts/e2e-pods.sh (`make e2e-pods`) on a cluster where pods run. The
 //! scenario fails (never passes) without `PROGLOG_E2E_PODS=1`, has a deadline, and dumps pods,

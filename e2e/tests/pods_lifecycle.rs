@@ -1,5 +1,5 @@
-//! Pod scenarios about the cluster's lifecycle: certificate renewal under load (issue
-//! scenario 6) and a spec the API server accepts but the cluster cannot satisfy (scenario 7,
+//! Pod scenarios about the cluster's lifecycle (the scenario numbers are those of the table in
+//! docs/LOCAL_KUBERNETES.md): certificate renewal under load (scenario 6) and a spec the API server accepts but the cluster cannot satisfy (scenario 7,
 //! second half; the first half is `invalid_clusters_are_rejected_by_the_api_server` in
 //! cluster.rs). Deleting the cluster (scenario 8) is in pods_delete.rs.
 //!

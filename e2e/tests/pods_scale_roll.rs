@@ -1,5 +1,6 @@
 //! Pod scenarios that change the cluster under a steady produce load: scaling 3 → 5 → 3
-//! (issue scenario 3) and a configuration change rolling the pods (issue scenario 5).
+//! (scenario 3 of the table in docs/LOCAL_KUBERNETES.md) and a configuration change rolling the
+//! pods (scenario 5).
 //!
 //! `#[ignore]`d: run by scripts/e2e-pods.sh (`make e2e-pods`) on a cluster where pods run. Each
 //! scenario fails (never passes) without `PROGLOG_E2E_PODS=1`, has a deadline, and dumps pods,

@@ -1,6 +1,6 @@
 //! Pod scenarios: serving records, and surviving the loss of a pod or of a pod's volume.
-//! Issue scenarios 1 (apply, 10 000 records, consume from every pod), 2 (delete the leader pod)
-//! and 4 (delete a pod and its PVC).
+//! Scenarios 1 (apply, 10 000 records, consume from every pod), 2 (delete the leader pod) and 4
+//! (delete a pod and its PVC) of the table in docs/LOCAL_KUBERNETES.md.
 //!
 //! `#[ignore]`d: run by scripts/e2e-pods.sh (`make e2e-pods`) on a cluster where pods run. Each
 //! scenario fails (never passes) without `PROGLOG_E2E_PODS=1`, has a deadline, and dumps pods,

@@ -113,6 +113,38 @@ pub struct NodeArgs {
     #[arg(long, env = "PROGLOG_HANDSHAKE_TIMEOUT")]
     #[serde(default, deserialize_with = "de_duration")]
     pub handshake_timeout: Option<humantime::Duration>,
+    /// Memory budget for record bytes in flight in client calls (requests being received and
+    /// appended, responses being read and sent); calls wait while it is spent, and one record
+    /// larger than it runs alone [default: 268435456 (256 MiB); at least 1 MiB].
+    #[arg(long, env = "PROGLOG_MEMORY_BUDGET_BYTES")]
+    pub memory_budget_bytes: Option<u64>,
+    /// Connections at once (clients and peers); further ones wait in the listen backlog
+    /// [default: 1024].
+    #[arg(long, env = "PROGLOG_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+    /// Connections at once without a verified client certificate: TLS handshakes in progress,
+    /// and clients without a certificate (health, reflection) [default: 128].
+    #[arg(long, env = "PROGLOG_MAX_UNAUTHENTICATED_CONNECTIONS")]
+    pub max_unauthenticated_connections: Option<u64>,
+    /// Close a connection without a client certificate this long after it was accepted, idle
+    /// or not [default: 10s].
+    #[arg(long, env = "PROGLOG_UNAUTHENTICATED_TIMEOUT")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub unauthenticated_timeout: Option<humantime::Duration>,
+    /// HTTP/2 stream window: bytes a client may send on one call before the node reads them
+    /// [default: 1048576].
+    #[arg(long, env = "PROGLOG_HTTP2_STREAM_WINDOW_BYTES")]
+    pub http2_stream_window_bytes: Option<u32>,
+    /// HTTP/2 connection window: bytes a client may send on one connection before the node
+    /// reads them [default: 1048576].
+    #[arg(long, env = "PROGLOG_HTTP2_CONNECTION_WINDOW_BYTES")]
+    pub http2_connection_window_bytes: Option<u32>,
+    /// Largest HTTP/2 frame accepted [default: 16384].
+    #[arg(long, env = "PROGLOG_HTTP2_MAX_FRAME_BYTES")]
+    pub http2_max_frame_bytes: Option<u32>,
+    /// Largest HTTP/2 header list (a call's metadata) accepted [default: 16384].
+    #[arg(long, env = "PROGLOG_HTTP2_MAX_HEADER_LIST_BYTES")]
+    pub http2_max_header_list_bytes: Option<u32>,
     /// How often certificate and ACL files are checked for changes [default: 5s].
     #[arg(long, env = "PROGLOG_RELOAD_INTERVAL")]
     #[serde(default, deserialize_with = "de_duration")]
@@ -121,6 +153,14 @@ pub struct NodeArgs {
     /// (`proglog cluster init|add|promote`) [default: false, a single node].
     #[arg(long, env = "PROGLOG_RAFT")]
     pub raft: Option<bool>,
+    /// Raft mode: take a snapshot after this many log entries since the last one; the log
+    /// entries it covers are then purged [default: 20000].
+    #[arg(long, env = "PROGLOG_SNAPSHOT_ENTRIES")]
+    pub snapshot_entries: Option<u64>,
+    /// Raft mode: log entries kept behind a snapshot, so a briefly lagging follower catches up
+    /// from the log instead of a snapshot [default: 5000].
+    #[arg(long, env = "PROGLOG_SNAPSHOT_KEEP_ENTRIES")]
+    pub snapshot_keep_entries: Option<u64>,
     /// Log output format [default: text].
     #[arg(long, env = "PROGLOG_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -174,6 +214,8 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// Replicate with Raft instead of running a single node.
     pub raft: bool,
+    /// When Raft mode snapshots and what it keeps behind a snapshot.
+    pub snapshots: SnapshotPolicy,
     /// OTLP trace export (`--otlp-endpoint`), off when `None`.
     pub otlp: Option<OtlpExport>,
     /// Where the exit reason goes (`--termination-log`).
@@ -214,8 +256,28 @@ impl NodeArgs {
             keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
             keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
             handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
+            memory_budget_bytes: self.memory_budget_bytes.or(file.memory_budget_bytes),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_unauthenticated_connections: self
+                .max_unauthenticated_connections
+                .or(file.max_unauthenticated_connections),
+            unauthenticated_timeout: self
+                .unauthenticated_timeout
+                .or(file.unauthenticated_timeout),
+            http2_stream_window_bytes: self
+                .http2_stream_window_bytes
+                .or(file.http2_stream_window_bytes),
+            http2_connection_window_bytes: self
+                .http2_connection_window_bytes
+                .or(file.http2_connection_window_bytes),
+            http2_max_frame_bytes: self.http2_max_frame_bytes.or(file.http2_max_frame_bytes),
+            http2_max_header_list_bytes: self
+                .http2_max_header_list_bytes
+                .or(file.http2_max_header_list_bytes),
             reload_interval: self.reload_interval.or(file.reload_interval),
             raft: self.raft.or(file.raft),
+            snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            snapshot_keep_entries: self.snapshot_keep_entries.or(file.snapshot_keep_entries),
             log_format: self.log_format.or(file.log_format),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
@@ -238,6 +300,7 @@ impl NodeArgs {
     /// Merges the config file, applies defaults and validates.
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let args = self.merge_file()?;
+        let resources = resources::Resources::from_args(&args)?;
         let data_dir = args.data_dir.ok_or(ConfigError::Missing("data-dir"))?;
         let tls = ServerTlsFiles {
             cert: args.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
@@ -317,7 +380,7 @@ impl NodeArgs {
                 Ok(d)
             }
         };
-        let limits = ServerLimits {
+        let limits = resources.apply(ServerLimits {
             service: ServiceLimits {
                 max_record_bytes,
                 ..ServiceLimits::default()
@@ -327,7 +390,8 @@ impl NodeArgs {
             keepalive_interval: duration(args.keepalive_interval, 30, "keepalive-interval")?,
             keepalive_timeout: duration(args.keepalive_timeout, 10, "keepalive-timeout")?,
             handshake_timeout: duration(args.handshake_timeout, 10, "handshake-timeout")?,
-        };
+            ..ServerLimits::default()
+        });
         let otlp = args
             .otlp_endpoint
             .map(|text| {
@@ -360,6 +424,10 @@ impl NodeArgs {
                 .shutdown_grace
                 .map_or(Duration::from_secs(10), Into::into),
             raft: args.raft.unwrap_or(false),
+            snapshots: SnapshotPolicy {
+                entries: positive(args.snapshot_entries, 20_000, "snapshot-entries")?,
+                keep_entries: args.snapshot_keep_entries.unwrap_or(5_000),
+            },
             otlp,
             termination_log: args
                 .termination_log
@@ -368,6 +436,22 @@ impl NodeArgs {
                 .fatal_exit_delay
                 .map_or(crate::raft::fatal::DEFAULT_EXIT_DELAY, Into::into),
         })
+    }
+}
+
+/// Raft snapshots (`--snapshot-entries`, `--snapshot-keep-entries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// A snapshot after this many entries since the last one.
+    pub entries: u64,
+    /// Entries kept behind a snapshot.
+    pub keep_entries: u64,
+}
+
+fn positive(value: Option<u64>, default: u64, name: &'static str) -> Result<u64, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(invalid(name, "must be at least 1")),
+        n => Ok(n),
     }
 }
 
@@ -400,6 +484,9 @@ pub fn ordinal_of_hostname(hostname: &str) -> Option<u64> {
     let short = hostname.split('.').next()?;
     short.rsplit_once('-')?.1.parse().ok()
 }
+
+#[path = "config_resources.rs"]
+mod resources;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -151,3 +151,145 @@ fn ordinal_comes_from_statefulset_hostnames() {
     );
     assert_eq!(ordinal_of_hostname("laptop"), None);
 }
+
+#[test]
+fn snapshot_policy_has_defaults_and_rejects_zero() {
+    let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
+    assert_eq!(
+        config.snapshots,
+        SnapshotPolicy {
+            entries: 20_000,
+            keep_entries: 5_000
+        }
+    );
+    let mut argv = base();
+    argv.extend(["--snapshot-entries", "50", "--snapshot-keep-entries", "0"]);
+    let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
+    assert_eq!(config.snapshots.entries, 50);
+    assert_eq!(config.snapshots.keep_entries, 0);
+    let mut argv = base();
+    argv.extend(["--snapshot-entries", "0"]);
+    let err = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.to_string().contains("snapshot-entries"), "{err}");
+}
+
+#[test]
+fn resource_limits_have_defaults_flags_env_names_and_file_keys() {
+    let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
+    let limits = &config.limits;
+    assert_eq!(limits.memory_budget_bytes, 256 << 20);
+    assert_eq!(limits.max_connections, 1024);
+    assert_eq!(limits.max_unauthenticated_connections, 128);
+    assert_eq!(limits.unauthenticated_timeout, Duration::from_secs(10));
+    assert_eq!(limits.http2, crate::server::Http2Limits::default());
+    assert_eq!(limits.http2.stream_window_bytes, 1 << 20);
+    assert_eq!(limits.http2.connection_window_bytes, 1 << 20);
+    assert_eq!(limits.http2.max_frame_bytes, 16 << 10);
+    assert_eq!(limits.http2.max_header_list_bytes, 16 << 10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "memory-budget-bytes = 1048576\nmax-connections = 7\nunauthenticated-timeout = \"3s\"\n\
+         http2-max-frame-bytes = 32768\n",
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let mut argv = base();
+    argv.extend([
+        "--config",
+        &file_arg,
+        "--memory-budget-bytes",
+        "67108864",
+        "--max-unauthenticated-connections",
+        "5",
+        "--http2-stream-window-bytes",
+        "65535",
+        "--http2-connection-window-bytes",
+        "2097152",
+        "--http2-max-header-list-bytes",
+        "8192",
+    ]);
+    let limits = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap()
+        .limits;
+    assert_eq!(limits.memory_budget_bytes, 64 << 20, "the flag wins");
+    assert_eq!(limits.max_connections, 7, "from the file");
+    assert_eq!(limits.max_unauthenticated_connections, 5);
+    assert_eq!(limits.unauthenticated_timeout, Duration::from_secs(3));
+    assert_eq!(
+        limits.http2,
+        crate::server::Http2Limits {
+            stream_window_bytes: 65_535,
+            connection_window_bytes: 2 << 20,
+            max_frame_bytes: 32 << 10,
+            max_header_list_bytes: 8 << 10,
+        }
+    );
+
+    // Each flag has its environment variable.
+    let command = <NodeArgs as clap::CommandFactory>::command();
+    for (flag, env) in [
+        ("memory-budget-bytes", "PROGLOG_MEMORY_BUDGET_BYTES"),
+        ("max-connections", "PROGLOG_MAX_CONNECTIONS"),
+        (
+            "max-unauthenticated-connections",
+            "PROGLOG_MAX_UNAUTHENTICATED_CONNECTIONS",
+        ),
+        ("unauthenticated-timeout", "PROGLOG_UNAUTHENTICATED_TIMEOUT"),
+        (
+            "http2-stream-window-bytes",
+            "PROGLOG_HTTP2_STREAM_WINDOW_BYTES",
+        ),
+        (
+            "http2-connection-window-bytes",
+            "PROGLOG_HTTP2_CONNECTION_WINDOW_BYTES",
+        ),
+        ("http2-max-frame-bytes", "PROGLOG_HTTP2_MAX_FRAME_BYTES"),
+        (
+            "http2-max-header-list-bytes",
+            "PROGLOG_HTTP2_MAX_HEADER_LIST_BYTES",
+        ),
+    ] {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .unwrap_or_else(|| panic!("--{flag}"));
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some(env),
+            "--{flag}"
+        );
+    }
+}
+
+#[test]
+fn resource_limits_reject_unusable_values() {
+    for (flag, value) in [
+        ("--memory-budget-bytes", "1000"),
+        ("--max-connections", "0"),
+        ("--max-unauthenticated-connections", "0"),
+        ("--unauthenticated-timeout", "0s"),
+        ("--http2-stream-window-bytes", "100"),
+        ("--http2-connection-window-bytes", "2147483648"),
+        ("--http2-max-frame-bytes", "1024"),
+        ("--http2-max-header-list-bytes", "10"),
+    ] {
+        let mut argv = base();
+        argv.extend([flag, value]);
+        let err = NodeArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(flag.trim_start_matches("--")),
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -150,11 +150,43 @@ fn std_rename(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod hook {
     use std::path::{Path, PathBuf};
+    use std::thread::ThreadId;
 
     static SYNCED: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+    /// Every fsync of a file or directory (the log's, state files', `sync_dir`'s) and the
+    /// thread that ran it: tests check none runs on an async runtime's thread.
+    static FSYNCS: parking_lot::Mutex<Vec<(PathBuf, ThreadId)>> =
+        parking_lot::Mutex::new(Vec::new());
 
     pub(super) fn record(dir: &Path) {
         SYNCED.lock().push(dir.to_path_buf());
+        record_fsync(dir);
+    }
+
+    /// Records an fsync of `path` on the current thread.
+    pub(crate) fn record_fsync(path: &Path) {
+        FSYNCS
+            .lock()
+            .push((path.to_path_buf(), std::thread::current().id()));
+    }
+
+    /// How many fsyncs of paths under `root` ran, on any thread.
+    pub(crate) fn fsyncs_under(root: &Path) -> usize {
+        FSYNCS
+            .lock()
+            .iter()
+            .filter(|(path, _)| path.starts_with(root))
+            .count()
+    }
+
+    /// The fsyncs of paths under `root` that ran on `thread`.
+    pub(crate) fn fsyncs_on(root: &Path, thread: ThreadId) -> Vec<PathBuf> {
+        FSYNCS
+            .lock()
+            .iter()
+            .filter(|(path, on)| *on == thread && path.starts_with(root))
+            .map(|(path, _)| path.clone())
+            .collect()
     }
 
     /// How many times `dir` was fsynced so far (by any test; callers use unique temp dirs).

@@ -1,5 +1,6 @@
 //! The Rust client library against an in-process 3-node cluster: routing to the leader from any
-//! seed, consumes from followers, transparent retry across a leader failover, and clear errors.
+//! seed, consumes from followers, transparent retry across a leader failover, clear errors, and
+//! the seeds-only mode the `proglog` CLI uses (everything through one address, which forwards).
 
 mod raft_common;
 
@@ -81,5 +82,40 @@ async fn client_configuration_errors_are_clear() {
     assert!(
         matches!(result, Err(ClientError::Unreachable(_))),
         "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seeds_only_sends_everything_to_the_seed_which_forwards_produces() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all_and_form().await;
+    let leader = cluster.wait_for_leader_among(&[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    // As behind a port-forward: only the seed is reachable, whatever GetServers says.
+    let mut pinned = config(&cluster, vec![cluster.addrs[follower].clone()]);
+    pinned.seeds_only = true;
+    let client = ClusterClient::connect(pinned).await.expect("connect");
+    assert_eq!(
+        client.leader().as_deref(),
+        Some(cluster.addrs[follower].as_str())
+    );
+    for i in 0..3u64 {
+        assert_eq!(client.produce(format!("p{i}")).await.expect("produce"), i);
+    }
+    let servers = client.servers().await.expect("servers");
+    assert_eq!(servers.len(), 3, "{servers:?}");
+    assert_eq!(servers.iter().filter(|s| s.is_leader).count(), 1);
+    let bounds = client
+        .log_bounds(proglog_proto::log::v1::Consistency::Linearizable)
+        .await
+        .expect("bounds");
+    assert_eq!((bounds.lowest_offset, bounds.next_offset), (0, 3));
+    let mut stream = client.consume_stream(1).await.expect("consume stream");
+    let first = stream.message().await.expect("stream").expect("a record");
+    assert_eq!(first.record.expect("record").value, "p1".as_bytes());
+    assert_eq!(
+        client.leader().as_deref(),
+        Some(cluster.addrs[follower].as_str()),
+        "still the seed"
     );
 }

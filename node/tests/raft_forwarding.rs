@@ -1,7 +1,8 @@
 //! Any node accepts any request: a follower forwards linearizable `GetLogBounds` and the admin
 //! membership changes (AddLearner, PromoteVoter, RemoveNode, TransferLeadership) to the leader
 //! over the internal Raft connection and returns the leader's answer; only node identities may
-//! use that internal path; and without a leader every error says so plainly.
+//! use that internal path; without a leader every error says so plainly; and a refused produce
+//! carries the structured not-executed mark, which a forwarding node passes on.
 
 mod raft_common;
 
@@ -14,6 +15,11 @@ use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
 use proglog_proto::proglog::raft::v1::{ForwardAdminRequest, ForwardLinearizableBoundsRequest};
 use raft_common::{TestCluster, linearizable_bounds, produce, wait_until};
 use tonic::Code;
+
+use proglog_node::backend::BackendError;
+use proglog_node::raft::{ChannelPool, NetworkConfig};
+use proglog_node::tls::{ClientTlsFiles, ReloadingClientTls};
+use proglog_proto::log::v1::Record;
 
 const NO_LEADER: &str = "no leader known; the cluster may be electing or has lost quorum";
 
@@ -202,10 +208,14 @@ async fn without_a_leader_errors_say_no_leader_is_known() {
         .expect_err("no produce without a leader");
     assert_no_leader(&produced);
     assert!(
+        proglog_proto::retry::says_not_executed(&produced),
+        "a refused produce carries the not-executed metadata: {produced:?}"
+    );
+    assert!(
         produced
             .message()
             .contains(proglog_node::client::NOT_EXECUTED_MARK),
-        "a refused produce is safe to retry: {produced:?}"
+        "and says so in words: {produced:?}"
     );
     assert_no_leader(
         &linearizable_bounds(&mut client)
@@ -262,4 +272,48 @@ async fn a_follower_that_lost_its_quorum_says_no_leader_is_known() {
         .await
         .expect_err("no produce without a quorum");
     assert_eq!(produced.code(), Code::Unavailable, "{produced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_refused_by_a_node_that_does_not_lead_stays_not_executed() {
+    let mut cluster = TestCluster::new(3);
+    let leader = form_three(&mut cluster).await;
+    let follower = (leader + 1) % 3;
+    // What a node that still takes `follower` for the leader sends it: one hop only, so the
+    // follower refuses, and says on the wire (metadata) that nothing was executed; the
+    // forwarding node keeps that mark for its own client.
+    let tls = ReloadingClientTls::load(ClientTlsFiles {
+        ca: cluster.certs.join("ca.pem"),
+        cert: Some(cluster.certs.join("node.pem")),
+        key: Some(cluster.certs.join("node-key.pem")),
+        server_name: None,
+    })
+    .expect("node client tls");
+    let pool = ChannelPool::new(tls, NetworkConfig::default());
+    let record = Record {
+        value: "stale leader".into(),
+        ..Record::default()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let error = proglog_node::raft::forwarding::forward_produce(
+        &pool,
+        &cluster.addrs[follower],
+        vec![record],
+        deadline,
+    )
+    .await
+    .expect_err("only the leader executes a forwarded produce");
+    assert!(matches!(error, BackendError::NotExecuted(_)), "{error:?}");
+    let status = proglog_node::server::status::backend_status(&error);
+    assert!(
+        proglog_proto::retry::says_not_executed(&status),
+        "{status:?}"
+    );
+    assert_eq!(
+        linearizable_bounds(&mut cluster.log_client(leader).await)
+            .await
+            .expect("bounds"),
+        (0, 0),
+        "nothing was appended"
+    );
 }

@@ -54,9 +54,15 @@ pub enum BackendError {
     /// The request is malformed (for example an empty batch).
     #[error("{0}")]
     InvalidArgument(String),
-    /// No leader or no quorum right now; the caller may retry (possibly on another node).
+    /// No leader or no quorum right now; the caller may retry (possibly on another node), but
+    /// a produce may or may not have been executed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Unavailable, and the request was refused before it had any effect (no leader, not the
+    /// leader, the leader unreachable, shutting down): `UNAVAILABLE` marked not executed
+    /// (`proglog_proto::retry`), so retrying the same request cannot execute it twice.
+    #[error("unavailable: {0}")]
+    NotExecuted(String),
     /// The backend is shutting down or closed.
     #[error("the log is closed")]
     Closed,

@@ -114,10 +114,12 @@ fn print_status(status: &ClusterStatusResponse) {
         }
     );
     println!(
-        "raft log: last {} committed {} applied {}; membership at {} ({})",
+        "raft log: last {} committed {} applied {} snapshot {} purged {}; membership at {} ({})",
         status.last_log_index,
         status.committed_index,
         status.applied_index,
+        status.snapshot_index,
+        status.purged_index,
         status.membership_log_index,
         if status.membership_committed {
             "committed"

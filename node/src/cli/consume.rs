@@ -3,7 +3,7 @@
 //! ConsumeStream throughput or Consume latency instead (see [`super::bench`]).
 
 use clap::Args;
-use proglog_proto::log::v1::{Consistency, ConsumeRequest, GetLogBoundsRequest};
+use proglog_proto::log::v1::Consistency;
 use tokio::io::AsyncWriteExt;
 
 use super::bench::{ConsumeBench, ConsumeMode};
@@ -44,26 +44,18 @@ pub async fn run(connection: &ConnectionArgs, args: ConsumeArgs) -> Result<(), C
         println!("{}", bench.run(connection).await?);
         return Ok(());
     }
-    let mut client = connection.client().await?;
+    let client = connection.cluster_client().await?;
     // Without --follow, stop at the end of the log as it is now.
     let end = if args.follow {
         None
     } else {
-        let bounds = client
-            .get_log_bounds(GetLogBoundsRequest {
-                consistency: Consistency::Local as i32,
-            })
-            .await?
-            .into_inner();
+        let bounds = client.log_bounds(Consistency::Local).await?;
         if args.from >= bounds.next_offset {
             return Ok(());
         }
         Some(bounds.next_offset)
     };
-    let mut stream = client
-        .consume_stream(ConsumeRequest { offset: args.from })
-        .await?
-        .into_inner();
+    let mut stream = client.consume_stream(args.from).await?;
     let mut stdout = tokio::io::stdout();
     while let Some(response) = stream.message().await? {
         let Some(record) = response.record else {

@@ -2,6 +2,12 @@
 //! [`produce`] (values from arguments or stdin lines), [`consume`] (`--from`, `--follow`),
 //! [`servers`] (cluster members, log bounds), [`certs`] (dev CA) and [`bench`] (load
 //! generator behind `produce --bench` and `consume --bench`), [`cluster`] (membership, admin).
+//!
+//! `produce`, `consume` and `servers` go through the client library ([`crate::client`]) pinned
+//! to `--addr` ([`ClientConfig::seeds_only`]: the address may be a port-forward or a Service,
+//! and the node forwards produces to the leader), so a produce is retried exactly when it was
+//! certainly not executed. The benchmarks call each RPC mode directly and retry nothing; the
+//! admin commands use the admin service.
 
 pub mod bench;
 pub mod certs;
@@ -15,13 +21,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use proglog_proto::log::v1::log_client::LogClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::client::{ClientConfig, ClientError, ClusterClient, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::tls::{ClientTlsFiles, TlsError, client_tls_config};
 
-/// Largest message the CLI sends or accepts: one record of the largest size any node accepts
-/// (a consume of it must work whatever the node's current limits are), with room for framing.
-const MAX_MESSAGE_BYTES: usize = (proglog_proto::limits::MAX_RECORD_BYTES + 64 * 1024) as usize;
+/// Largest message the CLI sends or accepts (the client library's default).
+const MAX_MESSAGE_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES;
 
 /// A failed CLI command.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,8 @@ pub enum CliError {
     },
     #[error("{code:?}: {message}", code = .0.code(), message = .0.message())]
     Rpc(#[from] tonic::Status),
+    #[error(transparent)]
+    Client(#[from] ClientError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -97,17 +105,21 @@ pub enum Command {
 }
 
 impl ConnectionArgs {
-    /// A channel to the node over mutual TLS.
-    pub async fn channel(&self) -> Result<Channel, CliError> {
+    fn tls(&self) -> Result<ClientTlsConfig, CliError> {
         let ca = self.ca.clone().ok_or_else(|| {
             CliError::Usage("--ca (or PROGLOG_CA) is required to verify the node".to_owned())
         })?;
-        let tls = client_tls_config(&ClientTlsFiles {
+        Ok(client_tls_config(&ClientTlsFiles {
             ca,
             cert: self.cert.clone(),
             key: self.key.clone(),
             server_name: self.server_name.clone(),
-        })?;
+        })?)
+    }
+
+    /// A channel to the node over mutual TLS.
+    pub async fn channel(&self) -> Result<Channel, CliError> {
+        let tls = self.tls()?;
         let connect_err = |source| CliError::Connect {
             addr: self.addr.clone(),
             source,
@@ -123,9 +135,13 @@ impl ConnectionArgs {
             .map_err(connect_err)
     }
 
-    /// A `log.v1.Log` client.
-    pub async fn client(&self) -> Result<LogClient<Channel>, CliError> {
-        Ok(log_client(self.channel().await?))
+    /// A client-library client that sends every call to `--addr` (see the module docs).
+    pub async fn cluster_client(&self) -> Result<ClusterClient, CliError> {
+        let mut config = ClientConfig::new(vec![self.addr.clone()], self.tls()?);
+        config.connect_timeout = Duration::from(self.connect_timeout);
+        config.seeds_only = true;
+        config.max_message_bytes = MAX_MESSAGE_BYTES;
+        Ok(ClusterClient::connect(config).await?)
     }
 }
 

@@ -1,8 +1,9 @@
 //! `proglog produce`: appends values given as arguments, or one per line of stdin, and prints
-//! each offset. With `--bench N` it is a load generator instead (see [`super::bench`]).
+//! each offset. Each produce goes through the client library, which retries it only while it
+//! was certainly not executed. With `--bench N` it is a load generator instead (see
+//! [`super::bench`]).
 
 use clap::Args;
-use proglog_proto::log::v1::{ProduceRequest, Record};
 use tokio::io::AsyncBufReadExt;
 
 use super::bench::{ProduceBench, ProduceMode};
@@ -50,17 +51,9 @@ pub async fn run(connection: &ConnectionArgs, args: ProduceArgs) -> Result<(), C
         println!("{report}");
         return Ok(());
     }
-    let mut client = connection.client().await?;
-    let mut produce = async |value: Vec<u8>| -> Result<(), CliError> {
-        let response = client
-            .produce(ProduceRequest {
-                record: Some(Record {
-                    value: value.into(),
-                    ..Record::default()
-                }),
-            })
-            .await?;
-        println!("{}", response.into_inner().offset);
+    let client = connection.cluster_client().await?;
+    let produce = async |value: Vec<u8>| -> Result<(), CliError> {
+        println!("{}", client.produce(value).await?);
         Ok(())
     };
     if args.values.is_empty() {

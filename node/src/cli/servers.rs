@@ -1,14 +1,13 @@
 //! `proglog servers`: the cluster's servers (leader marked) and the log's bounds.
 
-use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest, GetServersRequest};
+use proglog_proto::log::v1::Consistency;
 
 use super::{CliError, ConnectionArgs};
 
 /// Prints one line per server, then the bounds.
 pub async fn run(connection: &ConnectionArgs) -> Result<(), CliError> {
-    let mut client = connection.client().await?;
-    let servers = client.get_servers(GetServersRequest {}).await?.into_inner();
-    for server in servers.servers {
+    let client = connection.cluster_client().await?;
+    for server in client.servers().await? {
         let role = if server.is_leader {
             "leader"
         } else {
@@ -16,12 +15,7 @@ pub async fn run(connection: &ConnectionArgs) -> Result<(), CliError> {
         };
         println!("{}\t{}\t{role}", server.id, server.rpc_addr);
     }
-    let bounds = client
-        .get_log_bounds(GetLogBoundsRequest {
-            consistency: Consistency::Local as i32,
-        })
-        .await?
-        .into_inner();
+    let bounds = client.log_bounds(Consistency::Local).await?;
     println!(
         "log offsets: lowest {} next {}",
         bounds.lowest_offset, bounds.next_offset

@@ -1,9 +1,13 @@
 //! A Rust client for a ProgLog cluster: leader-aware routing from `GetServers`, consumes spread
-//! over the followers, and retries only where they are safe.
+//! over the followers, and retries only where they are safe. The `proglog` CLI produces, consumes
+//! and lists servers through it.
 //!
 //! - Produces go to the leader. When it is unknown, unreachable before the request was sent, or
-//!   the node answers that the produce was *not executed* (no leader, not the leader), the client
-//!   refreshes the server list and retries, up to [`ClientConfig::max_attempts`].
+//!   the node answers that the produce was *not executed* (no leader, not the leader, shutting
+//!   down), the client refreshes the server list and retries, up to
+//!   [`ClientConfig::max_attempts`]. Both are decided from structured information
+//!   ([`proglog_proto::retry::produce_not_executed`]: the node's not-executed response metadata,
+//!   or a connect failure in the call's error chain), never from message text.
 //! - When the outcome of a produce is unknown (a timeout, a connection lost mid-call, a leader
 //!   change after the entry was appended), the client does **not** retry: it returns
 //!   [`ClientError::OutcomeUnknown`], because a retry could store the record twice.
@@ -17,19 +21,32 @@
 //!   retried on another server when one is unavailable; reads are idempotent. A follower answers
 //!   only what it has committed, so an offset just produced may be `OUT_OF_RANGE` there for a
 //!   moment: the client then asks the leader.
+//! - With [`ClientConfig::seeds_only`] every call goes to the seeds instead (a cluster behind a
+//!   port-forward or a Service, whose advertised addresses this client cannot reach): any node
+//!   accepts every request and forwards produces to the leader; the retry rules are the same.
 
 mod routing;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
-use tonic::transport::ClientTlsConfig;
-use tonic::{Code, Status};
+use proglog_proto::log::v1::log_client::LogClient;
+use proglog_proto::log::v1::{
+    Consistency, ConsumeRequest, ConsumeResponse, GetLogBoundsRequest, GetLogBoundsResponse,
+    GetServersRequest, ProduceRequest, Record, Server,
+};
+use proglog_proto::retry::{not_executed_status, produce_not_executed};
+use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::{Code, Status, Streaming};
 
 use routing::Routing;
 
-pub use crate::raft::node::NOT_EXECUTED_MARK;
+pub use proglog_proto::retry::NOT_EXECUTED_MARK;
+
+/// Default largest message sent or accepted: one record of the largest size any node accepts (a
+/// consume of it must work whatever the node's current limits are), with room for framing.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize =
+    (proglog_proto::limits::MAX_RECORD_BYTES + 64 * 1024) as usize;
 
 /// How the client connects and retries.
 #[derive(Debug, Clone)]
@@ -46,6 +63,12 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     /// Pause before a retry (doubled each time, at most 2 s).
     pub retry_backoff: Duration,
+    /// Send every call to the seeds (in turn, on retries), never to the addresses `GetServers`
+    /// lists: for a cluster reached through a port-forward or a Kubernetes Service. Any node
+    /// accepts every request and forwards produces to the leader.
+    pub seeds_only: bool,
+    /// Largest gRPC message sent or accepted.
+    pub max_message_bytes: usize,
 }
 
 impl ClientConfig {
@@ -57,6 +80,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(3),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(100),
+            seeds_only: false,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -75,8 +100,9 @@ pub enum ClientError {
         "the produce's outcome is unknown ({0}); it may have been stored — check before retrying"
     )]
     OutcomeUnknown(Status),
-    /// Retries were exhausted on a retryable error.
-    #[error("gave up after {attempts} attempts: {last}")]
+    /// Retries were exhausted on a retryable error (for a produce: every attempt was certainly
+    /// not executed, so nothing was stored).
+    #[error("gave up after {attempts} attempts: {:?}: {}", .last.code(), .last.message())]
     Exhausted { attempts: u32, last: Status },
     /// The server refused the request (bad input, permission, offset out of range...).
     #[error("{}: {}", .0.code(), .0.message())]
@@ -90,10 +116,9 @@ pub struct ClusterClient {
     routing: Routing,
 }
 
-use proglog_proto::retry::produce_not_executed;
-
 impl ClusterClient {
-    /// A client that learns the cluster's servers from `config.seeds`.
+    /// A client that learns the cluster's servers from `config.seeds` (with
+    /// [`ClientConfig::seeds_only`] it asks nothing: the channels connect on first use).
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         if config.seeds.is_empty() {
             return Err(ClientError::NoSeeds);
@@ -109,7 +134,7 @@ impl ClusterClient {
         self.routing.refresh(&self.config).await
     }
 
-    /// The leader's address as last seen.
+    /// The leader's address as last seen (with [`ClientConfig::seeds_only`]: the seed in use).
     pub fn leader(&self) -> Option<String> {
         self.routing.leader()
     }
@@ -133,7 +158,7 @@ impl ClusterClient {
                 let _ = self.refresh().await;
             }
             let Some((addr, mut client)) = self.routing.leader_client(&self.config) else {
-                last = Some(Status::unavailable(format!(
+                last = Some(not_executed_status(format!(
                     "no leader known; {NOT_EXECUTED_MARK}"
                 )));
                 continue;
@@ -218,6 +243,94 @@ impl ClusterClient {
             None => Err(ClientError::Unreachable("no attempt made".into())),
         }
     }
+}
+
+impl ClusterClient {
+    /// The cluster's servers (leader marked), as a node reports them.
+    pub async fn servers(&self) -> Result<Vec<Server>, ClientError> {
+        let timeout = self.config.request_timeout;
+        self.read(true, |mut client| async move {
+            let request = with_timeout(GetServersRequest {}, timeout);
+            Ok(client.get_servers(request).await?.into_inner().servers)
+        })
+        .await
+    }
+
+    /// The log's bounds, from the leader (with [`ClientConfig::seeds_only`], from a seed;
+    /// [`Consistency::Linearizable`] makes that node confirm them with the leader).
+    pub async fn log_bounds(
+        &self,
+        consistency: Consistency,
+    ) -> Result<GetLogBoundsResponse, ClientError> {
+        let timeout = self.config.request_timeout;
+        self.read(true, |mut client| async move {
+            let request = GetLogBoundsRequest {
+                consistency: consistency as i32,
+            };
+            let request = with_timeout(request, timeout);
+            Ok(client.get_log_bounds(request).await?.into_inner())
+        })
+        .await
+    }
+
+    /// A `ConsumeStream` from `offset` on a follower (the leader when there are none): the
+    /// committed records, then new ones as they commit. Opening it is retried like a consume;
+    /// an error after that ends the stream (resume from the next offset with a new one).
+    pub async fn consume_stream(
+        &self,
+        offset: u64,
+    ) -> Result<Streaming<ConsumeResponse>, ClientError> {
+        self.read(false, |mut client| async move {
+            // No deadline: the stream lasts as long as the caller reads it.
+            let request = ConsumeRequest { offset };
+            Ok(client.consume_stream(request).await?.into_inner())
+        })
+        .await
+    }
+
+    /// Runs the idempotent read `call` on the leader (`prefer_leader`) or a follower, retried on
+    /// another server while servers are unavailable.
+    async fn read<T, F, Fut>(&self, prefer_leader: bool, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(LogClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut last = None;
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                self.pause(attempt).await;
+                let _ = self.refresh().await;
+            }
+            let Some((addr, client)) = self.routing.reader_client(&self.config, prefer_leader)
+            else {
+                last = Some(Status::unavailable("no server known"));
+                continue;
+            };
+            match call(client).await {
+                Ok(answer) => return Ok(answer),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+                    ) =>
+                {
+                    self.routing.forget(&addr);
+                    last = Some(status);
+                }
+                Err(status) => return Err(ClientError::Rejected(status)),
+            }
+        }
+        Err(ClientError::Exhausted {
+            attempts: self.config.max_attempts,
+            last: last.unwrap_or_else(|| Status::unavailable("no attempt made")),
+        })
+    }
+}
+
+fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
 }
 
 fn is_out_of_range(status: &Status) -> bool {

@@ -1,5 +1,6 @@
 //! The client's view of the cluster: the servers from `GetServers`, which one leads, one reused
-//! channel per server, and the round-robin position for consumes.
+//! channel per server, and the round-robin position for consumes. With `seeds_only` the view is
+//! one seed at a time, taken in turn on each refresh, and `GetServers` is never asked.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,8 @@ struct View {
 pub(super) struct Routing {
     view: Mutex<View>,
     next_reader: AtomicUsize,
+    /// With `seeds_only`: the seed the next refresh points at.
+    next_seed: AtomicUsize,
 }
 
 fn channel(config: &ClientConfig, addr: &str) -> Option<Channel> {
@@ -41,6 +44,7 @@ impl Routing {
         Self {
             view: Mutex::new(View::default()),
             next_reader: AtomicUsize::new(0),
+            next_seed: AtomicUsize::new(0),
         }
     }
 
@@ -54,11 +58,22 @@ impl Routing {
                 channel
             }
         };
-        Some(LogClient::new(channel))
+        Some(
+            LogClient::new(channel)
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes),
+        )
     }
 
     /// Asks the known servers, then the seeds, for the server list; the first answer wins.
     pub(super) async fn refresh(&self, config: &ClientConfig) -> Result<(), ClientError> {
+        if config.seeds_only {
+            let next = self.next_seed.fetch_add(1, Ordering::Relaxed);
+            let mut view = self.view.lock();
+            view.leader = config.seeds.get(next % config.seeds.len().max(1)).cloned();
+            view.followers.clear();
+            return Ok(());
+        }
         let mut candidates: Vec<String> = {
             let view = self.view.lock();
             view.leader

@@ -1,5 +1,6 @@
-//! [`LogReader`]: a streaming iterator over records from any offset (snapshots, catch-up,
-//! consumers), reading the store in large chunks instead of one read per record.
+//! [`LogReader`]: a streaming iterator over records from any offset, reading the store in large
+//! chunks instead of one read per record. Raft snapshots are sent and installed with it
+//! (`raft::snapshot::for_each_chunk`); consumers read record by record today.
 
 use std::collections::VecDeque;
 use std::ops::Deref;

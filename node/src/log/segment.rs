@@ -22,7 +22,7 @@ pub(crate) const STORE_EXTENSION: &str = "store";
 /// File name extension of index files.
 pub(crate) const INDEX_EXTENSION: &str = "index";
 
-/// A description of one segment, for metrics, retention and snapshots that ship sealed files.
+/// A description of one segment, for metrics and retention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
     /// Offset of the segment's first record.

@@ -226,6 +226,8 @@ impl admin_server::Admin for AdminService {
             state: state.into(),
             membership_log_index: stored.log_id().map(|l| l.index).unwrap_or_default(),
             membership_committed: committed_membership,
+            snapshot_index: metrics.snapshot.map(|s| s.index).unwrap_or_default(),
+            purged_index: metrics.purged.map(|p| p.index).unwrap_or_default(),
         }))
     }
 }

@@ -40,8 +40,16 @@ pub trait Submit: Clone + Send + Sync + 'static {
         records: Vec<Record>,
     ) -> impl Future<Output = Result<ProduceApplied, Self::Error>> + Send;
 
-    /// The answer when the batcher has stopped (the node is shutting down).
+    /// The answer when the batcher has stopped (the node is shutting down) before it took the
+    /// produce: nothing was submitted.
     fn stopped(&self) -> Self::Error;
+
+    /// The answer when the submission's task was dropped before it answered (the runtime is
+    /// shutting down): the records may have been submitted, so this answer must not say they
+    /// were not. Defaults to [`Submit::stopped`]; override it when that answer says so.
+    fn abandoned(&self) -> Self::Error {
+        self.stopped()
+    }
 }
 
 struct Pending<E> {
@@ -101,7 +109,7 @@ impl<S: Submit> Batcher<S> {
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(self.submitter.stopped()))
+            .unwrap_or_else(|_| Err(self.submitter.abandoned()))
     }
 }
 

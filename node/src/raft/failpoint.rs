@@ -1,11 +1,16 @@
 //! Test-only fault injection into the Raft state machine (cargo feature `failpoints`, which only
 //! this package's tests enable; shipped binaries do not contain this module).
 //!
-//! `PROGLOG_FAILPOINT` (read once, comma-separated) arms the process:
+//! `PROGLOG_FAILPOINT` (read once, comma-separated) or [`arm`] arms the process:
 //! - `apply-error`: applying a record whose value starts with [`APPLY_ERROR_RECORD`] fails with
 //!   a storage error, as a failing disk would; openraft stops the Raft core with a fatal error.
 //! - `apply-panic`: applying a record whose value starts with [`APPLY_PANIC_RECORD`] panics, as
 //!   a bug would.
+//! - `slow-install`: installing a snapshot takes [`SLOW_INSTALL`] longer, as installing many
+//!   GiB would.
+//! - `crash-at:<step>`: the process aborts at that step (no cleanup, no flush: as a power cut or
+//!   `kill -9` would stop it), e.g. the steps of a snapshot install
+//!   ([`super::snapshot_install::INSTALL_STEPS`]).
 //!
 //! Only the armed node fails: the leader and the other followers apply the same entry normally,
 //! which is exactly "one follower's storage broke".
@@ -23,19 +28,27 @@ pub const APPLY_ERROR_RECORD: &[u8] = b"failpoint:apply-error";
 /// Value prefix of the record an `apply-panic` node panics on.
 pub const APPLY_PANIC_RECORD: &[u8] = b"failpoint:apply-panic";
 
-fn armed(name: &str) -> bool {
-    static ARMED: OnceLock<Vec<String>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
+fn armed_set() -> &'static parking_lot::Mutex<Vec<String>> {
+    static ARMED: OnceLock<parking_lot::Mutex<Vec<String>>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        parking_lot::Mutex::new(
             std::env::var(ENV)
                 .unwrap_or_default()
                 .split(',')
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .iter()
-        .any(|armed| armed == name)
+                .collect(),
+        )
+    })
+}
+
+fn armed(name: &str) -> bool {
+    armed_set().lock().iter().any(|armed| armed == name)
+}
+
+/// Arms failpoint `name` in this process, as [`ENV`] does at start (for in-process tests).
+pub fn arm(name: &str) {
+    armed_set().lock().push(name.to_owned());
 }
 
 /// Called by the state machine for each produce entry it applies.
@@ -50,4 +63,22 @@ pub(super) fn on_apply(records: &[Record]) -> Result<(), RaftStoreError> {
         panic!("injected panic (failpoint apply-panic)");
     }
     Ok(())
+}
+
+/// Aborts the process if `crash-at:<step>` is armed.
+pub(super) fn crash_point(step: &str) {
+    if armed(&format!("crash-at:{step}")) {
+        eprintln!("failpoint crash-at:{step}: aborting the process");
+        std::process::abort();
+    }
+}
+
+/// How much longer an install takes with `slow-install`.
+pub const SLOW_INSTALL: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Called by the state machine when it starts installing a snapshot (on a blocking thread).
+pub(super) fn on_install() {
+    if armed("slow-install") {
+        std::thread::sleep(SLOW_INSTALL);
+    }
 }

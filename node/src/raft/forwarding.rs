@@ -2,15 +2,20 @@
 //! produces ([`ForwardProduces`]: concurrent ones batched into one RPC), linearizable
 //! `GetLogBounds` and admin membership changes forwarded over the pooled Raft channel, the one
 //! mapping of openraft's
-//! `ForwardToLeader` to an error message, and [`is_connect_failure`], which tells a failed
-//! forward that certainly never reached the leader (safe to retry) from one whose outcome is
-//! unknown.
+//! `ForwardToLeader` to an error, and [`is_connect_failure`], which tells a failed forward that
+//! certainly never reached the leader (safe to retry) from one whose outcome is unknown.
+//!
+//! Refusals of requests that had no effect are [`BackendError::NotExecuted`], which
+//! `server::status` sends as `UNAVAILABLE` with the not-executed metadata of
+//! `proglog_proto::retry`. A forward keeps that mark only when it certainly did not execute the
+//! request: it never reached the leader, or the leader's own answer carries the mark.
 
 use std::sync::Weak;
 
 use openraft::errors::{ForwardToLeader, LinearizableReadError, RaftError};
 use proglog_proto::log::v1::Record;
 use proglog_proto::proglog::raft::v1 as pb;
+use proglog_proto::retry::{not_executed_status, says_not_executed};
 use tonic::Status;
 
 use super::batcher::Submit;
@@ -24,11 +29,12 @@ use crate::backend::{Appended, BackendError, LogBounds};
 pub const NO_LEADER_KNOWN: &str = "no leader known; the cluster may be electing or has lost quorum";
 
 /// The error for a request this node refused because it is not the leader (openraft's
-/// `ForwardToLeader`). `not_executed` says what was not done, e.g. "the produce was not
-/// executed"; the request was refused before it had any effect, so retrying is safe.
+/// `ForwardToLeader`). `not_executed` says in words what was not done, e.g. "the produce was not
+/// executed"; the request was refused before it had any effect, so it is
+/// [`BackendError::NotExecuted`] and retrying is safe.
 pub fn not_leader_error(forward: &ForwardToLeader<TypeConfig>, not_executed: &str) -> BackendError {
     match (forward.leader_id, &forward.leader_node) {
-        (Some(id), Some(node)) => BackendError::Unavailable(format!(
+        (Some(id), Some(node)) => BackendError::NotExecuted(format!(
             "this node is not the leader; {not_executed}; the leader is node {id} at {}; retry \
              there",
             node.addr
@@ -37,9 +43,10 @@ pub fn not_leader_error(forward: &ForwardToLeader<TypeConfig>, not_executed: &st
     }
 }
 
-/// The error when no leader is known (see [`NO_LEADER_KNOWN`]).
+/// The error when no leader is known (see [`NO_LEADER_KNOWN`]); the request was refused, so it
+/// is [`BackendError::NotExecuted`].
 pub fn no_leader_error(not_executed: &str) -> BackendError {
-    BackendError::Unavailable(format!("{NO_LEADER_KNOWN}; {not_executed}; retry"))
+    BackendError::NotExecuted(format!("{NO_LEADER_KNOWN}; {not_executed}; retry"))
 }
 
 /// The error of a failed read-index (`ensure_linearizable`).
@@ -67,9 +74,11 @@ pub async fn forward_linearizable_bounds(
     leader_addr: &str,
     timeout: std::time::Duration,
 ) -> Result<LogBounds, BackendError> {
-    let mut client = pool
-        .raft_client(leader_addr)
-        .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let mut client = pool.raft_client(leader_addr).map_err(|e| {
+        BackendError::NotExecuted(format!(
+            "leader address {leader_addr}: {e}; the read was not executed"
+        ))
+    })?;
     let mut request = tonic::Request::new(pb::ForwardLinearizableBoundsRequest {});
     request.set_timeout(timeout);
     match client.forward_linearizable_bounds(request).await {
@@ -80,8 +89,13 @@ pub async fn forward_linearizable_bounds(
                 next: response.next_offset,
             })
         }
-        Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
-            "the leader at {leader_addr} is unreachable ({}); retry shortly",
+        Err(status) if is_connect_failure(&status) => Err(BackendError::NotExecuted(format!(
+            "the leader at {leader_addr} is unreachable ({}); the read was not executed; retry \
+             shortly",
+            status.message()
+        ))),
+        Err(status) if says_not_executed(&status) => Err(BackendError::NotExecuted(format!(
+            "the leader at {leader_addr} did not execute the linearizable read: {}",
             status.message()
         ))),
         Err(status) => Err(BackendError::Unavailable(format!(
@@ -92,16 +106,18 @@ pub async fn forward_linearizable_bounds(
 }
 
 /// An admin membership change executed by the leader at `leader_addr`; its answer (or error
-/// status) is returned unchanged, except that a forward that never reached the leader says the
-/// change was not executed.
+/// status, with its metadata) is returned unchanged, except that a forward that never reached
+/// the leader is a not-executed `UNAVAILABLE`.
 pub async fn forward_admin(
     pool: &ChannelPool,
     leader_addr: &str,
     request: pb::forward_admin_request::Request,
 ) -> Result<pb::forward_admin_response::Response, Status> {
-    let mut client = pool
-        .raft_client(leader_addr)
-        .map_err(|e| Status::unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let mut client = pool.raft_client(leader_addr).map_err(|e| {
+        not_executed_status(format!(
+            "leader address {leader_addr}: {e}; the membership change was not executed"
+        ))
+    })?;
     let request = pb::ForwardAdminRequest {
         request: Some(request),
     };
@@ -110,7 +126,7 @@ pub async fn forward_admin(
             .into_inner()
             .response
             .ok_or_else(|| Status::internal("the leader sent an empty admin answer")),
-        Err(status) if is_connect_failure(&status) => Err(Status::unavailable(format!(
+        Err(status) if is_connect_failure(&status) => Err(not_executed_status(format!(
             "the leader at {leader_addr} is unreachable ({}); the membership change was not \
              executed; retry shortly",
             status.message()
@@ -125,10 +141,12 @@ mod tests {
     use rustls::{AlertDescription, CertificateError};
 
     use super::*;
+    use crate::server::status::backend_status;
 
-    /// What tonic makes of a connector error: `UNAVAILABLE` with the error's text.
-    fn transport_status(error: impl std::fmt::Display) -> Status {
-        Status::unavailable(error.to_string())
+    /// What tonic makes of an error of its connector: `UNAVAILABLE` with the error's text, and
+    /// the error (inside a `tonic::ConnectError`) as the status's source.
+    fn connect_status(error: impl std::error::Error + Send + Sync + 'static) -> Status {
+        Status::from_error(Box::new(tonic::ConnectError(Box::new(error))))
     }
 
     #[test]
@@ -139,35 +157,34 @@ mod tests {
         for error in [rejected_server, rejected_client, expired] {
             // tokio-rustls hands rustls errors to tonic inside an io::Error.
             let io = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+            let status = connect_status(io);
+            assert_eq!(status.code(), tonic::Code::Unavailable);
             assert!(
-                is_connect_failure(&transport_status(&io)),
-                "a TLS handshake failure is a connect failure: {io}"
+                is_connect_failure(&status),
+                "a TLS handshake failure is a connect failure: {status:?}"
             );
         }
-        assert!(is_connect_failure(&transport_status(
-            "TLS handshake timeout."
-        )));
     }
 
     #[test]
     fn tcp_connect_failures_are_connect_failures() {
-        assert!(is_connect_failure(&transport_status(
-            "tcp connect error: Connection refused (os error 111)"
-        )));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_connect_failure(&connect_status(refused)));
     }
 
     #[test]
     fn other_failures_are_not_connect_failures() {
         // After the request was sent the outcome is unknown.
-        assert!(!is_connect_failure(&transport_status(
+        assert!(!is_connect_failure(&Status::unavailable(
             "error reading a body from connection"
         )));
         assert!(!is_connect_failure(&Status::unavailable(
             "no quorum within 10s; the produce may or may not have been committed"
         )));
-        // The right text under another code is an answer from the server, not a transport error.
-        assert!(!is_connect_failure(&Status::internal(
-            "invalid peer certificate: UnknownIssuer"
+        // Connect-failure words in a status received from another node are not ours: a node
+        // that failed to reach someone else.
+        assert!(!is_connect_failure(&Status::unavailable(
+            "tcp connect error: Connection refused (os error 111)"
         )));
     }
 
@@ -186,6 +203,54 @@ mod tests {
         let message = not_leader_error(&known, "the read was not executed").to_string();
         assert!(message.contains("node 7 at 127.0.0.1:9"), "{message}");
     }
+
+    #[test]
+    fn refusals_are_sent_as_not_executed_statuses() {
+        let known = ForwardToLeader::<TypeConfig>::new(7, BasicNode::new("127.0.0.1:9"));
+        for error in [
+            not_leader_error(&known, NOT_EXECUTED_MARK),
+            not_leader_error(&ForwardToLeader::empty(), NOT_EXECUTED_MARK),
+            no_leader_error(NOT_EXECUTED_MARK),
+        ] {
+            let status = backend_status(&error);
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert!(says_not_executed(&status), "{status:?}");
+            assert!(status.message().contains(NOT_EXECUTED_MARK), "{status:?}");
+        }
+        // An unknown outcome is UNAVAILABLE without the mark.
+        let unknown =
+            BackendError::Unavailable("the produce may or may not have been committed".into());
+        assert!(!says_not_executed(&backend_status(&unknown)));
+    }
+
+    #[test]
+    fn a_forward_is_not_executed_only_when_it_never_reached_the_leader_or_the_leader_says_so() {
+        let leader = "10.0.0.7:8400";
+        // The leader's refusal, as the follower receives it.
+        let refused = backend_status(&no_leader_error(NOT_EXECUTED_MARK));
+        let error = forward_produce_error(leader, &refused);
+        assert!(matches!(error, BackendError::NotExecuted(_)), "{error:?}");
+        assert!(says_not_executed(&backend_status(&error)));
+        // Never sent.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let error = forward_produce_error(leader, &connect_status(refused));
+        assert!(matches!(error, BackendError::NotExecuted(_)), "{error:?}");
+        // The leader's words without its mark, a timeout, a lost connection: unknown outcome.
+        for status in [
+            Status::unavailable(format!("quoting '{NOT_EXECUTED_MARK}' proves nothing")),
+            Status::deadline_exceeded("deadline"),
+            Status::unknown("transport error"),
+        ] {
+            let error = forward_produce_error(leader, &status);
+            assert!(matches!(error, BackendError::Unavailable(_)), "{error:?}");
+            assert!(!says_not_executed(&backend_status(&error)));
+        }
+        // The leader's verdicts on the records pass through.
+        assert!(matches!(
+            forward_produce_error(leader, &Status::invalid_argument("too large")),
+            BackendError::InvalidArgument(_)
+        ));
+    }
 }
 
 /// Sends `records` to the leader at `leader_addr` with `ForwardProduce`; the leader's offsets.
@@ -195,9 +260,11 @@ pub async fn forward_produce(
     records: Vec<Record>,
     deadline: tokio::time::Instant,
 ) -> Result<Appended, BackendError> {
-    let mut client = pool
-        .raft_client(leader_addr)
-        .map_err(|e| BackendError::Unavailable(format!("leader address {leader_addr}: {e}")))?;
+    let mut client = pool.raft_client(leader_addr).map_err(|e| {
+        BackendError::NotExecuted(format!(
+            "leader address {leader_addr}: {e}; {NOT_EXECUTED_MARK}"
+        ))
+    })?;
     let mut request = tonic::Request::new(pb::ForwardProduceRequest { records });
     request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
     match client.forward_produce(request).await {
@@ -208,18 +275,34 @@ pub async fn forward_produce(
                 count: response.count,
             })
         }
-        Err(status) if is_connect_failure(&status) => Err(BackendError::Unavailable(format!(
-            "the leader at {leader_addr} is unreachable; {NOT_EXECUTED_MARK}; retry shortly"
-        ))),
-        Err(status) => Err(match status.code() {
-            tonic::Code::InvalidArgument => BackendError::InvalidArgument(status.message().into()),
-            tonic::Code::Internal => BackendError::Storage(status.message().into()),
-            _ => BackendError::Unavailable(format!(
-                "forwarding to the leader at {leader_addr} failed ({}); the produce may or may not \
-                 have been committed; retry",
-                status.message()
-            )),
-        }),
+        Err(status) => Err(forward_produce_error(leader_addr, &status)),
+    }
+}
+
+/// The error of a `ForwardProduce` that failed with `status`: not executed when it never reached
+/// the leader or the leader's answer says so; otherwise the outcome is unknown, whatever the
+/// message says.
+fn forward_produce_error(leader_addr: &str, status: &Status) -> BackendError {
+    if is_connect_failure(status) {
+        return BackendError::NotExecuted(format!(
+            "the leader at {leader_addr} is unreachable ({}); {NOT_EXECUTED_MARK}; retry shortly",
+            status.message()
+        ));
+    }
+    if says_not_executed(status) {
+        return BackendError::NotExecuted(format!(
+            "{NOT_EXECUTED_MARK} by the leader at {leader_addr}: {}",
+            status.message()
+        ));
+    }
+    match status.code() {
+        tonic::Code::InvalidArgument => BackendError::InvalidArgument(status.message().into()),
+        tonic::Code::Internal => BackendError::Storage(status.message().into()),
+        _ => BackendError::Unavailable(format!(
+            "forwarding to the leader at {leader_addr} failed ({}); the produce may or may not \
+             have been committed; retry",
+            status.message()
+        )),
     }
 }
 
@@ -256,8 +339,15 @@ impl Submit for ForwardProduces {
     }
 
     fn stopped(&self) -> BackendError {
-        BackendError::Unavailable(format!(
+        BackendError::NotExecuted(format!(
             "this node is shutting down; {NOT_EXECUTED_MARK}; retry on another node"
         ))
+    }
+
+    fn abandoned(&self) -> BackendError {
+        // The forward may have been sent before its task was dropped.
+        BackendError::Unavailable(
+            "this node is shutting down; the produce may or may not have been committed".into(),
+        )
     }
 }

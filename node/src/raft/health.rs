@@ -140,8 +140,9 @@ impl RaftNode {
     /// Refuses work once the core stopped, before openraft would (and log an error per call).
     pub(crate) fn ensure_core_running(&self) -> Result<(), BackendError> {
         match self.core.failure() {
-            Some(failure) => Err(BackendError::Unavailable(format!(
-                "this node is stopping: {failure}"
+            // Checked before anything is proposed or read: nothing was executed.
+            Some(failure) => Err(BackendError::NotExecuted(format!(
+                "this node is stopping: {failure}; the request was not executed"
             ))),
             None => Ok(()),
         }

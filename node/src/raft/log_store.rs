@@ -61,7 +61,12 @@ struct HardState {
 #[derive(Debug)]
 struct Shared {
     log: Arc<Log>,
+    /// The current hard state; held only to copy or replace it, never across file I/O, so the
+    /// Raft core's reads do not wait for fsyncs.
     hard: Mutex<HardState>,
+    /// Serialises the writers of `raft-state.json` (`save_vote`, `purge`, on blocking threads):
+    /// held across a write's fsyncs instead of `hard`.
+    hard_writes: Mutex<()>,
     hard_file: StateFile<HardState>,
     /// The committed log id, with a version bumped on every save (for `committed_file`).
     committed: watch::Sender<(u64, Option<LogId>)>,
@@ -99,9 +104,54 @@ impl Shared {
         Ok(entries)
     }
 
-    /// Callers hold `hard`'s lock, so versions are bumped and written in order.
-    fn persist_hard(&self, hard: &HardState) -> Result<(), RaftStoreError> {
-        self.hard_file.store(hard.version, hard).map(drop)
+    /// Makes `change` of the hard state durable, then current; false if there was no change. Blocking (two fsyncs); writers
+    /// are serialised by `hard_writes`, so versions are bumped and written in order, while
+    /// readers of `hard` see the previous state until the new one is durable.
+    fn change_hard(
+        &self,
+        change: impl FnOnce(&HardState) -> Option<HardState>,
+    ) -> Result<bool, RaftStoreError> {
+        let _writing = self.hard_writes.lock();
+        let current = self.hard.lock().clone();
+        let Some(mut next) = change(&current) else {
+            return Ok(false);
+        };
+        next.version = current.version + 1;
+        self.hard_file.store(next.version, &next)?;
+        *self.hard.lock() = next;
+        Ok(true)
+    }
+
+    /// Writes encoded entries from index `first` (blocking: `append`'s file I/O).
+    fn append_encoded(&self, first: u64, encoded: &[Bytes]) -> Result<(), RaftStoreError> {
+        let log = &self.log;
+        let next = log.next_offset();
+        // Cached entries at `first` or later are being replaced.
+        self.tail.lock().clear_from(first);
+        if first != next {
+            if first < next {
+                // openraft truncates conflicts first; this keeps the log contiguous anyway.
+                log.truncate_suffix(first)?;
+            } else if next <= self.first_readable() {
+                // Nothing readable is kept (fresh store or purged past the end): the log may
+                // start at any index.
+                log.reset(first)?;
+            } else {
+                return Err(RaftStoreError::Corrupt(format!(
+                    "append at index {first} would leave a gap after {}",
+                    next - 1
+                )));
+            }
+        }
+        let offsets = log.append_batch(encoded)?;
+        if offsets.start != first {
+            return Err(RaftStoreError::Corrupt(format!(
+                "raft entry {first} was stored at offset {}",
+                offsets.start
+            )));
+        }
+        self.tail.lock().extend(first, encoded, TAIL_CACHE_BYTES);
+        Ok(())
     }
 
     /// Writes the newest committed log id (no-op when that version is on disk already).
@@ -154,6 +204,7 @@ impl RaftLogStore {
         let shared = Arc::new(Shared {
             log,
             hard: Mutex::new(hard),
+            hard_writes: Mutex::new(()),
             hard_file,
             committed: committed_tx,
             committed_file: committed_file.clone(),
@@ -317,18 +368,16 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let shared = self.shared.clone();
         let vote = *vote;
         run_blocking(move || {
-            let mut hard = shared.hard.lock();
-            // openraft saves the vote again on every append from the leader; rewriting the
-            // same vote costs two fsyncs and a new inode each time, for nothing.
-            if hard.vote == Some(vote) {
-                return Ok(());
-            }
-            let mut next = hard.clone();
-            next.vote = Some(vote);
-            next.version += 1;
-            shared.persist_hard(&next)?;
-            *hard = next;
-            Ok(())
+            shared
+                .change_hard(|hard| {
+                    // openraft saves the vote again on every append from the leader; rewriting the
+                    // same vote costs two fsyncs and a new inode each time, for nothing.
+                    (hard.vote != Some(vote)).then(|| HardState {
+                        vote: Some(vote),
+                        ..hard.clone()
+                    })
+                })
+                .map(drop)
         })
         .await
     }
@@ -361,44 +410,19 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             // Entries received from the leader are stored as received.
             encoded.push(codec::entry_bytes(&entry)?);
         }
-        if let Some(first) = first_index {
-            let log = &self.shared.log;
-            let next = log.next_offset();
-            // Cached entries at `first` or later are being replaced.
-            self.shared.tail.lock().clear_from(first);
-            if first != next {
-                if first < next {
-                    // openraft truncates conflicts first; this keeps the log contiguous anyway.
-                    log.truncate_suffix(first).map_err(RaftStoreError::from)?;
-                } else if next <= self.shared.first_readable() {
-                    // Nothing readable is kept (fresh store or purged past the end): the log may
-                    // start at any index.
-                    log.reset(first).map_err(RaftStoreError::from)?;
-                } else {
-                    return Err(RaftStoreError::Corrupt(format!(
-                        "append at index {first} would leave a gap after {}",
-                        next - 1
-                    ))
-                    .into());
-                }
+        // The writes (and a segment roll's fsync) run on a blocking thread; the flusher thread
+        // then covers them with a shared fsync and calls back.
+        let shared = self.shared.clone();
+        let flush_requests = self.flush_requests.clone();
+        run_blocking(move || {
+            if let Some(first) = first_index {
+                shared.append_encoded(first, &encoded)?;
             }
-            let offsets = log.append_batch(&encoded).map_err(RaftStoreError::from)?;
-            if offsets.start != first {
-                return Err(RaftStoreError::Corrupt(format!(
-                    "raft entry {first} was stored at offset {}",
-                    offsets.start
-                ))
-                .into());
-            }
-            self.shared
-                .tail
-                .lock()
-                .extend(first, &encoded, TAIL_CACHE_BYTES);
-        }
-        self.flush_requests
-            .send(callback)
-            .map_err(|_| io::Error::other("raft log flusher stopped"))?;
-        Ok(())
+            flush_requests
+                .send(callback)
+                .map_err(|_| RaftStoreError::Io(io::Error::other("raft log flusher stopped")))
+        })
+        .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -418,18 +442,19 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let shared = self.shared.clone();
         run_blocking(move || {
-            let mut hard = shared.hard.lock();
-            if hard.last_purged.is_some_and(|p| p.index >= log_id.index) {
-                return Ok(());
-            }
-            let mut next = hard.clone();
-            next.last_purged = Some(log_id);
-            next.version += 1;
             // Record the purge first: a crash after this but before deleting segments only
             // leaves unreadable entries behind, never a log that claims purged entries exist.
-            shared.persist_hard(&next)?;
-            *hard = next;
-            drop(hard);
+            let purged = shared.change_hard(|hard| {
+                hard.last_purged
+                    .is_none_or(|p| p.index < log_id.index)
+                    .then(|| HardState {
+                        last_purged: Some(log_id),
+                        ..hard.clone()
+                    })
+            })?;
+            if !purged {
+                return Ok(());
+            }
             shared.tail.lock().clear_through(log_id.index);
             if log_id.index + 1 >= shared.log.next_offset() {
                 shared.log.reset(log_id.index + 1)?;

@@ -5,7 +5,7 @@
 //! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes;
 //!   [`tail_cache`]: its newest entries in memory.
 //! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
-//!   data as a view of that log.
+//!   data as a view of that log; [`snapshot_install`]: installing one, crash-atomically.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
 //! - [`node`]: the runtime tying it together; [`batcher`]: group commit of concurrent
@@ -14,19 +14,21 @@
 //!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
-//!   executes on the leader; [`forwarding`]: reads and admin changes a follower sends on to the
-//!   leader, and the "not the leader" errors.
+//!   executes on the leader; [`forwarding`]: produces, reads and admin changes a follower sends
+//!   on to the leader, and the "not the leader" (not executed) errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation.
 //! - [`durable_file`]: atomically replaced, versioned state files; [`error`]: the storage error
 //!   type.
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
 //!   [`health`]: liveness and readiness from the node's Raft state.
 //! - [`handover`]: leaving on SIGTERM: no more elections, leadership handed over first.
-//! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures.
+//! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures and crashes.
 
 pub mod admin;
 pub mod backend;
 pub mod batcher;
+#[cfg(test)]
+mod blocking_io_tests;
 pub mod channel_pool;
 pub mod codec;
 pub mod durable_file;
@@ -46,6 +48,7 @@ pub mod proposer;
 pub mod run;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_install;
 #[cfg(test)]
 mod state_file_race_tests;
 pub mod state_machine;

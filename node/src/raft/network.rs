@@ -46,7 +46,11 @@ pub struct NetworkConfig {
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
     /// A snapshot transfer that makes no progress for this long is abandoned (both ends).
+    /// Counts only while chunks are being sent, not the receiver's install afterwards.
     pub snapshot_stall_timeout: Duration,
+    /// Longest the sender waits for the receiver to install a snapshot once every chunk was
+    /// sent (the receiver copies the records into its user log: minutes for many GiB).
+    pub snapshot_install_timeout: Duration,
     /// Chunks of a snapshot buffered ahead of the network on the sending side.
     pub snapshot_buffer_chunks: usize,
 }
@@ -56,6 +60,7 @@ impl Default for NetworkConfig {
         Self {
             connect_timeout: Duration::from_secs(3),
             snapshot_stall_timeout: Duration::from_secs(30),
+            snapshot_install_timeout: Duration::from_secs(600),
             snapshot_buffer_chunks: 2,
         }
     }
@@ -375,6 +380,7 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let stall_timeout = self.pool.config().snapshot_stall_timeout;
+        let install_timeout = self.pool.config().snapshot_install_timeout;
         let network_err = |msg: String| StreamingError::Network(NetworkError::new(&io_error(msg)));
         let header = SnapshotHeader {
             vote,
@@ -410,13 +416,26 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
             }
             Ok::<(), super::error::RaftStoreError>(())
         });
+        // When the last chunk was taken by the transport (milliseconds since `started`), and
+        // whether the stream has ended: from then on the receiver is installing, which is not
+        // a stall, and gets its own, longer deadline.
         let progress = Arc::new(AtomicU64::new(0));
+        let sent_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let started = Instant::now();
         let progress_in_stream = progress.clone();
-        let outbound = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |chunk| {
-            progress_in_stream.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            chunk
-        });
+        let end_in_stream = (progress.clone(), sent_all.clone());
+        let end_of_chunks = futures::stream::once(async move {
+            let (progress, sent_all) = end_in_stream;
+            progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            sent_all.store(true, Ordering::Release);
+        })
+        .filter_map(|()| std::future::ready(None::<pb::SnapshotChunk>));
+        let outbound = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(move |chunk| {
+                progress_in_stream.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                chunk
+            })
+            .chain(end_of_chunks);
         let mut client = self
             .client()
             .map_err(|_| network_err(format!("bad peer address {}", self.addr)))?;
@@ -433,12 +452,18 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
                 }
                 _ = watchdog.tick() => {
                     let last = Duration::from_millis(progress.load(Ordering::Relaxed));
-                    if started.elapsed().saturating_sub(last) > stall_timeout {
+                    let timeout = if sent_all.load(Ordering::Acquire) {
+                        install_timeout
+                    } else {
+                        stall_timeout
+                    };
+                    if started.elapsed().saturating_sub(last) > timeout {
+                        producer.abort();
                         return Err(StreamingError::Timeout(Timeout {
                             action: RPCTypes::InstallSnapshot,
                             id: 0,
                             target: self.target,
-                            timeout: stall_timeout,
+                            timeout,
                         }));
                     }
                 }

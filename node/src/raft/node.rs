@@ -157,26 +157,36 @@ impl RaftNode {
     /// Opens the storage under `config.data_dir` and starts Raft. A node with no Raft state waits
     /// to be initialized or added to a cluster through the admin API.
     pub async fn start(config: RaftNodeConfig) -> Result<Arc<Self>, RaftNodeError> {
-        let identity = NodeIdentity::load_or_create(&config.data_dir, config.ordinal)?;
-        let raft_dir = config.data_dir.join("raft");
-        let log_store = RaftLogStore::open_with_metrics(
-            &raft_dir,
+        // Recovery reads, truncates and fsyncs files: on a blocking thread, not a worker.
+        let (data_dir, ordinal) = (config.data_dir.clone(), config.ordinal);
+        let (raft_log, user_log, metrics) = (
             config.raft_log.clone(),
-            config.metrics.clone(),
-        )?;
-        let log_reader = log_store.reader();
-        let state_machine = UserLogStateMachine::open_with_metrics(
-            &raft_dir.join("sm"),
             config.user_log.clone(),
             config.metrics.clone(),
-        )?;
+        );
+        let (identity, raft_dir, log_store, state_machine) =
+            tokio::task::spawn_blocking(move || -> Result<_, RaftNodeError> {
+                let identity = NodeIdentity::load_or_create(&data_dir, ordinal)?;
+                let raft_dir = data_dir.join("raft");
+                let log_store =
+                    RaftLogStore::open_with_metrics(&raft_dir, raft_log, metrics.clone())?;
+                let state_machine = UserLogStateMachine::open_with_metrics(
+                    &raft_dir.join("sm"),
+                    user_log,
+                    metrics,
+                )?;
+                let staging = raft_dir.join("snapshot-staging");
+                // Leftovers of transfers interrupted by a crash.
+                if staging.exists() {
+                    std::fs::remove_dir_all(&staging).map_err(RaftStoreError::Io)?;
+                }
+                super::durable_file::create_dir(&staging)?;
+                Ok((identity, raft_dir, log_store, state_machine))
+            })
+            .await
+            .map_err(|e| RaftNodeError::Start(format!("opening the raft storage: {e}")))??;
+        let log_reader = log_store.reader();
         let user_log = state_machine.user_log();
-        let staging = raft_dir.join("snapshot-staging");
-        // Leftovers of transfers interrupted by a crash.
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(RaftStoreError::Io)?;
-        }
-        super::durable_file::create_dir(&staging)?;
         let pool = Arc::new(ChannelPool::new(
             config.client_tls.clone(),
             config.network.clone(),
@@ -474,13 +484,19 @@ impl RaftNode {
             .await
             .map_err(|e| BackendError::Storage(e.to_string()))?;
         // Close both logs now rather than when the last handle drops, so the data directory is
-        // released (and can be reopened) as soon as shutdown returns.
-        self.user_log
-            .close()
-            .map_err(|e| BackendError::Storage(format!("closing the user log: {e}")))?;
-        self.log_reader
-            .close_log()
-            .map_err(|e| BackendError::Storage(format!("closing the raft log: {e}")))
+        // released (and can be reopened) as soon as shutdown returns. Closing fsyncs: on a
+        // blocking thread.
+        let (user_log, raft_log) = (self.user_log.clone(), self.log_reader.clone());
+        tokio::task::spawn_blocking(move || {
+            user_log
+                .close()
+                .map_err(|e| BackendError::Storage(format!("closing the user log: {e}")))?;
+            raft_log
+                .close_log()
+                .map_err(|e| BackendError::Storage(format!("closing the raft log: {e}")))
+        })
+        .await
+        .map_err(|e| BackendError::Storage(format!("closing the logs: {e}")))?
     }
 
     /// This node's role.

@@ -34,6 +34,9 @@ pub async fn start_raft_node(
         client_tls,
     );
     raft_config.user_log = config.log.clone();
+    raft_config.raft.snapshot_policy =
+        openraft::SnapshotPolicy::LogsSinceLast(config.snapshots.entries);
+    raft_config.raft.max_in_snapshot_log_to_keep = config.snapshots.keep_entries;
     raft_config.metrics = metrics;
     RaftNode::start(raft_config).await
 }

@@ -284,8 +284,12 @@ impl raft_server::Raft for RaftService {
             initial_offset: header.first_offset,
             ..committed_records_config(self.node.user_log_config())
         };
+        // Opening creates files and fsyncs the directory: not on an async worker thread.
+        let open_dir = dir.clone();
         let log = Arc::new(
-            Log::open(&dir, config)
+            tokio::task::spawn_blocking(move || Log::open(&open_dir, config))
+                .await
+                .map_err(|e| Status::internal(format!("snapshot staging: {e}")))?
                 .map_err(|e| Status::internal(format!("snapshot staging: {e}")))?,
         );
         let mut received = 0u64;

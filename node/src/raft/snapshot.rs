@@ -1,7 +1,9 @@
 //! Snapshot data: "the user log from `first_offset` up to `next_offset`" — a view of a [`Log`],
 //! never a copy in memory. On the leader it views the live user log (offsets below `next_offset`
 //! never change once applied); on a receiving follower it views a staging log the transfer wrote
-//! to disk, deleted when the snapshot is dropped.
+//! to disk, which installing moves into the state machine (see [`super::snapshot_install`]) and
+//! which is deleted when a snapshot that was not installed is dropped. Reading goes through the
+//! log's chunked reader ([`for_each_chunk`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,22 +48,53 @@ pub struct UserLogSnapshot {
 impl UserLogSnapshot {
     /// Reads the records `[from, next_offset)` as chunks of at most [`CHUNK_RECORDS`] records /
     /// [`CHUNK_BYTES`] bytes, calling `sink` for each; stops at the first error.
-    pub fn for_each_chunk<F>(&self, from: u64, mut sink: F) -> Result<(), RaftStoreError>
+    pub fn for_each_chunk<F>(&self, from: u64, sink: F) -> Result<(), RaftStoreError>
     where
         F: FnMut(Vec<Bytes>) -> Result<(), RaftStoreError>,
     {
-        let mut offset = from.max(self.first_offset);
-        while offset < self.next_offset {
-            let mut chunk = Vec::new();
-            let mut bytes = 0;
-            while offset < self.next_offset && chunk.len() < CHUNK_RECORDS && bytes < CHUNK_BYTES {
-                let record = self.log.read(offset)?;
-                bytes += record.len();
-                chunk.push(record);
-                offset += 1;
-            }
-            sink(chunk)?;
-        }
-        Ok(())
+        for_each_chunk(
+            &self.log,
+            from.max(self.first_offset),
+            self.next_offset,
+            sink,
+        )
     }
+}
+
+/// Reads the records `[from, to)` of `log` with its chunked reader (large positional reads,
+/// not one per record) and hands them to `sink` in chunks of at most [`CHUNK_RECORDS`] records
+/// / [`CHUNK_BYTES`] bytes (a chunk always holds at least one record); stops at the first error.
+/// Fails if the log does not hold every offset of the range.
+pub fn for_each_chunk<F>(log: &Log, from: u64, to: u64, mut sink: F) -> Result<(), RaftStoreError>
+where
+    F: FnMut(Vec<Bytes>) -> Result<(), RaftStoreError>,
+{
+    let mut reader = log.reader(from);
+    let mut expected = from;
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    while expected < to {
+        let Some(item) = reader.next() else {
+            return Err(RaftStoreError::Corrupt(format!(
+                "the log ends at offset {expected}, before the snapshot's end {to}"
+            )));
+        };
+        let (offset, record) = item?;
+        if offset != expected {
+            return Err(RaftStoreError::Corrupt(format!(
+                "snapshot read offset {offset} where {expected} was expected"
+            )));
+        }
+        bytes += record.len();
+        chunk.push(record);
+        expected += 1;
+        if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
+            sink(std::mem::take(&mut chunk))?;
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        sink(chunk)?;
+    }
+    Ok(())
 }

@@ -12,10 +12,11 @@
 //! nothing is applied twice.
 //!
 //! Snapshots are views of the user log up to the applied point (see [`super::snapshot`]);
-//! installing one replaces this node's user log with the snapshot's records.
+//! installing one replaces this node's user log with the snapshot's records, crash-atomically
+//! (see [`super::snapshot_install`]: a committed install is finished by [`UserLogStateMachine::open`]).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use super::codec;
 use super::durable_file::{self, StateFile};
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
+use super::snapshot_install::{self as install, PendingInstall, crash_point};
 use super::types::{
     LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
 };
@@ -70,6 +72,9 @@ struct SmState {
     user_next_offset: u64,
     /// The last snapshot built or installed.
     snapshot: Option<SnapshotRecord>,
+    /// Set between an install's commit point and the moment its records are all in the user log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_install: Option<PendingInstall>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,6 +86,10 @@ struct SnapshotRecord {
 
 #[derive(Debug)]
 struct Shared {
+    /// The state machine's directory (`raft/sm`).
+    dir: PathBuf,
+    /// The user log's configuration (without a record size limit).
+    log_config: LogConfig,
     log: Arc<Log>,
     state: Mutex<SmState>,
     /// `sm-state.json`.
@@ -111,6 +120,50 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Installs a snapshot, crash-atomically (the steps are [`super::snapshot_install`]'s).
+    /// Blocking; the caller holds the persist lock.
+    fn install(&self, meta: SnapshotMeta, snapshot: UserLogSnapshot) -> Result<(), RaftStoreError> {
+        let staged = install::stage(&self.dir, &snapshot, &self.log_config)?;
+        crash_point("install-staged");
+        let pending = PendingInstall {
+            first_offset: snapshot.first_offset,
+            next_offset: snapshot.next_offset,
+        };
+        let committed = {
+            let mut state = self.state.lock();
+            *state = SmState {
+                version: state.version + 1,
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+                user_next_offset: snapshot.next_offset,
+                snapshot: Some(SnapshotRecord {
+                    meta,
+                    first_offset: snapshot.first_offset,
+                    next_offset: snapshot.next_offset,
+                }),
+                pending_install: Some(pending),
+            };
+            state.clone()
+        };
+        self.file.store(committed.version, &committed)?;
+        crash_point("install-committed");
+        install::replace_records(&self.log, &staged, pending)?;
+        drop(staged);
+        let finished = {
+            let mut state = self.state.lock();
+            state.pending_install = None;
+            state.version += 1;
+            state.clone()
+        };
+        self.file.store(finished.version, &finished)?;
+        crash_point("install-done");
+        install::remove_leftover(&self.dir)?;
+        self.installed_snapshots.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// openraft's [`RaftStateMachine`]: the user-visible commit log.
 #[derive(Debug, Clone)]
 pub struct UserLogStateMachine {
@@ -132,14 +185,26 @@ impl UserLogStateMachine {
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         let (file, state) = StateFile::<SmState>::open(dir.join(STATE_FILE))?;
-        let state = SmState {
+        let mut state = SmState {
             version: file.version(),
             ..state.unwrap_or_default()
         };
-        let log = Log::open(
-            dir.join(USER_LOG_DIR),
-            committed_records_config(user_log_config),
-        )?;
+        let log_config = committed_records_config(user_log_config);
+        let log = Log::open(dir.join(USER_LOG_DIR), log_config.clone())?;
+        match state.pending_install {
+            // A crash interrupted an install after its commit point: finish it.
+            Some(pending) => {
+                let staged = install::reopen(dir, pending, &log_config)?;
+                install::replace_records(&log, &staged, pending)?;
+                drop(staged);
+                state.pending_install = None;
+                state.version += 1;
+                file.store(state.version, &state)?;
+                install::remove_leftover(dir)?;
+            }
+            // A crash before the commit point leaves the old state and, maybe, staged records.
+            None => install::remove_leftover(dir)?,
+        }
         let next = log.next_offset();
         if next > state.user_next_offset {
             log.truncate_suffix(state.user_next_offset.max(log.lowest_offset()))?;
@@ -152,6 +217,8 @@ impl UserLogStateMachine {
         }
         let (applied, applied_rx) = watch::channel(0);
         let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            log_config,
             log: Arc::new(log),
             state: Mutex::new(state),
             file,
@@ -338,7 +405,11 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
                     None => break,
                 }
             }
-            self.apply_batch(batch)?;
+            // Appending writes files (and a segment roll fsyncs): on a blocking thread.
+            let sm = self.clone();
+            tokio::task::spawn_blocking(move || sm.apply_batch(batch))
+                .await
+                .map_err(|e| io::Error::other(format!("applying entries failed: {e}")))??;
             applied_any = true;
         }
         if applied_any {
@@ -361,35 +432,9 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
         // No other persist may run meanwhile: one that captured the old state would sync the
         // half-replaced log and write the old state over the new one.
         let _persisting = self.shared.persist_lock.lock().await;
-        tokio::task::spawn_blocking(move || -> Result<(), RaftStoreError> {
-            let log = &shared.log;
-            log.reset(snapshot.first_offset)?;
-            snapshot.for_each_chunk(snapshot.first_offset, |chunk| {
-                log.append_batch(&chunk)?;
-                Ok(())
-            })?;
-            log.sync()?;
-            let state = {
-                let mut state = shared.state.lock();
-                *state = SmState {
-                    version: state.version + 1,
-                    last_applied: meta.last_log_id,
-                    last_membership: meta.last_membership.clone(),
-                    user_next_offset: snapshot.next_offset,
-                    snapshot: Some(SnapshotRecord {
-                        meta,
-                        first_offset: snapshot.first_offset,
-                        next_offset: snapshot.next_offset,
-                    }),
-                };
-                state.clone()
-            };
-            shared.file.store(state.version, &state)?;
-            shared.installed_snapshots.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-        .await
-        .map_err(|e| io::Error::other(format!("installing a snapshot failed: {e}")))??;
+        tokio::task::spawn_blocking(move || shared.install(meta, snapshot))
+            .await
+            .map_err(|e| io::Error::other(format!("installing a snapshot failed: {e}")))??;
         Ok(())
     }
 

@@ -6,12 +6,21 @@
 //! - [`auth`]: caller identity and the ACL check ([`Authorizer::authorize`]).
 //! - [`status`]: the one mapping from errors to gRPC statuses.
 //! - [`run_node`]: a whole single node from its configuration, with graceful shutdown.
-//! - `service`: the `log.v1.Log` implementation; `incoming`: the TLS accept loop; `health`:
-//!   gRPC health statuses that follow the backend's readiness.
+//! - `service`: the `log.v1.Log` implementation (`produce`: `ProduceStream`; `consume`:
+//!   `Consume` and `ConsumeStream`); `incoming`: the TLS accept loop and the connection caps;
+//!   `health`: gRPC health statuses that follow the backend's readiness.
+//! - [`budget`]: the node-wide memory budget for record bytes in flight, paid at the edge of the
+//!   log service by `charged_body`. Together with the HTTP/2 limits ([`Http2Limits`]) and the
+//!   connection caps they bound what clients can make the node hold (ARCHITECTURE "Bounded
+//!   resources").
 
 pub mod auth;
+pub mod budget;
+mod charged_body;
+mod consume;
 mod health;
 mod incoming;
+mod produce;
 mod run;
 mod service;
 pub mod status;
@@ -67,6 +76,17 @@ pub struct ServerLimits {
     pub keepalive_timeout: Duration,
     /// A connection that does not finish its TLS handshake within this is dropped.
     pub handshake_timeout: Duration,
+    /// Node-wide budget for record bytes in flight in `log.v1` calls ([`budget`]).
+    pub memory_budget_bytes: usize,
+    /// Connections at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections at once without a verified client identity (handshakes in progress, or
+    /// no client certificate).
+    pub max_unauthenticated_connections: usize,
+    /// A connection without a client certificate is closed this long after it was accepted.
+    pub unauthenticated_timeout: Duration,
+    /// HTTP/2 flow-control windows and frame and header sizes.
+    pub http2: Http2Limits,
 }
 
 impl Default for ServerLimits {
@@ -78,6 +98,36 @@ impl Default for ServerLimits {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            memory_budget_bytes: budget::DEFAULT_MEMORY_BUDGET_BYTES,
+            max_connections: 1024,
+            max_unauthenticated_connections: 128,
+            unauthenticated_timeout: Duration::from_secs(10),
+            http2: Http2Limits::default(),
+        }
+    }
+}
+
+/// Byte bounds of the HTTP/2 layer: what a client may send before the node reads it is bounded
+/// by the windows (per stream, and per connection across its streams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// `SETTINGS_INITIAL_WINDOW_SIZE`: bytes a client may send on one stream ahead of the node.
+    pub stream_window_bytes: u32,
+    /// Bytes a client may send on one connection (all streams) ahead of the node.
+    pub connection_window_bytes: u32,
+    /// `SETTINGS_MAX_FRAME_SIZE`: the largest frame the node accepts.
+    pub max_frame_bytes: u32,
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest header block the node accepts.
+    pub max_header_list_bytes: u32,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Self {
+            stream_window_bytes: 1 << 20,
+            connection_window_bytes: 1 << 20,
+            max_frame_bytes: 16 * 1024,
+            max_header_list_bytes: 16 * 1024,
         }
     }
 }
@@ -210,11 +260,13 @@ impl BoundServer {
             shutdown_grace,
         } = server;
 
+        let budget = budget::MemoryBudget::new(limits.memory_budget_bytes);
         let service = LogService::new(
             Arc::clone(&backend),
             authorizer,
             metrics,
             limits.service.clone(),
+            budget.clone(),
             shutdown.clone(),
         );
         // A response carries at most one stored record, and a record committed under an
@@ -248,7 +300,11 @@ impl BoundServer {
 
         let mut routes = extra;
         routes
-            .add_service(log_server)
+            .add_service(charged_body::Budgeted::new(
+                log_server,
+                budget,
+                limits.max_message_bytes,
+            ))
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(health_service);
@@ -257,12 +313,22 @@ impl BoundServer {
         let incoming = incoming::spawn_accept_loop(
             listener,
             Arc::clone(&tls),
-            limits.handshake_timeout,
+            incoming::ConnectionLimits {
+                max_connections: limits.max_connections,
+                max_unauthenticated: limits.max_unauthenticated_connections,
+                handshake_timeout: limits.handshake_timeout,
+                unauthenticated_timeout: limits.unauthenticated_timeout,
+            },
             shutdown.clone(),
         );
         let serve_shutdown = shutdown.clone();
+        let http2 = limits.http2;
         let serving = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .initial_stream_window_size(http2.stream_window_bytes)
+            .initial_connection_window_size(http2.connection_window_bytes)
+            .max_frame_size(http2.max_frame_bytes)
+            .http2_max_header_list_size(http2.max_header_list_bytes)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .layer(tower::util::MapResponseLayer::new(

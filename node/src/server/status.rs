@@ -29,6 +29,9 @@ pub fn backend_status(error: &BackendError) -> Status {
             Status::invalid_argument(error.to_string())
         }
         BackendError::Unavailable(_) => Status::unavailable(error.to_string()),
+        BackendError::NotExecuted(_) => {
+            proglog_proto::retry::not_executed_status(error.to_string())
+        }
         BackendError::Closed => {
             Status::unavailable("the node is shutting down; retry another node")
         }

@@ -50,7 +50,17 @@ where
             };
             if now != last {
                 tracing::info!(what, "files changed; reloading");
-                if on_change() {
+                // Reloading reads the files: on a blocking thread too.
+                let Ok((callback, applied)) = tokio::task::spawn_blocking(move || {
+                    let applied = on_change();
+                    (on_change, applied)
+                })
+                .await
+                else {
+                    return;
+                };
+                on_change = callback;
+                if applied {
                     last = now;
                 }
             }

@@ -1,0 +1,93 @@
+//! No fsync on an async runtime's thread (issue 10, item 9): the Raft storage paths openraft
+//! drives from its tasks — log `append` (whose segment rolls fsync the sealed segment),
+//! `truncate_after`, `purge`, `save_vote`, and the state machine's `apply` — must do their file
+//! I/O on blocking threads. On a current-thread runtime every async task runs on the test's own
+//! thread, so an fsync recorded on that thread (`durable_fs::hook`, test builds) is one that
+//! would have stalled every other task of a worker thread.
+
+use futures::StreamExt;
+use openraft::EntryPayload;
+use openraft::storage::{IOFlushed, RaftLogStorage, RaftStateMachine};
+use proglog_proto::log::v1::Record;
+
+use super::log_store::RaftLogStore;
+use super::state_machine::UserLogStateMachine;
+use super::types::{Entry, LogId, ProduceBatch, Vote};
+use crate::durable_fs::hook::{fsyncs_on, fsyncs_under};
+use crate::log::LogConfig;
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(
+        openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 },
+        index,
+    )
+}
+
+fn entry(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(ProduceBatch::new(vec![Record {
+            value: vec![index as u8; 700].into(),
+            ..Record::default()
+        }])),
+    }
+}
+
+/// Segments of about two entries, so appending and applying roll (and fsync) segments.
+fn tiny_segments() -> LogConfig {
+    LogConfig {
+        max_store_bytes: 2048,
+        ..LogConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn raft_storage_does_no_fsync_on_the_runtime_thread() {
+    let runtime_thread = std::thread::current().id();
+    let dir = tempfile::tempdir().unwrap();
+    let raft_dir = dir.path().join("raft");
+    // Opening is recovery: the node runs it on a blocking thread too (`RaftNode::start`).
+    let (mut store, mut sm) = tokio::task::spawn_blocking({
+        let raft_dir = raft_dir.clone();
+        move || {
+            (
+                RaftLogStore::open(&raft_dir, tiny_segments()).unwrap(),
+                UserLogStateMachine::open(&raft_dir.join("sm"), tiny_segments()).unwrap(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+
+    let after_open = fsyncs_under(dir.path());
+    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    store
+        .append((1..=20).map(|i| entry(1, i)), IOFlushed::noop())
+        .await
+        .unwrap();
+    // A new leader's conflicting suffix: truncated, then replaced.
+    store.truncate_after(Some(log_id(1, 15))).await.unwrap();
+    store.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    store
+        .append((16..=24).map(|i| entry(2, i)), IOFlushed::noop())
+        .await
+        .unwrap();
+    let entries = (1..=24).map(|i| Ok((entry(if i <= 15 { 1 } else { 2 }, i), None)));
+    sm.apply(futures::stream::iter(entries).boxed())
+        .await
+        .unwrap();
+    store.purge(log_id(1, 10)).await.unwrap();
+
+    let on_runtime = fsyncs_on(dir.path(), runtime_thread);
+    assert!(
+        on_runtime.is_empty(),
+        "fsyncs on the runtime's thread: {on_runtime:?}"
+    );
+    // The paths above did fsync (on blocking threads): the check is not vacuous.
+    assert!(
+        fsyncs_under(dir.path()) > after_open + 4,
+        "the paths fsynced"
+    );
+    assert_eq!(sm.user_log().next_offset(), 24);
+    assert!(sm.user_log().segments().len() > 2, "segments rolled");
+}
