@@ -222,12 +222,7 @@ impl ClusterClient {
                     // The follower may not have applied it yet: ask the leader next (no pause).
                     last = Some(status);
                 }
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
-                    ) =>
-                {
+                Err(status) if is_transient(&status) => {
                     self.routing.forget(&addr);
                     last = Some(status);
                 }
@@ -308,12 +303,7 @@ impl ClusterClient {
             };
             match call(client).await {
                 Ok(answer) => return Ok(answer),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
-                    ) =>
-                {
+                Err(status) if is_transient(&status) => {
                     self.routing.forget(&addr);
                     last = Some(status);
                 }
@@ -335,4 +325,13 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 
 fn is_out_of_range(status: &Status) -> bool {
     status.code() == Code::OutOfRange
+}
+
+/// A read that failed this way may succeed on another server or a later attempt (reads are
+/// idempotent, so any failure in transport or of availability is worth retrying).
+fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+    )
 }
