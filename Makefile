@@ -32,6 +32,7 @@ test: control-plane ## Run every test (what CI runs), the e2e suite against real
 	$(CARGO) test --workspace --doc
 	$(MAKE) test-operator
 	$(MAKE) chart-check
+	$(MAKE) test-faults
 	$(MAKE) e2e-pods
 
 test-unit: ## Unit and integration tests only (no control plane)

@@ -18,11 +18,11 @@ const RECORD_BYTES: usize = 1_000_000;
 const PER_BATCH: usize = 3;
 /// 40 entries, ~120 MB: more than one message may carry.
 const BATCHES: usize = 40;
-const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+const CATCH_UP_WAIT: Duration = Duration::from_secs(300);
+const _: () = assert!(RECORD_BYTES * PER_BATCH * BATCHES > codec::MAX_RAFT_MESSAGE_BYTES);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_behind_by_more_than_one_message_catches_up_from_the_log() {
-    assert!(RECORD_BYTES * PER_BATCH * BATCHES > codec::MAX_RAFT_MESSAGE_BYTES);
     let mut cluster = TestCluster::new(3);
     cluster.start_all_and_form().await;
     let leader = cluster.wait_for_leader_among(&[0, 1, 2]).await;

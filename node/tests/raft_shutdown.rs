@@ -33,41 +33,6 @@ fn formed() -> ProcessCluster {
     cluster
 }
 
-/// `(role, term)` from the first line of `proglog cluster status` on node `i`:
-/// `node ID (ROLE) term N leader ID`.
-fn role_and_term(cluster: &ProcessCluster, i: usize) -> (String, u64) {
-    let out = cluster.cli_until_ok(i, &["cluster", "status"]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let first = text.lines().next().unwrap_or_default();
-    let words: Vec<&str> = first.split_whitespace().collect();
-    let role = words
-        .get(2)
-        .unwrap_or(&"")
-        .trim_matches(|c| c == '(' || c == ')');
-    let term = words
-        .iter()
-        .position(|w| *w == "term")
-        .and_then(|p| words.get(p + 1))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no term in {text:?}"));
-    (role.to_owned(), term)
-}
-
-/// The index of the node that says it leads (waits for one).
-fn leader_index(cluster: &ProcessCluster, candidates: &[usize]) -> (usize, u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        for &i in candidates {
-            let (role, term) = role_and_term(cluster, i);
-            if role == "leader" {
-                return (i, term);
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader among {candidates:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn client_config(cluster: &ProcessCluster) -> ClientConfig {
     let certs = cluster.dir.path().join("certs");
     let tls = client_tls_config(&ClientTlsFiles {
@@ -114,7 +79,7 @@ struct Seen {
 #[test]
 fn a_leader_sigtermed_under_load_hands_over_without_losing_or_failing_produces() {
     let mut cluster = formed();
-    let (leader, term_before) = leader_index(&cluster, &[0, 1, 2]);
+    let (leader, term_before) = cluster.leader_among(&[0, 1, 2]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = Arc::new(
         runtime
@@ -166,7 +131,7 @@ fn a_leader_sigtermed_under_load_hands_over_without_losing_or_failing_produces()
     }
 
     let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    let (_, term_after) = leader_index(&cluster, &survivors);
+    let (_, term_after) = cluster.leader_among(&survivors);
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
         seen.errors.is_empty(),
@@ -189,7 +154,7 @@ fn a_leader_sigtermed_under_load_hands_over_without_losing_or_failing_produces()
 #[test]
 fn a_follower_sigtermed_causes_no_election() {
     let mut cluster = formed();
-    let (leader, term_before) = leader_index(&cluster, &[0, 1, 2]);
+    let (leader, term_before) = cluster.leader_among(&[0, 1, 2]);
     let follower = (leader + 1) % 3;
     let status = cluster.stop(follower);
     assert!(status.success(), "follower exit: {status:?}");
@@ -197,14 +162,14 @@ fn a_follower_sigtermed_causes_no_election() {
     std::thread::sleep(Duration::from_secs(3));
     let survivors: Vec<usize> = (0..3).filter(|i| *i != follower).collect();
     for i in survivors {
-        let (_, term) = role_and_term(&cluster, i);
+        let (_, term) = cluster.role_and_term(i);
         assert_eq!(term, term_before, "node {i}: the term changed");
     }
     // The leaving follower must not have raised the term on its way out either.
     cluster.start(follower, &[]);
     let deadline = Instant::now() + WAIT;
     loop {
-        let (role, term) = role_and_term(&cluster, follower);
+        let (role, term) = cluster.role_and_term(follower);
         if role == "follower" {
             assert_eq!(term, term_before, "the restarted follower's term");
             break;
@@ -220,7 +185,7 @@ fn a_consume_stream_ends_cleanly_and_resumes_on_another_node() {
     for i in 0..9 {
         cluster.cli_until_ok(0, &["produce", &format!("r{i}")]);
     }
-    let (leader, _) = leader_index(&cluster, &[0, 1, 2]);
+    let (leader, _) = cluster.leader_among(&[0, 1, 2]);
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -356,7 +356,10 @@ impl RaftNode {
             return forward_linearizable_bounds(&self.pool, &addr, self.propose_timeout).await;
         }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(self.local_bounds()),
+            Ok(_) => {
+                self.await_leader_log_applied().await?;
+                Ok(self.local_bounds())
+            }
             // A leader was elected since we looked: ask it.
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)))
                 if forward.leader_node.is_some() && forward.leader_id != Some(self.node_id()) =>
@@ -375,7 +378,35 @@ impl RaftNode {
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map_err(linearizable_error)?;
+        self.await_leader_log_applied().await?;
         Ok(self.local_bounds())
+    }
+
+    /// The second half of a read-index, after `ensure_linearizable` confirmed this node leads:
+    /// waits until everything in this leader's log is applied. openraft's read index is
+    /// `max(committed, this leader's first entry of its term)`, which is enough for a leader
+    /// elected in this process, but a leader restarted without losing leadership (its vote is
+    /// persisted) reuses its first entry from before the crash and its committed index as last
+    /// persisted (lazily, see `log_store.rs`): appends committed and acknowledged just before
+    /// the crash lie above both. Every acknowledged append is in the current leader's log
+    /// (leader completeness), so waiting for the whole log covers them; entries appended after
+    /// the read began may be included too, which linearizability allows. Bounded by the propose
+    /// timeout (the entries may never commit if leadership is lost meanwhile).
+    async fn await_leader_log_applied(&self) -> Result<(), BackendError> {
+        let Some(last) = self.metrics().last_log_index else {
+            return Ok(());
+        };
+        self.raft
+            .wait(Some(self.propose_timeout))
+            .applied_index_at_least(Some(last), "linearizable read")
+            .await
+            .map(drop)
+            .map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "linearizable read: this leader's log was not applied up to index {last}                      within {:?} ({e}); retry",
+                    self.propose_timeout
+                ))
+            })
     }
 
     pub(super) fn local_bounds(&self) -> LogBounds {

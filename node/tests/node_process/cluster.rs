@@ -181,6 +181,48 @@ impl ProcessCluster {
         let child = self.nodes[i].child.take().expect("node is running");
         super::stop(child)
     }
+
+    /// Kills node `i` with SIGKILL (a crash: nothing flushed or handed over) and reaps it.
+    pub fn kill(&mut self, i: usize) -> ExitStatus {
+        let mut child = self.nodes[i].child.take().expect("node is running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait")
+    }
+
+    /// Node `i`'s role and term from the first line of `proglog cluster status`
+    /// (`node ID (ROLE) term T leader L`).
+    pub fn role_and_term(&self, i: usize) -> (String, u64) {
+        let out = self.cli_until_ok(i, &["cluster", "status"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let words: Vec<&str> = first.split_whitespace().collect();
+        let role = words
+            .get(2)
+            .unwrap_or(&"")
+            .trim_matches(|c| c == '(' || c == ')');
+        let term = words
+            .iter()
+            .position(|w| *w == "term")
+            .and_then(|p| words.get(p + 1))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no term in {text:?}"));
+        (role.to_owned(), term)
+    }
+
+    /// The index and term of the node among `candidates` that says it leads (waits for one).
+    pub fn leader_among(&self, candidates: &[usize]) -> (usize, u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            for &i in candidates {
+                let (role, term) = self.role_and_term(i);
+                if role == "leader" {
+                    return (i, term);
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {candidates:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for ProcessCluster {

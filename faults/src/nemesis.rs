@@ -1,0 +1,271 @@
+//! The nemesis: injects the faults of a [`schedule`](crate::schedule) into a running
+//! [`Cluster`], one at a time, and heals everything between two faults (flushes the rules,
+//! removes qdiscs and delayers, resumes paused nodes, restarts stopped ones).
+//!
+//! Process faults are signals to the node PIDs (SIGKILL then a restart, SIGSTOP/SIGCONT);
+//! network faults are the command lines of [`crate::rules`] run inside the node namespaces.
+//! Link faults use `tc netem` when the kernel has it ([`Shaper::detect`]). Without it
+//! ([`Shaper::Iptables`], e.g. a kernel without `CONFIG_NET_SCH_NETEM`), loss uses the iptables
+//! `statistic` match, duplication the `TEE` target, and delay, jitter and reordering come from
+//! [`crate::delay`], a userspace NFQUEUE delayer started inside the namespace.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cluster::{Cluster, run_checked};
+use crate::delayers::Delayers;
+use crate::history::RunClock;
+use crate::netns::argv;
+use crate::rules::{
+    drop_from, duplicate_rules, heal_qdiscs, heal_rules, isolate, netem_all, netem_args,
+    netem_dup_reorder, netem_link,
+};
+pub use crate::schedule::{Fault, KINDS, LinkFault, Step, schedule};
+
+/// How link faults (delay, loss, duplication, reordering) are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shaper {
+    /// `tc qdisc ... netem` on each node's interface.
+    Netem,
+    /// iptables `statistic` DROP (loss), `TEE` (duplication) and NFQUEUE to the userspace
+    /// delayer (delay, jitter, reordering).
+    Iptables,
+}
+
+impl Shaper {
+    /// Netem when the kernel has it (tried on the loopback of the namespace the runner is in).
+    pub async fn detect() -> Self {
+        let add = argv(&[
+            "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+        ]);
+        if run_checked(&add).await.is_ok() {
+            let _ = run_checked(&argv(&["tc", "qdisc", "del", "dev", "lo", "root"])).await;
+            Self::Netem
+        } else {
+            Self::Iptables
+        }
+    }
+}
+
+/// A fault that happened: its kind, when it was injected and healed, and what exactly.
+#[derive(Debug, Clone)]
+pub struct FaultEvent {
+    pub kind: &'static str,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub detail: String,
+}
+
+/// Injects faults into a cluster, one at a time, healing in between.
+#[derive(Debug)]
+pub struct Nemesis {
+    pub cluster: Cluster,
+    pub shaper: Shaper,
+    pub clock: RunClock,
+    pub events: Vec<FaultEvent>,
+    log: std::fs::File,
+    delayers: Delayers,
+}
+
+impl Nemesis {
+    /// `exe`: this binary, for the delayer processes.
+    pub fn new(cluster: Cluster, shaper: Shaper, clock: RunClock, exe: String) -> Result<Self> {
+        let log = std::fs::File::create(cluster.config.run_dir.join("nemesis.log"))?;
+        let delayers = Delayers::new(cluster.topo.clone(), exe);
+        Ok(Self {
+            cluster,
+            shaper,
+            clock,
+            events: Vec::new(),
+            log,
+            delayers,
+        })
+    }
+
+    /// Writes a timestamped line to `nemesis.log` and stdout.
+    pub fn note(&mut self, text: &str) {
+        let line = format!("[{:8.3}s] {text}", self.clock.now_ns() as f64 / 1e9);
+        println!("{line}");
+        let _ = writeln!(self.log, "{line}");
+    }
+
+    /// Runs `steps` (start times relative to `t0_ns` on the run clock), healing after each.
+    pub async fn run(&mut self, steps: &[Step], t0_ns: u64) -> Result<()> {
+        for step in steps {
+            let at = t0_ns + step.start_ms * 1_000_000;
+            let now = self.clock.now_ns();
+            if at > now {
+                tokio::time::sleep(Duration::from_nanos(at - now)).await;
+            }
+            let start_ns = self.clock.now_ns();
+            self.note(&format!("inject {}", step.fault));
+            let result = self.inject(&step.fault).await;
+            let heal = self.heal().await;
+            let end_ns = self.clock.now_ns();
+            let detail = match &result {
+                Ok(detail) => detail.clone(),
+                Err(e) => format!("FAILED: {e:#}"),
+            };
+            self.note(&format!("healed {} ({detail})", step.fault.kind()));
+            self.events.push(FaultEvent {
+                kind: step.fault.kind(),
+                start_ns,
+                end_ns,
+                detail,
+            });
+            result.with_context(|| format!("injecting {}", step.fault))?;
+            heal?;
+            tokio::time::sleep(Duration::from_millis(step.gap_ms)).await;
+        }
+        Ok(())
+    }
+
+    /// The leader, or (when none is known within 5 s) node `fallback`.
+    async fn leader_or(&self, fallback: usize) -> (usize, &'static str) {
+        match self.cluster.wait_for_leader(Duration::from_secs(5)).await {
+            Ok(leader) => (leader, "leader"),
+            Err(_) => (
+                fallback % self.cluster.len(),
+                "no leader known; random node",
+            ),
+        }
+    }
+
+    async fn exec_all(&self, cmds: &[Vec<String>]) -> Result<()> {
+        for cmd in cmds {
+            run_checked(cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// Injects `fault`, waits its duration (leaving heal to the caller); returns what was done.
+    async fn inject(&mut self, fault: &Fault) -> Result<String> {
+        let topo = self.cluster.topo.clone();
+        let n = self.cluster.len();
+        let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
+        Ok(match fault.clone() {
+            Fault::Kill {
+                leader,
+                node,
+                down_ms,
+            } => {
+                let (victim, how) = if leader {
+                    self.leader_or(node).await
+                } else {
+                    (node, "chosen")
+                };
+                let pid = self.cluster.pid(victim).unwrap_or_default();
+                self.cluster.kill(victim).await?;
+                sleep(down_ms).await;
+                self.cluster.start(victim)?;
+                format!("killed n{victim} ({how}, pid {pid}), restarted")
+            }
+            Fault::PauseLeader { ms } => {
+                let (victim, how) = self.leader_or(0).await;
+                self.cluster.pause(victim, true).await?;
+                sleep(ms).await;
+                self.cluster.pause(victim, false).await?;
+                format!("paused n{victim} ({how})")
+            }
+            Fault::IsolateLeader { ms } => {
+                let (victim, how) = self.leader_or(0).await;
+                self.exec_all(&isolate(&topo, victim)).await?;
+                sleep(ms).await;
+                format!("isolated n{victim} ({how})")
+            }
+            Fault::IsolateFollower { ms, pick } => {
+                let (leader, _) = self.leader_or(pick + 1).await;
+                let followers: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+                let victim = followers[pick % followers.len()];
+                self.exec_all(&isolate(&topo, victim)).await?;
+                sleep(ms).await;
+                format!("isolated follower n{victim} (leader n{leader})")
+            }
+            Fault::OneWay { ms, from, to } => {
+                self.exec_all(&drop_from(&topo, to, from)).await?;
+                sleep(ms).await;
+                format!("n{to} dropped from n{from}")
+            }
+            Fault::Flap {
+                on_ms,
+                off_ms,
+                total_ms,
+            } => {
+                let (victim, how) = self.leader_or(0).await;
+                let mut elapsed = 0;
+                let mut flaps = 0;
+                while elapsed < total_ms {
+                    self.exec_all(&isolate(&topo, victim)).await?;
+                    sleep(on_ms).await;
+                    self.exec_all(&heal_rules(&topo)).await?;
+                    sleep(off_ms).await;
+                    elapsed += on_ms + off_ms;
+                    flaps += 1;
+                }
+                format!("flapped n{victim} ({how}) {flaps} times")
+            }
+            Fault::SlowLink { ms, a, b, link } => {
+                match self.shaper {
+                    Shaper::Netem => self.exec_all(&netem_link(&topo, a, b, &link)).await?,
+                    Shaper::Iptables => {
+                        self.delayers.link(a, b, &link).await?;
+                    }
+                }
+                sleep(ms).await;
+                format!("n{a}<->n{b} {link} via {:?}", self.shaper)
+            }
+            Fault::SlowAll { ms, link } => {
+                match self.shaper {
+                    Shaper::Netem => self.exec_all(&netem_all(&topo, &netem_args(&link))).await?,
+                    Shaper::Iptables => self.delayers.all(&link).await?,
+                }
+                sleep(ms).await;
+                format!("all links {link} via {:?}", self.shaper)
+            }
+            Fault::DupReorder {
+                ms,
+                duplicate_pct,
+                reorder_pct,
+            } => {
+                match self.shaper {
+                    Shaper::Netem => {
+                        let args = netem_dup_reorder(duplicate_pct, reorder_pct);
+                        self.exec_all(&netem_all(&topo, &args)).await?
+                    }
+                    Shaper::Iptables => {
+                        self.exec_all(&duplicate_rules(&topo, duplicate_pct))
+                            .await?;
+                        self.delayers.reorder(reorder_pct).await?;
+                    }
+                }
+                sleep(ms).await;
+                format!(
+                    "dup {duplicate_pct}% reorder {reorder_pct}% via {:?}",
+                    self.shaper
+                )
+            }
+        })
+    }
+
+    /// Removes every network fault, resumes paused nodes and restarts stopped ones.
+    pub async fn heal(&mut self) -> Result<()> {
+        let topo = self.cluster.topo.clone();
+        self.exec_all(&heal_rules(&topo)).await?;
+        for cmd in heal_qdiscs(&topo) {
+            let _ = run_checked(&cmd).await;
+        }
+        self.delayers.stop_all().await;
+        let before = self.cluster.unexpected_exits.len();
+        self.cluster.revive_all().await?;
+        let exits: Vec<String> = self.cluster.unexpected_exits[before..]
+            .iter()
+            .map(|(i, status)| format!("NODE EXITED BY ITSELF: n{i} ({status}); restarted it"))
+            .collect();
+        for line in exits {
+            self.note(&line);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! One fault run, end to end. [`run_outside`] (as root, in the root namespace) builds the
+//! network ([`crate::netns`]), re-executes this binary inside the client namespace with
+//! `--inside`, and removes the network when that child ends — also when it fails or the run is
+//! interrupted. [`run_inside`] starts the cluster, the clients and the nemesis, heals, reads
+//! the final logs, checks the history and prints the table and the summary line.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::history::RunClock;
+use crate::jsonl::{HistoryWriter, read_history};
+use crate::nemesis::{Nemesis, Shaper, schedule};
+use crate::netns::{NetworkGuard, Topology};
+use crate::workload::{self, ClientSettings, Recorder};
+use crate::{check, tally};
+
+/// Everything a run is parameterised by (the runner's flags).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub seed: u64,
+    /// How long faults are injected (the run takes about a minute more).
+    pub duration: Duration,
+    /// Total append rate over all clients (ops/s).
+    pub rate: u32,
+    pub clients: usize,
+    pub op_timeout: Duration,
+    /// Interval of the linearizable bounds queries.
+    pub bounds_every: Duration,
+    pub run_dir: PathBuf,
+    /// Where `proglog-node` and `proglog` are.
+    pub bin_dir: PathBuf,
+    pub snapshot_entries: u64,
+    pub snapshot_keep_entries: u64,
+}
+
+impl RunConfig {
+    /// The flags that reproduce this configuration (passed to the inner process).
+    pub fn args(&self) -> Vec<String> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        vec![
+            format!("--seed={}", self.seed),
+            format!("--duration={}", d(self.duration)),
+            format!("--rate={}", self.rate),
+            format!("--clients={}", self.clients),
+            format!("--op-timeout={}", d(self.op_timeout)),
+            format!("--bounds-every={}", d(self.bounds_every)),
+            format!("--run-dir={}", self.run_dir.display()),
+            format!("--bin-dir={}", self.bin_dir.display()),
+            format!("--snapshot-entries={}", self.snapshot_entries),
+            format!("--snapshot-keep-entries={}", self.snapshot_keep_entries),
+        ]
+    }
+}
+
+/// Nodes in a run.
+pub const NODES: usize = 3;
+
+/// As root: network up, `ip netns exec CLIENT_NS <this binary> --inside ...`, network down.
+/// Returns the inner run's exit code.
+pub fn run_outside(config: &RunConfig) -> Result<i32> {
+    let uid = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|r| r.split_whitespace().next().map(str::to_owned))
+        })
+        .flatten()
+        .unwrap_or_default();
+    if uid != "0" {
+        bail!("the fault harness needs root (network namespaces, iptables); run it with sudo");
+    }
+    for bin in ["proglog-node", "proglog"] {
+        let path = config.bin_dir.join(bin);
+        if !path.is_file() {
+            bail!(
+                "{} is missing: cargo build -p proglog-node --bins",
+                path.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&config.run_dir)?;
+    println!("seed {} (replay with --seed {})", config.seed, config.seed);
+    println!("run directory: {}", config.run_dir.display());
+    let topo = Topology::new(NODES);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let guard = NetworkGuard::setup(topo.clone())?;
+    let exe = std::env::current_exe()?;
+    let code = runtime.block_on(async {
+        let mut child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &topo.client_ns()])
+            .arg(&exe)
+            .arg("--inside")
+            .args(config.args())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the runner in the client namespace")?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            status = child.wait() => Ok::<_, anyhow::Error>(status?.code().unwrap_or(2)),
+            _ = tokio::signal::ctrl_c() => {
+                let _ = child.kill().await;
+                eprintln!("interrupted; removing the network");
+                Ok(130)
+            }
+            _ = sigterm.recv() => {
+                let _ = child.kill().await;
+                eprintln!("terminated; removing the network");
+                Ok(143)
+            }
+        }
+    })?;
+    drop(guard);
+    Ok(code)
+}
+
+/// Inside the client namespace: the whole run. Returns whether the history was valid.
+pub async fn run_inside(config: RunConfig) -> Result<bool> {
+    let wall = Instant::now();
+    // The run uses its own links to the binaries: a rebuild during the run (other work in the
+    // same target directory) must not change the node a restart runs, nor the delayer.
+    let bin = config.run_dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let link = |from: PathBuf, name: &str| -> Result<String> {
+        let to = bin.join(name);
+        let _ = std::fs::remove_file(&to);
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        }
+        Ok(to.display().to_string())
+    };
+    let exe = link(std::env::current_exe()?, "proglog-faults")?;
+    link(config.bin_dir.join("proglog-node"), "proglog-node")?;
+    link(config.bin_dir.join("proglog"), "proglog")?;
+    let topo = Topology::new(NODES);
+    let clock = RunClock::start();
+    let cluster_config = ClusterConfig {
+        node_bin: bin.join("proglog-node"),
+        cli_bin: bin.join("proglog"),
+        run_dir: config.run_dir.clone(),
+        snapshot_entries: config.snapshot_entries,
+        snapshot_keep_entries: config.snapshot_keep_entries,
+    };
+    let mut cluster = Cluster::prepare(topo, cluster_config).await?;
+    for i in 0..cluster.len() {
+        cluster.start(i)?;
+    }
+    drive(&config, cluster, clock, wall, exe).await
+}
+
+async fn drive(
+    config: &RunConfig,
+    cluster: Cluster,
+    clock: RunClock,
+    wall: Instant,
+    exe: String,
+) -> Result<bool> {
+    cluster.form().await?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let shaper = Shaper::detect().await;
+    println!(
+        "cluster formed: {} nodes, leader n{leader}; link faults via {shaper:?}",
+        cluster.len()
+    );
+    let steps = schedule(
+        config.seed,
+        config.duration.as_millis() as u64,
+        cluster.len(),
+    );
+    println!(
+        "schedule: {} faults over {:?}",
+        steps.len(),
+        config.duration
+    );
+
+    let history_path = config.run_dir.join("history.jsonl");
+    let rec = Recorder::new(clock, HistoryWriter::create(&history_path)?);
+    let settings = ClientSettings {
+        endpoints: cluster.endpoints.clone(),
+        op_timeout: config.op_timeout,
+    };
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let period = Duration::from_secs_f64(config.clients as f64 / f64::from(config.rate));
+    for w in 0..config.clients {
+        let node = w % cluster.len();
+        let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
+        tasks.spawn(async move {
+            workload::append_client(w, node, period, s, r, t)
+                .await
+                .map(|()| 0)
+        });
+    }
+    let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
+    let every = config.bounds_every;
+    tasks.spawn(async move { workload::bounds_poller(every, s, r, t).await.map(|()| 0) });
+    // Flush the history now and then, so a crashed run still leaves most of it.
+    let (r, t) = (rec.clone(), stop.clone());
+    tasks.spawn(async move {
+        while !t.is_cancelled() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => r.flush()?,
+                _ = t.cancelled() => {}
+            }
+        }
+        Ok(0)
+    });
+    for first in [1, 2] {
+        let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
+        tasks.spawn(workload::consumer(first, Duration::from_secs(4), s, r, t));
+    }
+
+    let mut nemesis = Nemesis::new(cluster, shaper, clock, exe)?;
+    let t0 = clock.now_ns();
+    let nemesis_result = nemesis.run(&steps, t0).await;
+    let heal_result = nemesis.heal().await;
+    nemesis.note("all faults healed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let mut consumed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        consumed += joined.context("client task panicked")??;
+    }
+    let elapsed = (clock.now_ns() - t0) as f64 / 1e9;
+    nemesis_result?;
+    heal_result?;
+
+    let offset = workload::final_append(&settings, &rec, Duration::from_secs(10)).await?;
+    println!("after healing, an append succeeded at offset {offset}");
+    let logs = workload::read_final_logs(&settings, Duration::from_secs(30)).await?;
+    for log in &logs {
+        rec.final_log(log)?;
+    }
+    rec.flush()?;
+    let unexpected = nemesis.cluster.unexpected_exits.clone();
+    nemesis.cluster.shutdown(Duration::from_secs(10)).await;
+
+    let history = read_history(&history_path)?;
+    let report = check(&history);
+    let appends = report.counts.appends;
+    println!(
+        "workload: {:.0} appends/s over {elapsed:.0}s ({} clients), {} bounds queries, {} records consumed; final logs: {}",
+        appends.total() as f64 / elapsed,
+        config.clients,
+        report.counts.bounds.total(),
+        consumed,
+        logs.iter()
+            .map(|l| format!("{} next {}", l.node, l.committed_next.unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (i, status) in &unexpected {
+        println!("WARNING: node n{i} exited by itself ({status}); see n{i}.log");
+    }
+    let rows = tally::tally(&history, &report, &nemesis.events);
+    let table = tally::render(&rows);
+    print!("\n{table}\n{report}");
+    let summary = format!(
+        "faults: {} injected, {}",
+        nemesis.events.len(),
+        report.summary()
+    );
+    std::fs::write(
+        config.run_dir.join("report.txt"),
+        format!("seed {}\n{table}\n{report}{summary}\n", config.seed),
+    )?;
+    if report.is_valid() {
+        // The binaries' links pin old builds on disk once they are rebuilt; kept on anomalies.
+        let _ = std::fs::remove_dir_all(config.run_dir.join("bin"));
+    }
+    println!("history and node logs: {}", config.run_dir.display());
+    println!(
+        "seed {}, wall time {:.0}s",
+        config.seed,
+        wall.elapsed().as_secs_f64()
+    );
+    println!("{summary}");
+    Ok(report.is_valid())
+}

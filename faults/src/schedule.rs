@@ -1,0 +1,346 @@
+//! The fault schedule of a run: the fault kinds ([`Fault`], [`KINDS`]) and [`schedule`], which
+//! draws a run's faults from a seed. Every kind appears at least once per run, in an order drawn
+//! from the seed; then random ones fill the remaining duration. Targets that depend on the
+//! cluster's state ("the leader", "a follower") are resolved by the nemesis when the fault
+//! starts, so a replayed seed replays the same kinds, durations and choices, not necessarily the
+//! same node ids.
+
+use std::fmt;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// The largest Raft election timeout of a node (node/src/raft/node.rs), for pause lengths.
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+
+/// One fault, with everything drawn from the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the leader (or node `node` when `leader` is false), restart after `down_ms`.
+    Kill {
+        leader: bool,
+        node: usize,
+        down_ms: u64,
+    },
+    /// SIGSTOP the leader for `ms`, then SIGCONT.
+    PauseLeader { ms: u64 },
+    /// Drop all traffic between the leader and the other nodes.
+    IsolateLeader { ms: u64 },
+    /// Drop all traffic between one follower (the `pick`th) and the other nodes.
+    IsolateFollower { ms: u64, pick: usize },
+    /// Node `to` drops every packet from node `from` (one direction only).
+    OneWay { ms: u64, from: usize, to: usize },
+    /// Isolate the leader `on_ms`, heal `off_ms`, repeatedly for `total_ms`.
+    Flap {
+        on_ms: u64,
+        off_ms: u64,
+        total_ms: u64,
+    },
+    /// Delay with jitter and loss on the link between nodes `a` and `b`.
+    SlowLink {
+        ms: u64,
+        a: usize,
+        b: usize,
+        link: LinkFault,
+    },
+    /// Delay with jitter and loss on every node's link.
+    SlowAll { ms: u64, link: LinkFault },
+    /// Duplicate and reorder packets on every node's link.
+    DupReorder {
+        ms: u64,
+        duplicate_pct: u32,
+        reorder_pct: u32,
+    },
+}
+
+/// Delay, jitter and loss of a degraded link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkFault {
+    pub delay_ms: u32,
+    pub jitter_ms: u32,
+    pub loss_pct: u32,
+}
+
+/// The kinds, in a fixed order (the table's rows).
+pub const KINDS: [&str; 9] = [
+    "kill",
+    "pause-leader",
+    "isolate-leader",
+    "isolate-follower",
+    "one-way",
+    "flap",
+    "slow-link",
+    "slow-all",
+    "dup-reorder",
+];
+
+impl Fault {
+    /// The kind's name (one of [`KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kill { .. } => KINDS[0],
+            Self::PauseLeader { .. } => KINDS[1],
+            Self::IsolateLeader { .. } => KINDS[2],
+            Self::IsolateFollower { .. } => KINDS[3],
+            Self::OneWay { .. } => KINDS[4],
+            Self::Flap { .. } => KINDS[5],
+            Self::SlowLink { .. } => KINDS[6],
+            Self::SlowAll { .. } => KINDS[7],
+            Self::DupReorder { .. } => KINDS[8],
+        }
+    }
+
+    /// How long the fault lasts before it is healed.
+    pub fn active_ms(&self) -> u64 {
+        match *self {
+            Self::Kill { down_ms, .. } => down_ms,
+            Self::Flap { total_ms, .. } => total_ms,
+            Self::PauseLeader { ms }
+            | Self::IsolateLeader { ms }
+            | Self::IsolateFollower { ms, .. }
+            | Self::OneWay { ms, .. }
+            | Self::SlowLink { ms, .. }
+            | Self::SlowAll { ms, .. }
+            | Self::DupReorder { ms, .. } => ms,
+        }
+    }
+
+    /// Draws a fault of kind `kind` (`kills` = kills drawn so far: every other one hits the
+    /// leader, the rest a random node, which may be the leader too).
+    fn draw(kind: &str, rng: &mut StdRng, nodes: usize, kills: usize) -> Self {
+        let link = |rng: &mut StdRng| LinkFault {
+            delay_ms: 100,
+            jitter_ms: 50,
+            loss_pct: rng.random_range(10..=30),
+        };
+        let pair = |rng: &mut StdRng| {
+            let a = rng.random_range(0..nodes);
+            let b = (a + rng.random_range(1..nodes)) % nodes;
+            (a, b)
+        };
+        match kind {
+            "kill" => Self::Kill {
+                leader: kills.is_multiple_of(2),
+                node: rng.random_range(0..nodes),
+                down_ms: rng.random_range(1000..=3000),
+            },
+            "pause-leader" => Self::PauseLeader {
+                ms: rng.random_range(ELECTION_TIMEOUT_MAX_MS * 3 / 2..=ELECTION_TIMEOUT_MAX_MS * 5),
+            },
+            "isolate-leader" => Self::IsolateLeader {
+                ms: rng.random_range(3000..=8000),
+            },
+            "isolate-follower" => Self::IsolateFollower {
+                ms: rng.random_range(3000..=8000),
+                pick: rng.random_range(0..nodes),
+            },
+            "one-way" => {
+                let (from, to) = pair(rng);
+                Self::OneWay {
+                    ms: rng.random_range(3000..=8000),
+                    from,
+                    to,
+                }
+            }
+            "flap" => Self::Flap {
+                on_ms: 1000,
+                off_ms: 1000,
+                total_ms: 6000,
+            },
+            "slow-link" => {
+                let (a, b) = pair(rng);
+                Self::SlowLink {
+                    ms: rng.random_range(5000..=10000),
+                    a,
+                    b,
+                    link: link(rng),
+                }
+            }
+            "slow-all" => Self::SlowAll {
+                ms: rng.random_range(5000..=10000),
+                link: link(rng),
+            },
+            "dup-reorder" => Self::DupReorder {
+                ms: rng.random_range(5000..=10000),
+                duplicate_pct: rng.random_range(5..=20),
+                reorder_pct: rng.random_range(10..=30),
+            },
+            other => unreachable!("unknown fault kind {other}"),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |ms: u64| ms as f64 / 1000.0;
+        match self {
+            Self::Kill {
+                leader: true,
+                down_ms,
+                ..
+            } => write!(f, "kill -9 the leader, restart after {:.1}s", s(*down_ms)),
+            Self::Kill { node, down_ms, .. } => {
+                write!(f, "kill -9 n{node}, restart after {:.1}s", s(*down_ms))
+            }
+            Self::PauseLeader { ms } => write!(f, "SIGSTOP the leader for {:.1}s", s(*ms)),
+            Self::IsolateLeader { ms } => write!(f, "isolate the leader for {:.1}s", s(*ms)),
+            Self::IsolateFollower { ms, .. } => {
+                write!(f, "isolate a follower for {:.1}s", s(*ms))
+            }
+            Self::OneWay { ms, from, to } => {
+                write!(f, "n{to} drops packets from n{from} for {:.1}s", s(*ms))
+            }
+            Self::Flap {
+                on_ms,
+                off_ms,
+                total_ms,
+            } => write!(
+                f,
+                "flap the leader's partition {:.1}s on/{:.1}s off for {:.1}s",
+                s(*on_ms),
+                s(*off_ms),
+                s(*total_ms)
+            ),
+            Self::SlowLink { ms, a, b, link } => {
+                write!(f, "degrade link n{a}<->n{b} ({link}) for {:.1}s", s(*ms))
+            }
+            Self::SlowAll { ms, link } => {
+                write!(f, "degrade all links ({link}) for {:.1}s", s(*ms))
+            }
+            Self::DupReorder {
+                ms,
+                duplicate_pct,
+                reorder_pct,
+            } => write!(
+                f,
+                "duplicate {duplicate_pct}% / reorder {reorder_pct}% on all links for {:.1}s",
+                s(*ms)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for LinkFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "delay {}±{}ms, loss {}%",
+            self.delay_ms, self.jitter_ms, self.loss_pct
+        )
+    }
+}
+
+/// One scheduled fault: when it starts (ms after the workload started), what, and the healed
+/// pause after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub start_ms: u64,
+    pub fault: Fault,
+    pub gap_ms: u64,
+}
+
+/// Quiet time before the first fault.
+pub const WARMUP_MS: u64 = 5000;
+
+/// The schedule of a run of `duration_ms`: every kind once (shuffled), then random kinds while
+/// they fit. Deterministic in `seed`.
+pub fn schedule(seed: u64, duration_ms: u64, nodes: usize) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut mandatory: Vec<&str> = KINDS.to_vec();
+    mandatory.shuffle(&mut rng);
+    let mut steps = Vec::new();
+    let mut at = WARMUP_MS;
+    let mut kills = 0;
+    let next_kind = |rng: &mut StdRng, i: usize| -> &'static str {
+        mandatory
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| KINDS[rng.random_range(0..KINDS.len())])
+    };
+    for i in 0.. {
+        let kind = next_kind(&mut rng, i);
+        let fault = Fault::draw(kind, &mut rng, nodes, kills);
+        let gap_ms = rng.random_range(3000..=5000);
+        // Allow for the time it takes to find the leader and run the commands.
+        let cost = fault.active_ms() + gap_ms + 500;
+        if i >= KINDS.len() && at + cost > duration_ms {
+            break;
+        }
+        if kind == "kill" {
+            kills += 1;
+        }
+        steps.push(Step {
+            start_ms: at,
+            fault,
+            gap_ms,
+        });
+        at += cost;
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replays_the_same_schedule_and_every_kind_appears() {
+        let a = schedule(42, 200_000, 3);
+        assert_eq!(a, schedule(42, 200_000, 3));
+        assert_ne!(a, schedule(43, 200_000, 3));
+        for kind in KINDS {
+            assert!(a.iter().any(|s| s.fault.kind() == kind), "{kind} missing");
+        }
+        // Even a run too short for all of them gets every kind once.
+        let short = schedule(7, 1_000, 3);
+        assert_eq!(short.len(), KINDS.len());
+    }
+
+    #[test]
+    fn schedule_fits_the_duration_and_respects_the_bounds() {
+        for seed in 0..50 {
+            let steps = schedule(seed, 200_000, 3);
+            assert!(
+                steps.len() > KINDS.len(),
+                "seed {seed}: a 200 s run repeats faults"
+            );
+            let last = steps.last().unwrap();
+            assert!(last.start_ms + last.fault.active_ms() + last.gap_ms <= 200_000);
+            assert_eq!(steps[0].start_ms, WARMUP_MS);
+            for w in steps.windows(2) {
+                assert!(w[1].start_ms >= w[0].start_ms + w[0].fault.active_ms() + w[0].gap_ms);
+            }
+            let mut kills = 0;
+            let mut leader_kills = 0;
+            for step in &steps {
+                assert!((3000..=5000).contains(&step.gap_ms));
+                match step.fault {
+                    Fault::Kill {
+                        leader,
+                        node,
+                        down_ms,
+                    } => {
+                        kills += 1;
+                        leader_kills += usize::from(leader);
+                        assert!(node < 3 && (1000..=3000).contains(&down_ms));
+                    }
+                    Fault::PauseLeader { ms } => assert!((1500..=5000).contains(&ms)),
+                    Fault::OneWay { from, to, .. } => assert!(from != to && from < 3 && to < 3),
+                    Fault::SlowLink { a, b, link, .. } => {
+                        assert!(a != b && a < 3 && b < 3);
+                        assert!((10..=30).contains(&link.loss_pct));
+                        assert_eq!((link.delay_ms, link.jitter_ms), (100, 50));
+                    }
+                    Fault::SlowAll { link, .. } => assert!((10..=30).contains(&link.loss_pct)),
+                    Fault::Flap { total_ms, .. } => assert_eq!(total_ms, 6000),
+                    _ => {}
+                }
+            }
+            assert!(
+                2 * leader_kills >= kills,
+                "seed {seed}: the leader at least half the time"
+            );
+        }
+    }
+}

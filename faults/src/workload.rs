@@ -1,0 +1,374 @@
+//! The clients of a fault run, recording every operation into the history:
+//!
+//! - [`append_client`]: one sequential client pinned to one node, appending unique values
+//!   (`wW-S`: worker, sequence) at a fixed rate, one attempt per value with a deadline. A failed
+//!   append is `fail` only when [`produce_not_executed`] says so (the node's not-executed
+//!   metadata, or the call never reached a node), otherwise `info`. After an `info` the client
+//!   continues as a new process on a new connection (Jepsen's rule: the old one may still be in
+//!   flight).
+//! - [`bounds_poller`]: periodic `GetLogBounds(LINEARIZABLE)` on a random node.
+//! - [`consumer`]: follows the log with `ConsumeStream`, moving to the next node when a stream
+//!   ends or stalls; each stream is recorded as one [`ConsumerRun`].
+//! - [`final_append`], [`read_final_logs`]: after healing, one append must succeed, then every
+//!   node's whole log is read up to its local bounds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proglog_proto::log::v1::log_client::LogClient;
+use proglog_proto::log::v1::{
+    Consistency as WireConsistency, ConsumeRequest, GetLogBoundsRequest, ProduceRequest,
+    Record as WireRecord,
+};
+use proglog_proto::retry::produce_not_executed;
+use rand::Rng;
+use tokio::time::{MissedTickBehavior, timeout};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::history::{
+    Consistency, ConsumerRun, FinalLog, OpKind, OpResult, Operation, Record, RunClock,
+};
+use crate::jsonl::HistoryWriter;
+use crate::tls::Endpoints;
+
+/// Connect timeout of every client connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Shared by all clients: the history file, the clock, and id counters.
+#[derive(Debug)]
+pub struct Recorder {
+    pub clock: RunClock,
+    writer: Mutex<HistoryWriter>,
+    next_op: AtomicU64,
+    next_process: AtomicU64,
+}
+
+impl Recorder {
+    pub fn new(clock: RunClock, writer: HistoryWriter) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            writer: Mutex::new(writer),
+            next_op: AtomicU64::new(1),
+            next_process: AtomicU64::new(1),
+        })
+    }
+
+    pub fn op_id(&self) -> u64 {
+        self.next_op.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new process id (a client after an `info`, a consumer stream, ...).
+    pub fn process(&self) -> u64 {
+        self.next_process.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, HistoryWriter> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn op(&self, op: &Operation) -> Result<()> {
+        Ok(self.writer().write_op(op)?)
+    }
+
+    pub fn consumer(&self, run: &ConsumerRun) -> Result<()> {
+        Ok(self.writer().write_consumer(run)?)
+    }
+
+    pub fn final_log(&self, log: &FinalLog) -> Result<()> {
+        Ok(self.writer().write_final_log(log)?)
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.writer().flush()?)
+    }
+}
+
+/// Settings shared by the clients.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub endpoints: Endpoints,
+    /// Deadline of one operation.
+    pub op_timeout: Duration,
+}
+
+fn client(settings: &ClientSettings, node: usize) -> Result<LogClient<Channel>> {
+    Ok(LogClient::new(
+        settings.endpoints.channel(node, CONNECT_TIMEOUT)?,
+    ))
+}
+
+/// One append attempt of `value` on `log`: `(result, offset)`.
+pub async fn append_once(
+    log: &mut LogClient<Channel>,
+    value: &str,
+    deadline: Duration,
+) -> (OpResult, Option<u64>) {
+    let request = ProduceRequest {
+        record: Some(WireRecord {
+            value: value.as_bytes().to_vec().into(),
+            ..Default::default()
+        }),
+    };
+    match timeout(deadline, log.produce(request)).await {
+        Ok(Ok(response)) => (OpResult::Ok, Some(response.into_inner().offset)),
+        Ok(Err(status)) if produce_not_executed(&status) => (OpResult::Fail, None),
+        Ok(Err(_)) | Err(_) => (OpResult::Info, None),
+    }
+}
+
+/// Appends `wWORKER-SEQ` values to node `node` every `period` until `stop`.
+pub async fn append_client(
+    worker: usize,
+    node: usize,
+    period: Duration,
+    settings: ClientSettings,
+    rec: Arc<Recorder>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let mut process = rec.process();
+    let mut log = client(&settings, node)?;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    for seq in 0.. {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let value = format!("w{worker}-{seq}");
+        let invoke_ns = rec.clock.now_ns();
+        let (result, offset) = append_once(&mut log, &value, settings.op_timeout).await;
+        rec.op(&Operation {
+            id: rec.op_id(),
+            process,
+            invoke_ns,
+            complete_ns: rec.clock.now_ns(),
+            result,
+            op: OpKind::Append {
+                value,
+                offset,
+                retry_of: None,
+            },
+        })?;
+        if result == OpResult::Info {
+            process = rec.process();
+            log = client(&settings, node)?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks a random node for the linearizable bounds every `period` until `stop`.
+pub async fn bounds_poller(
+    period: Duration,
+    settings: ClientSettings,
+    rec: Arc<Recorder>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let nodes = settings.endpoints.addrs.len();
+    let mut process = rec.process();
+    let mut clients: Vec<_> = (0..nodes)
+        .map(|i| client(&settings, i))
+        .collect::<Result<_>>()?;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let node = rand::rng().random_range(0..nodes);
+        let invoke_ns = rec.clock.now_ns();
+        let request = GetLogBoundsRequest {
+            consistency: WireConsistency::Linearizable as i32,
+        };
+        let answer = timeout(settings.op_timeout, clients[node].get_log_bounds(request)).await;
+        let (result, lowest, next) = match answer {
+            Ok(Ok(b)) => {
+                let b = b.into_inner();
+                (OpResult::Ok, Some(b.lowest_offset), Some(b.next_offset))
+            }
+            // A read changes nothing: an error is a failed read.
+            Ok(Err(_)) => (OpResult::Fail, None, None),
+            Err(_) => (OpResult::Info, None, None),
+        };
+        rec.op(&Operation {
+            id: rec.op_id(),
+            process,
+            invoke_ns,
+            complete_ns: rec.clock.now_ns(),
+            result,
+            op: OpKind::Bounds {
+                node: Some(settings.endpoints.names[node].clone()),
+                consistency: Consistency::Linearizable,
+                lowest,
+                next,
+            },
+        })?;
+        if result == OpResult::Info {
+            process = rec.process();
+            clients[node] = client(&settings, node)?;
+        }
+    }
+    Ok(())
+}
+
+/// Follows the log from offset 0, starting on node `first`; a stream that ends, fails or
+/// brings nothing for `stall` is recorded and the consumer moves on to the next node, resuming
+/// after the last record it received. Returns how many records it received.
+pub async fn consumer(
+    first: usize,
+    stall: Duration,
+    settings: ClientSettings,
+    rec: Arc<Recorder>,
+    stop: CancellationToken,
+) -> Result<u64> {
+    let nodes = settings.endpoints.addrs.len();
+    let mut node = first;
+    let mut next = 0u64;
+    let mut total = 0;
+    while !stop.is_cancelled() {
+        let mut run = ConsumerRun {
+            consumer: rec.process(),
+            node: Some(settings.endpoints.names[node].clone()),
+            start: Some(next),
+            records: Vec::new(),
+        };
+        let mut log = client(&settings, node)?;
+        let opened = tokio::select! {
+            s = timeout(settings.op_timeout, log.consume_stream(ConsumeRequest { offset: next })) => s,
+            _ = stop.cancelled() => break,
+        };
+        if let Ok(Ok(stream)) = opened {
+            let mut stream = stream.into_inner();
+            loop {
+                let item = tokio::select! {
+                    item = timeout(stall, stream.message()) => item,
+                    _ = stop.cancelled() => break,
+                };
+                let Ok(Ok(Some(response))) = item else { break };
+                let Some(record) = response.record else { break };
+                next = record.offset + 1;
+                run.records.push(Record::new(
+                    record.offset,
+                    String::from_utf8_lossy(&record.value).into_owned(),
+                ));
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        total += run.records.len() as u64;
+        if !run.records.is_empty() {
+            rec.consumer(&run)?;
+        }
+        node = (node + 1) % nodes;
+    }
+    Ok(total)
+}
+
+/// After healing: appends until one append succeeds within `within`, trying the nodes in turn.
+/// Every attempt is recorded (each with its own value).
+pub async fn final_append(
+    settings: &ClientSettings,
+    rec: &Recorder,
+    within: Duration,
+) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    let nodes = settings.endpoints.addrs.len();
+    for attempt in 0usize.. {
+        let node = attempt % nodes;
+        let value = format!("final-{attempt}");
+        let mut log = client(settings, node)?;
+        let invoke_ns = rec.clock.now_ns();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (result, offset) = append_once(&mut log, &value, left.min(settings.op_timeout)).await;
+        rec.op(&Operation {
+            id: rec.op_id(),
+            process: rec.process(),
+            invoke_ns,
+            complete_ns: rec.clock.now_ns(),
+            result,
+            op: OpKind::Append {
+                value,
+                offset,
+                retry_of: None,
+            },
+        })?;
+        if let Some(offset) = offset {
+            return Ok(offset);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no append succeeded within {within:?} after healing ({attempt} attempts)");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unreachable!()
+}
+
+/// Node `i`'s local bounds `(lowest, next)`.
+async fn local_bounds(settings: &ClientSettings, i: usize) -> Result<(u64, u64)> {
+    let request = GetLogBoundsRequest {
+        consistency: WireConsistency::Local as i32,
+    };
+    let b = timeout(
+        settings.op_timeout,
+        client(settings, i)?.get_log_bounds(request),
+    )
+    .await
+    .context("local bounds: timeout")??
+    .into_inner();
+    Ok((b.lowest_offset, b.next_offset))
+}
+
+/// Waits until every node's local bounds agree (or `wait` passes), then reads each node's log
+/// from its lowest offset up to its local `next` with `ConsumeStream`.
+pub async fn read_final_logs(settings: &ClientSettings, wait: Duration) -> Result<Vec<FinalLog>> {
+    let nodes = settings.endpoints.addrs.len();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut bounds = Vec::new();
+    loop {
+        bounds.clear();
+        for i in 0..nodes {
+            bounds.push(local_bounds(settings, i).await.ok());
+        }
+        let all_equal = bounds.iter().all(|b| b.is_some() && *b == bounds[0]);
+        if all_equal || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut logs = Vec::new();
+    for (i, b) in bounds.iter().enumerate() {
+        let (lowest, next) = b.with_context(|| format!("node n{i} does not answer its bounds"))?;
+        let mut records = Vec::new();
+        if next > lowest {
+            let mut stream = client(settings, i)?
+                .consume_stream(ConsumeRequest { offset: lowest })
+                .await
+                .with_context(|| format!("reading n{i}'s log"))?
+                .into_inner();
+            while let Some(response) = timeout(Duration::from_secs(10), stream.message())
+                .await
+                .with_context(|| format!("reading n{i}'s log: stalled"))??
+            {
+                let record = response.record.context("empty response")?;
+                records.push(Record::new(
+                    record.offset,
+                    String::from_utf8_lossy(&record.value).into_owned(),
+                ));
+                if record.offset + 1 >= next {
+                    break;
+                }
+            }
+        }
+        logs.push(FinalLog {
+            node: settings.endpoints.names[i].clone(),
+            lowest,
+            committed_next: Some(next),
+            records,
+        });
+    }
+    Ok(logs)
+}
