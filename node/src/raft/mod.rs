@@ -22,6 +22,7 @@
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
 //!   [`health`]: liveness and readiness from the node's Raft state.
 //! - [`handover`]: leaving on SIGTERM: no more elections, leadership handed over first.
+//! - `read_index`: linearizable reads (read-index plus the leader's whole log applied).
 //! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures and crashes.
 
 pub mod admin;
@@ -45,6 +46,7 @@ pub mod membership;
 pub mod network;
 pub mod node;
 pub mod proposer;
+mod read_index;
 pub mod run;
 pub mod service;
 pub mod snapshot;
