@@ -6,7 +6,8 @@
 //!   [`tail_cache`]: its newest entries in memory.
 //! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
 //!   data as a view of that log; [`snapshot_install`]: installing one, crash-atomically.
-//! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport;
+//! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport
+//!   ([`append_split`]: AppendEntries as messages that fit);
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
 //! - [`node`]: the runtime tying it together; [`batcher`]: group commit of concurrent
 //!   produces, as one Raft entry on the leader ([`proposer`]) or one forward RPC on a follower;
@@ -26,6 +27,7 @@
 //! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures and crashes.
 
 pub mod admin;
+pub mod append_split;
 pub mod backend;
 pub mod batcher;
 #[cfg(test)]

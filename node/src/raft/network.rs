@@ -7,6 +7,7 @@
 //! node id it is addressed to ([`TARGET_NODE_HEADER`]), so a new incarnation at a reused address
 //! refuses instead of answering for the member it replaced.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
+use super::append_split::{MAX_APPEND_MESSAGE_BYTES, encode_append_parts, merge_replies};
 pub use super::channel_pool::ChannelPool;
-use super::codec;
 use super::snapshot::UserLogSnapshot;
 use super::types::{LogId, NodeId, SnapshotMeta, TypeConfig, UserSnapshot, Vote};
 
@@ -240,26 +241,6 @@ impl RaftPeer {
     }
 }
 
-/// The wire form of an AppendEntries request.
-fn encode_append(
-    rpc: &AppendEntriesRequest<TypeConfig>,
-) -> Result<pb::AppendEntriesRequest, super::error::RaftStoreError> {
-    let header = AppendHeader {
-        vote: rpc.vote,
-        prev_log_id: rpc.prev_log_id,
-        leader_commit: rpc.leader_commit,
-    };
-    let mut entries = Vec::with_capacity(rpc.entries.len());
-    for entry in &rpc.entries {
-        // Entries read back from the log carry their stored encoding: sent without re-encoding.
-        entries.push(codec::entry_bytes(entry)?);
-    }
-    Ok(pb::AppendEntriesRequest {
-        header: serde_json::to_vec(&header)?.into(),
-        entries,
-    })
-}
-
 impl RaftNetworkV2<TypeConfig> for RaftPeer {
     type SnapshotData = UserLogSnapshot;
 
@@ -268,18 +249,29 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = encode_append(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let parts = encode_append_parts(&rpc, MAX_APPEND_MESSAGE_BYTES)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self
             .client()
             .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
-        let reply = self
-            .call(
-                option.hard_ttl(),
-                client.append_entries(self.addressed(request)),
-            )
-            .await
-            .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
-        serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        // One message per run of entries; the first answer that is not a plain success is the
+        // answer to the whole request (a partial success names the last entry that matched).
+        let mut response = AppendEntriesResponse::Success;
+        for part in parts {
+            let reply = self
+                .call(
+                    option.hard_ttl(),
+                    client.append_entries(self.addressed(part)),
+                )
+                .await
+                .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+            response = serde_json::from_slice(&reply.json)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            if !matches!(response, AppendEntriesResponse::Success) {
+                break;
+            }
+        }
+        Ok(response)
     }
 
     fn stream_append<'s, S>(
@@ -298,25 +290,35 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
     {
         Box::pin(async move {
             let target = self.target;
-            // An entry that cannot be encoded ends the outbound stream; the follower's answers
-            // then stop short and openraft retries.
+            // Each request goes out as one or more messages (see `append_split`); how many is
+            // queued for the replies side, which merges their answers back into one. An entry
+            // that cannot be encoded ends the outbound stream; the follower's answers then stop
+            // short and openraft retries.
+            let parts_per_request = Arc::new(parking_lot::Mutex::new(VecDeque::new()));
+            let queued = parts_per_request.clone();
             let outbound = input
-                .map(|rpc| encode_append(&rpc))
+                .map(|rpc| encode_append_parts(&rpc, MAX_APPEND_MESSAGE_BYTES))
                 .take_while(|encoded| {
                     if let Err(e) = encoded {
                         tracing::error!(error = %e, "encoding an AppendEntries request failed");
                     }
                     std::future::ready(encoded.is_ok())
                 })
-                .filter_map(|encoded| std::future::ready(encoded.ok()));
+                .flat_map(move |encoded| {
+                    let parts = encoded.unwrap_or_default();
+                    queued.lock().push_back(parts.len());
+                    futures::stream::iter(parts)
+                });
             let mut client = self
                 .client()
                 .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
+            // Opening the stream only waits for the follower's response headers, but they share
+            // the connection with a previous attempt's data still in flight (tens of MiB when a
+            // follower catches up): with openraft's per-RPC bound (about a heartbeat interval)
+            // every attempt timed out behind the last one and the follower never caught up.
+            let open_timeout = option.hard_ttl().max(self.pool.config().connect_timeout);
             let replies = self
-                .call(
-                    option.hard_ttl(),
-                    client.stream_append(self.addressed(outbound)),
-                )
+                .call(open_timeout, client.stream_append(self.addressed(outbound)))
                 .await;
             let replies = match replies {
                 Ok(replies) => {
@@ -344,7 +346,38 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
                     }),
                 }),
             });
-            Ok(Box::pin(results) as BoxStream<'s, _>)
+            // Replies to parts after a failed one (if the follower sends any: openraft's ends
+            // its reply stream at a conflict) belong to no request and are skipped.
+            let merged = futures::stream::unfold(
+                (Box::pin(results), parts_per_request, 0usize),
+                |(mut results, parts_per_request, mut skip)| async move {
+                    let mut merged = loop {
+                        let reply = results.next().await?;
+                        if skip == 0 {
+                            break reply;
+                        }
+                        skip -= 1;
+                    };
+                    // The reply came after its request's parts were queued, so its count is.
+                    let parts = parts_per_request.lock().pop_front().unwrap_or(1);
+                    for answered in 1..parts {
+                        // A conflict or a higher vote answers the whole request.
+                        if !matches!(merged, Ok(Ok(_))) {
+                            skip = parts - answered;
+                            break;
+                        }
+                        merged = match results.next().await {
+                            Some(Ok(next)) => merged.map(|so_far| merge_replies(so_far, next)),
+                            Some(Err(e)) => Err(e),
+                            None => Err(RPCError::Network(NetworkError::new(&io_error(
+                                "the follower's replies ended within a split request".into(),
+                            )))),
+                        };
+                    }
+                    Some((merged, (results, parts_per_request, skip)))
+                },
+            );
+            Ok(Box::pin(merged) as BoxStream<'s, _>)
         })
     }
 
