@@ -10,10 +10,7 @@ mod node_process;
 use std::time::{Duration, Instant};
 
 use node_process::cluster::{ProcessCluster, WAIT};
-use proglog_node::tls::{ClientTlsFiles, client_tls_config};
-use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest};
-use tonic::transport::{Channel, Endpoint};
 
 /// Crash-and-restart rounds; a round counts when the restarted node led in the same term.
 const ROUNDS: usize = 6;
@@ -72,7 +69,7 @@ async fn linearizable_nexts(cluster: &ProcessCluster, i: usize) -> Vec<u64> {
     let mut nexts = Vec::new();
     while nexts.len() < READS {
         assert!(Instant::now() < deadline, "node {i} never answered");
-        let Some(mut client) = connect(cluster, i).await else {
+        let Some(mut client) = cluster.try_log_client(i, Duration::from_secs(1)).await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -92,24 +89,4 @@ async fn linearizable_nexts(cluster: &ProcessCluster, i: usize) -> Vec<u64> {
         }
     }
     nexts
-}
-
-async fn connect(cluster: &ProcessCluster, i: usize) -> Option<LogClient<Channel>> {
-    let certs = cluster.dir.path().join("certs");
-    let tls = client_tls_config(&ClientTlsFiles {
-        ca: certs.join("ca.pem"),
-        cert: Some(certs.join("root.pem")),
-        key: Some(certs.join("root-key.pem")),
-        server_name: Some("localhost".to_owned()),
-    })
-    .expect("client tls");
-    let channel = Endpoint::from_shared(format!("https://{}", cluster.addr(i)))
-        .expect("endpoint")
-        .tls_config(tls)
-        .expect("tls config")
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .ok()?;
-    Some(LogClient::new(channel))
 }

@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 
 use node_process::cluster::{ProcessCluster, WAIT};
 use proglog_node::client::{ClientConfig, ClusterClient};
-use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use proglog_proto::log::v1::ConsumeRequest;
-use proglog_proto::log::v1::log_client::LogClient;
-use tonic::transport::{Channel, Endpoint};
 
 /// A formed 3-node cluster with some records.
 fn formed() -> ProcessCluster {
@@ -34,39 +31,12 @@ fn formed() -> ProcessCluster {
 }
 
 fn client_config(cluster: &ProcessCluster) -> ClientConfig {
-    let certs = cluster.dir.path().join("certs");
-    let tls = client_tls_config(&ClientTlsFiles {
-        ca: certs.join("ca.pem"),
-        cert: Some(certs.join("root.pem")),
-        key: Some(certs.join("root-key.pem")),
-        server_name: Some("localhost".to_owned()),
-    })
-    .expect("client tls");
+    let tls = cluster.client_tls();
     let seeds = (0..cluster.nodes.len()).map(|i| cluster.addr(i)).collect();
     let mut config = ClientConfig::new(seeds, tls);
     config.max_attempts = 12;
     config.connect_timeout = Duration::from_secs(1);
     config
-}
-
-async fn log_client(cluster: &ProcessCluster, i: usize) -> LogClient<Channel> {
-    let certs = cluster.dir.path().join("certs");
-    let tls = client_tls_config(&ClientTlsFiles {
-        ca: certs.join("ca.pem"),
-        cert: Some(certs.join("root.pem")),
-        key: Some(certs.join("root-key.pem")),
-        server_name: Some("localhost".to_owned()),
-    })
-    .expect("client tls");
-    let channel = Endpoint::from_shared(format!("https://{}", cluster.addr(i)))
-        .expect("endpoint")
-        .tls_config(tls)
-        .expect("tls config")
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect");
-    LogClient::new(channel)
 }
 
 /// What the producers saw: acknowledged `(offset, value)` pairs and the errors returned to them.
@@ -191,7 +161,10 @@ fn a_consume_stream_ends_cleanly_and_resumes_on_another_node() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // Follow mode: all 10 records, then the stream waits at the end of the log.
     let mut stream = runtime.block_on(async {
-        let mut client = log_client(&cluster, follower).await;
+        let mut client = cluster
+            .try_log_client(follower, Duration::from_secs(2))
+            .await
+            .expect("connect");
         let mut stream = client
             .consume_stream(ConsumeRequest { offset: 0 })
             .await
@@ -231,7 +204,10 @@ fn a_consume_stream_ends_cleanly_and_resumes_on_another_node() {
     // Resuming on another node continues exactly where the stream stopped.
     cluster.cli_until_ok(other, &["produce", "after"]);
     runtime.block_on(async {
-        let mut client = log_client(&cluster, other).await;
+        let mut client = cluster
+            .try_log_client(other, Duration::from_secs(2))
+            .await
+            .expect("connect");
         let mut stream = client
             .consume_stream(ConsumeRequest { offset: next })
             .await

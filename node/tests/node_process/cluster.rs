@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use proglog_node::tls::{ClientTlsFiles, client_tls_config};
+use proglog_proto::log::v1::log_client::LogClient;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
 use super::{NODE, free_port, make_certs};
 
 /// Generous bound for anything to happen; never a performance assertion.
@@ -180,6 +184,31 @@ impl ProcessCluster {
     pub fn stop(&mut self, i: usize) -> ExitStatus {
         let child = self.nodes[i].child.take().expect("node is running");
         super::stop(child)
+    }
+
+    /// TLS settings of the `root` client for this cluster's dev certificates.
+    pub fn client_tls(&self) -> ClientTlsConfig {
+        let certs = self.dir.path().join("certs");
+        client_tls_config(&ClientTlsFiles {
+            ca: certs.join("ca.pem"),
+            cert: Some(certs.join("root.pem")),
+            key: Some(certs.join("root-key.pem")),
+            server_name: Some("localhost".to_owned()),
+        })
+        .expect("client tls")
+    }
+
+    /// A `log.v1` client of node `i` as `root`; None if it does not connect within `timeout`.
+    pub async fn try_log_client(&self, i: usize, timeout: Duration) -> Option<LogClient<Channel>> {
+        let channel = Endpoint::from_shared(format!("https://{}", self.addr(i)))
+            .expect("endpoint")
+            .tls_config(self.client_tls())
+            .expect("tls config")
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .ok()?;
+        Some(LogClient::new(channel))
     }
 
     /// Kills node `i` with SIGKILL (a crash: nothing flushed or handed over) and reaps it.
