@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use proglog_node::certs::CertUsage;
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
+use proglog_proto::log::v1::ProduceRequest;
 use proglog_proto::log::v1::log_client::LogClient;
-use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest, ProduceRequest};
 use proglog_proto::retry::{is_connect_failure, produce_not_executed, says_not_executed};
 use server_support::{TestNode, foreign_pair, record, write_pair};
 use tonic::Code;
@@ -38,18 +38,6 @@ fn assert_not_executed(what: &str, status: &tonic::Status) {
     assert!(produce_not_executed(status), "{what}: {status:?}");
     // Not because the node said so: no node was reached.
     assert!(!says_not_executed(status), "{what}: {status:?}");
-}
-
-async fn log_length(node: &TestNode) -> u64 {
-    node.client(Some("root"))
-        .await
-        .get_log_bounds(GetLogBoundsRequest {
-            consistency: Consistency::Local as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .next_offset
 }
 
 #[tokio::test]
@@ -94,7 +82,7 @@ async fn failures_before_the_request_reached_a_node_are_not_executed() {
         "expired client certificate",
         &failed_produce(&addr, &expired).await,
     );
-    assert_eq!(log_length(&node).await, 0, "nothing was appended");
+    assert_eq!(node.log_length().await, 0, "nothing was appended");
 
     // An answer from the node is not a transport failure, whatever it says.
     let anonymous = failed_produce(&addr, &node.client_files(None)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proglog_node::certs::{CertUsage, DevCa};
 use proglog_proto::log::v1::log_client::LogClient;
-use proglog_proto::log::v1::{Consistency, ConsumeRequest, GetLogBoundsRequest, ProduceRequest};
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest};
 use server_support::{
     NodeOptions, TestNode, connect, eventually, foreign_pair, record, write_pair,
 };
@@ -24,19 +24,6 @@ fn produce_request(value: &str) -> ProduceRequest {
     ProduceRequest {
         record: Some(record(value)),
     }
-}
-
-/// The number of records in the node's log, read as `root`.
-async fn log_length(node: &TestNode) -> u64 {
-    node.client(Some("root"))
-        .await
-        .get_log_bounds(GetLogBoundsRequest {
-            consistency: Consistency::Local as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .next_offset
 }
 
 /// Produces with the given client files; returns the error (connection or RPC).
@@ -86,7 +73,7 @@ async fn no_client_certificate_is_unauthenticated() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(log_length(&node).await, 0);
+    assert_eq!(node.log_length().await, 0);
     node.stop().await;
 }
 
@@ -107,7 +94,7 @@ async fn acl_denied_subject_gets_permission_denied_for_produce_and_consume() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(log_length(&node).await, 0);
+    assert_eq!(node.log_length().await, 0);
     node.stop().await;
 }
 
@@ -118,7 +105,7 @@ async fn certificate_from_another_ca_is_refused() {
     let files = write_pair(&node.certs(), "impostor", &foreign_pair("root"));
     let error = produce_with(&node, &files).await.unwrap_err();
     assert!(!error.contains("PermissionDenied"), "{error}");
-    assert_eq!(log_length(&node).await, 0, "nothing was appended");
+    assert_eq!(node.log_length().await, 0, "nothing was appended");
     node.stop().await;
 }
 
@@ -138,7 +125,7 @@ async fn expired_certificate_is_refused() {
     });
     let error = produce_with(&node, &files).await.unwrap_err();
     assert!(!error.contains("PermissionDenied"), "{error}");
-    assert_eq!(log_length(&node).await, 0, "nothing was appended");
+    assert_eq!(node.log_length().await, 0, "nothing was appended");
     // The same identity with a valid certificate is accepted: the expiry was the reason.
     let valid = node.issue_client("valid-root", |ca| {
         ca.issue("root", &[], CertUsage::Client, Duration::from_secs(3600))
@@ -155,7 +142,7 @@ async fn wrong_server_name_fails_verification_on_the_client() {
     files.server_name = Some("not-the-node.example".to_owned());
     let error = produce_with(&node, &files).await.unwrap_err();
     assert!(!error.contains("PermissionDenied"), "{error}");
-    assert_eq!(log_length(&node).await, 0);
+    assert_eq!(node.log_length().await, 0);
     node.stop().await;
 }
 

@@ -167,6 +167,19 @@ impl TestNode {
         LogClient::new(self.channel(identity).await.expect("connect"))
     }
 
+    /// The number of records in the node's log (its local `next`), read as `root`.
+    pub async fn log_length(&self) -> u64 {
+        self.client(Some("root"))
+            .await
+            .get_log_bounds(proglog_proto::log::v1::GetLogBoundsRequest {
+                consistency: proglog_proto::log::v1::Consistency::Local as i32,
+            })
+            .await
+            .expect("GetLogBounds")
+            .into_inner()
+            .next_offset
+    }
+
     pub async fn channel(
         &self,
         identity: Option<&str>,
