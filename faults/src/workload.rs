@@ -73,6 +73,30 @@ impl Recorder {
         Ok(self.writer().write_op(op)?)
     }
 
+    /// Records one attempt at appending `value` (never a retry: each attempt has its own value),
+    /// completed now.
+    pub fn append(
+        &self,
+        process: u64,
+        invoke_ns: u64,
+        value: String,
+        result: OpResult,
+        offset: Option<u64>,
+    ) -> Result<()> {
+        self.op(&Operation {
+            id: self.op_id(),
+            process,
+            invoke_ns,
+            complete_ns: self.clock.now_ns(),
+            result,
+            op: OpKind::Append {
+                value,
+                offset,
+                retry_of: None,
+            },
+        })
+    }
+
     pub fn consumer(&self, run: &ConsumerRun) -> Result<()> {
         Ok(self.writer().write_consumer(run)?)
     }
@@ -140,18 +164,7 @@ pub async fn append_client(
         let value = format!("w{worker}-{seq}");
         let invoke_ns = rec.clock.now_ns();
         let (result, offset) = append_once(&mut log, &value, settings.op_timeout).await;
-        rec.op(&Operation {
-            id: rec.op_id(),
-            process,
-            invoke_ns,
-            complete_ns: rec.clock.now_ns(),
-            result,
-            op: OpKind::Append {
-                value,
-                offset,
-                retry_of: None,
-            },
-        })?;
+        rec.append(process, invoke_ns, value, result, offset)?;
         if result == OpResult::Info {
             process = rec.process();
             log = client(&settings, node)?;
@@ -284,18 +297,7 @@ pub async fn final_append(
         let invoke_ns = rec.clock.now_ns();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let (result, offset) = append_once(&mut log, &value, left.min(settings.op_timeout)).await;
-        rec.op(&Operation {
-            id: rec.op_id(),
-            process: rec.process(),
-            invoke_ns,
-            complete_ns: rec.clock.now_ns(),
-            result,
-            op: OpKind::Append {
-                value,
-                offset,
-                retry_of: None,
-            },
-        })?;
+        rec.append(rec.process(), invoke_ns, value, result, offset)?;
         if let Some(offset) = offset {
             return Ok(offset);
         }
