@@ -23,6 +23,8 @@ FAILOVERS=${FAILOVERS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/proglog-bench-raft.XXXXXX")
 CERTS=$WORK/certs
 pids=()
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cleanup() {
   if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; fi
@@ -33,7 +35,6 @@ trap cleanup EXIT
 
 "$PROGLOG" certs --out "$CERTS" >/dev/null
 # conn ADDR: the connection flags, word-split on purpose where used (paths have no spaces).
-conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$CERTS/root-key.pem"; }
 
 # NODE_CPUS (e.g. 0.5): run every node in its own cgroup capped at that many CPUs, so that the
 # single node and each cluster node get the same CPU budget, as on separate machines. Without
@@ -58,23 +59,11 @@ limit_cpu() {
 
 # start_node INDEX PORT RAFT(true|false)
 start_node() {
-  local i=$1 port=$2 raft=$3
-  mkdir -p "$WORK/node-$i"
-  "$NODE" --data-dir "$WORK/node-$i" --bind-addr "127.0.0.1:$port" --advertise-addr "127.0.0.1:$port" \
-    --metrics-addr "127.0.0.1:$((port + 1000))" --ordinal "$i" \
-    --tls-cert "$CERTS/node.pem" --tls-key "$CERTS/node-key.pem" --tls-ca "$CERTS/ca.pem" \
-    --acl-file "$CERTS/acl.csv" --raft "$raft" >>"$WORK/node-$i.log" 2>&1 &
-  pids[i]=$!
-  limit_cpu "$i" "${pids[$i]}"
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$((port + 1000))/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "node $i did not start; see $WORK/node-$i.log" >&2
-  exit 1
+  launch_node "$1" "$2" "$3"
+  limit_cpu "$1" "${pids[$1]}"
+  wait_node_healthy "$1" "$2"
 }
 
-retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
 # CPU ticks (user + system) used so far by each running node process, from /proc: "pid ticks".
 nodes_cpu() {

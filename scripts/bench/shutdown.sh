@@ -24,6 +24,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/proglog-bench-shutdown.XXXXXX")
 CERTS=$WORK/certs
 pids=()
 loaders=()
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cleanup() {
   if ((${#loaders[@]})); then kill "${loaders[@]}" 2>/dev/null || true; fi
@@ -33,26 +35,13 @@ cleanup() {
 trap cleanup EXIT
 
 "$PROGLOG" certs --out "$CERTS" >/dev/null
-conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$CERTS/root-key.pem"; }
 addr() { echo "127.0.0.1:$((BASE + $1))"; }
 
 start_node() { # INDEX
-  local i=$1 port=$((BASE + $1))
-  mkdir -p "$WORK/node-$i"
-  "$NODE" --data-dir "$WORK/node-$i" --bind-addr "127.0.0.1:$port" --advertise-addr "127.0.0.1:$port" \
-    --metrics-addr "127.0.0.1:$((port + 1000))" --ordinal "$i" \
-    --tls-cert "$CERTS/node.pem" --tls-key "$CERTS/node-key.pem" --tls-ca "$CERTS/ca.pem" \
-    --acl-file "$CERTS/acl.csv" --raft true >>"$WORK/node-$i.log" 2>&1 &
-  pids[i]=$!
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$((port + 1000))/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "node $i did not start; see $WORK/node-$i.log" >&2
-  exit 1
+  launch_node "$1" $((BASE + $1)) true
+  wait_node_healthy "$1" $((BASE + $1))
 }
 
-retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
 # status INDEX: "ROLE TERM" from `cluster status` (first line: node ID (ROLE) term N leader ID).
 status() { "$PROGLOG" $(conn "$(addr "$1")") cluster status 2>/dev/null | awk 'NR == 1 { gsub(/[()]/, "", $3); print $3, $5 }'; }

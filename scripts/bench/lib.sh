@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# Shared by the Raft benchmark drivers (raft.sh, shutdown.sh): the CLI's connection flags, a
+# retry helper, and starting a node process on loopback with the dev certificates.
+# Sourced; the caller sets NODE, CERTS and WORK and declares the array `pids`.
+
+# conn ADDR: the CLI flags to reach ADDR as `root` with the dev certificates.
+conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$CERTS/root-key.pem"; }
+
+# retry CMD...: runs CMD until it succeeds (up to 50 times, 0.2 s apart), then once more loudly.
+retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
+
+# launch_node INDEX PORT RAFT(true|false): starts node INDEX in the background on PORT (metrics
+# on PORT+1000), data in $WORK/node-INDEX, log appended to $WORK/node-INDEX.log; sets
+# pids[INDEX]. Returns at once; see wait_node_healthy.
+launch_node() {
+  local i=$1 port=$2 raft=$3
+  mkdir -p "$WORK/node-$i"
+  "$NODE" --data-dir "$WORK/node-$i" --bind-addr "127.0.0.1:$port" --advertise-addr "127.0.0.1:$port" \
+    --metrics-addr "127.0.0.1:$((port + 1000))" --ordinal "$i" \
+    --tls-cert "$CERTS/node.pem" --tls-key "$CERTS/node-key.pem" --tls-ca "$CERTS/ca.pem" \
+    --acl-file "$CERTS/acl.csv" --raft "$raft" >>"$WORK/node-$i.log" 2>&1 &
+  # shellcheck disable=SC2034 # the caller's array
+  pids[i]=$!
+}
+
+# wait_node_healthy INDEX PORT: waits (10 s at most) for the node's /healthz; exits on failure.
+wait_node_healthy() {
+  local i=$1 port=$2
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$((port + 1000))/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "node $i did not start; see $WORK/node-$i.log" >&2
+  exit 1
+}
