@@ -7,7 +7,6 @@ mod server_support;
 
 use std::time::Duration;
 
-use proglog_node::certs::CertUsage;
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use proglog_proto::log::v1::ProduceRequest;
 use proglog_proto::log::v1::log_client::LogClient;
@@ -67,17 +66,7 @@ async fn failures_before_the_request_reached_a_node_are_not_executed() {
     // of the handshake and learns it from the server's alert on the first read.
     let foreign = write_pair(&node.certs(), "impostor", &foreign_pair("root"));
     assert_not_executed("foreign client CA", &failed_produce(&addr, &foreign).await);
-    let expired = node.issue_client("expired-root", |ca| {
-        let now = time::OffsetDateTime::now_utc();
-        ca.issue_between(
-            "root",
-            &[],
-            CertUsage::Client,
-            now - time::Duration::days(30),
-            now - time::Duration::days(1),
-        )
-        .unwrap()
-    });
+    let expired = node.issue_expired_client("expired-root", "root");
     assert_not_executed(
         "expired client certificate",
         &failed_produce(&addr, &expired).await,

@@ -112,17 +112,7 @@ async fn certificate_from_another_ca_is_refused() {
 #[tokio::test]
 async fn expired_certificate_is_refused() {
     let node = TestNode::start().await;
-    let files = node.issue_client("expired-root", |ca| {
-        let now = time::OffsetDateTime::now_utc();
-        ca.issue_between(
-            "root",
-            &[],
-            CertUsage::Client,
-            now - time::Duration::days(30),
-            now - time::Duration::days(1),
-        )
-        .unwrap()
-    });
+    let files = node.issue_expired_client("expired-root", "root");
     let error = produce_with(&node, &files).await.unwrap_err();
     assert!(!error.contains("PermissionDenied"), "{error}");
     assert_eq!(node.log_length().await, 0, "nothing was appended");

@@ -187,6 +187,22 @@ impl TestNode {
         connect(self.addr, &self.client_files(identity)).await
     }
 
+    /// Issues `identity` a client certificate from this node's CA that expired yesterday (valid
+    /// for the 29 days before), saved as `name`.
+    pub fn issue_expired_client(&self, name: &str, identity: &str) -> ClientTlsFiles {
+        self.issue_client(name, |ca| {
+            let now = time::OffsetDateTime::now_utc();
+            ca.issue_between(
+                identity,
+                &[],
+                CertUsage::Client,
+                now - time::Duration::days(30),
+                now - time::Duration::days(1),
+            )
+            .expect("issue an expired certificate")
+        })
+    }
+
     /// Issues a client certificate from this node's CA into the certs directory.
     pub fn issue_client(&self, name: &str, pair: impl FnOnce(&DevCa) -> PemPair) -> ClientTlsFiles {
         let certs = self.certs();
