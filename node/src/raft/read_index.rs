@@ -5,6 +5,7 @@
 //! a restart").
 
 use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::RaftError;
 use openraft::errors::LinearizableReadError;
 
@@ -58,7 +59,10 @@ impl RaftNode {
     /// the read began may be included too, which linearizability allows. Bounded by the propose
     /// timeout (the entries may never commit if leadership is lost meanwhile).
     async fn await_leader_log_applied(&self) -> Result<(), BackendError> {
-        let Some(last) = self.metrics().last_log_index else {
+        // Only the index: cloning the whole metrics (membership, replication map) per read is
+        // needless work on the read path.
+        let last_log_index = self.raft().metrics().borrow_watched().last_log_index;
+        let Some(last) = last_log_index else {
             return Ok(());
         };
         self.raft()
