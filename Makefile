@@ -27,13 +27,16 @@ release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
 # operator tests against a real kube-apiserver + etcd + kube-controller-manager (built once per
 # machine by control-plane) and real proglog-node processes, the Helm chart check, and the e2e
 # suite against real pods on a fresh local single-node cluster (kubelet, containerd; needs root).
-test: control-plane ## Run every test (what CI runs), the e2e suite against real pods on a local cluster
-	$(CARGO) test --workspace --all-targets --no-fail-fast
-	$(CARGO) test --workspace --doc
-	$(MAKE) test-operator
-	$(MAKE) chart-check
-	$(MAKE) test-faults
-	$(MAKE) e2e-pods
+TIMED            := scripts/ci/timed.sh
+
+test: ## Run every test (what CI runs), the e2e suite against real pods on a local cluster
+	$(TIMED) control-plane $(MAKE) control-plane
+	$(TIMED) workspace-tests $(CARGO) test --workspace --all-targets --no-fail-fast
+	$(TIMED) doc-tests $(CARGO) test --workspace --doc
+	$(TIMED) test-operator $(MAKE) test-operator
+	$(TIMED) chart-check $(MAKE) chart-check
+	$(TIMED) test-faults $(MAKE) test-faults
+	$(TIMED) e2e-pods $(MAKE) e2e-pods
 
 test-unit: ## Unit and integration tests only (no control plane)
 	$(CARGO) test --workspace --all-targets
