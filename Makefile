@@ -120,6 +120,7 @@ e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 	$(CARGO) test -p proglog-e2e -- --ignored --test-threads=1
 
 test-faults: ## Fault injection: 3 nodes in network namespaces, kills, pauses, partitions, lossy links; history check (root)
+	scripts/local-cluster/install-deps.sh
 	$(CARGO) build -p proglog-node -p proglog-faults --bins
 	scripts/faults/run.sh
 
