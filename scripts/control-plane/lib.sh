@@ -5,6 +5,8 @@
 CP_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
 source "$CP_SCRIPT_DIR/versions.sh"
+# shellcheck source=../lib/detached.sh
+source "$CP_SCRIPT_DIR/../lib/detached.sh"
 
 # One directory per running control plane: certificates, etcd data, logs, pid files, kubeconfig.
 # Several can run side by side (each picks free ports) as long as their directories differ.
@@ -31,15 +33,7 @@ cp_binary() {
 # Prints the pid of a component if the pid file names a live process running that component's
 # binary; a stale pid file (or a pid reused by an unrelated process) prints nothing.
 cp_running_pid() {
-    local component="$1" pid_file="$CP_DIR/$1.pid" pid exe
-    [[ -f "$pid_file" ]] || return 1
-    pid="$(cat "$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
-    # A binary replaced by a rebuild while running shows as "PATH (deleted)".
-    exe="${exe% (deleted)}"
-    [[ "$exe" == "$(readlink -f "$(cp_binary "$component")")" ]] || return 1
-    printf '%s' "$pid"
+    detached_pid "$CP_DIR/$1.pid" "$(cp_binary "$1")"
 }
 
 # Stops one component: SIGTERM, then SIGKILL if it has not exited after a grace period.

@@ -123,8 +123,7 @@ write_kubeconfig "$CP_DIR/controller-manager.kubeconfig" controller-manager
 start() {
     local component="$1"
     shift
-    setsid "$(cp_binary "$component")" "$@" >"$CP_DIR/$component.log" 2>&1 </dev/null &
-    echo $! >"$CP_DIR/$component.pid"
+    detached_start "$CP_DIR/$component.log" "$CP_DIR/$component.pid" "$(cp_binary "$component")" "$@"
 }
 
 # wait_until DESCRIPTION COMPONENT CMD...: polls CMD until it succeeds; fails early if the

@@ -56,22 +56,14 @@ lc_binary() {
 }
 
 lc_running_pid() {
-    local pid_file="$LC_DIR/$1.pid" pid exe
-    [[ -f "$pid_file" ]] || return 1
-    pid="$(cat "$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
-    exe="${exe% (deleted)}"
-    [[ "$exe" == "$(readlink -f "$(lc_binary "$1")")" ]] || return 1
-    printf '%s' "$pid"
+    detached_pid "$LC_DIR/$1.pid" "$(lc_binary "$1")"
 }
 
 # lc_start COMPONENT ARGS...: in its own session, output in COMPONENT.log.
 lc_start() {
     local component="$1"
     shift
-    setsid "$(lc_binary "$component")" "$@" >"$LC_DIR/$component.log" 2>&1 </dev/null &
-    echo $! >"$LC_DIR/$component.pid"
+    detached_start "$LC_DIR/$component.log" "$LC_DIR/$component.pid" "$(lc_binary "$component")" "$@"
 }
 
 lc_stop_component() {
