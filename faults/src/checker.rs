@@ -189,9 +189,11 @@ fn is_original(op: &Operation) -> bool {
 }
 
 /// (1) Every `ok` append is in every final log that covers its offset, and some final log
-/// reaches it (unless retention removed it everywhere).
+/// reaches it (unless retention removed it everywhere). A history without final logs says
+/// nothing about what survived — unless it is complete (its end entry): then no node answered
+/// after healing, and every acknowledged append is lost.
 fn lost_appends(history: &History, finals: &[FinalIndex<'_>], anomalies: &mut Vec<Anomaly>) {
-    if finals.is_empty() {
+    if finals.is_empty() && history.end.is_none() {
         return;
     }
     for op in history.ops.iter().filter(|op| op.result == OpResult::Ok) {

@@ -88,6 +88,18 @@ fn p1_ok_append_beyond_every_final_log_is_lost() {
 }
 
 #[test]
+fn p1_no_node_answering_after_a_complete_run_loses_every_ok_append() {
+    // Found by the negative control: nodes that lost their Raft log refused to start, no final
+    // log was read, and the checker, which skipped property 1 without final logs, passed.
+    let mut h = base();
+    h.final_logs.clear();
+    assert_only(&h, &[K::LostAppend; 3]);
+    // A history cut short (no end entry, e.g. a crashed harness) says nothing about losses.
+    h.end = None;
+    assert_only(&h, &[]);
+}
+
+#[test]
 fn p1_ok_append_missing_below_commit_is_lost_on_each_node() {
     let mut h = base();
     h.ops.push(ok(4, (60, 70), "d", 3));

@@ -5,17 +5,19 @@
 //!
 //! Certificates come from `proglog certs`, the node certificate re-issued for the namespaces'
 //! addresses ([`crate::tls`]). Run directory layout: `certs/`, `nI/` (data), `nI.log` (stderr of all of the
-//! node's runs), `nI.termination`.
+//! node's runs), `nI.termination`, `nI.sync-journal` (what each fsync made durable, for
+//! [`crate::power_cut`]; nodes are built with the `failpoints` feature).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use proglog_proto::proglog::admin::v1::ClusterStatusRequest;
 use proglog_proto::proglog::admin::v1::admin_client::AdminClient;
+use proglog_proto::proglog::admin::v1::{ClusterStatusRequest, ClusterStatusResponse};
 use tokio::process::{Child, Command};
 
+use crate::disk::NodeDisk;
 use crate::netns::{Topology, argv, in_ns};
 use crate::tls::{Endpoints, node_endpoints};
 
@@ -33,6 +35,8 @@ pub struct ClusterConfig {
     /// `PROGLOG_SNAPSHOT_ENTRIES` / `PROGLOG_SNAPSHOT_KEEP_ENTRIES` (small: snapshots happen).
     pub snapshot_entries: u64,
     pub snapshot_keep_entries: u64,
+    /// `PROGLOG_FAILPOINT` of every node (e.g. the negative control's `skip-fsync:/raft/log/`).
+    pub node_failpoint: Option<String>,
 }
 
 /// One node's process state.
@@ -93,7 +97,7 @@ impl Cluster {
         let node = [
             p(&c.node_bin),
             "--data-dir".into(),
-            p(&c.run_dir.join(format!("n{i}"))),
+            p(&self.data_dir(i)),
             "--bind-addr".into(),
             addr.clone(),
             "--advertise-addr".into(),
@@ -150,14 +154,22 @@ impl Cluster {
             .open(c.run_dir.join(format!("n{i}.log")))?;
         std::fs::write(c.run_dir.join(format!("n{i}.termination")), "")?;
         let cmd = self.node_command(i);
-        let child = Command::new(&cmd[0])
+        let mut command = Command::new(&cmd[0]);
+        match &c.node_failpoint {
+            Some(failpoint) => command.env("PROGLOG_FAILPOINT", failpoint),
+            None => command.env_remove("PROGLOG_FAILPOINT"),
+        };
+        let child = command
             .args(&cmd[1..])
+            .env("PROGLOG_SYNC_JOURNAL", self.sync_journal(i))
+            .env("PROGLOG_FSYNC_FAIL_FILE", self.disk(i).fsync_fail_trigger())
+            // A node whose storage failed exits soon, so the nemesis sees it within a fault.
+            .env("PROGLOG_FATAL_EXIT_DELAY", "500ms")
             .env("PROGLOG_SNAPSHOT_ENTRIES", c.snapshot_entries.to_string())
             .env(
                 "PROGLOG_SNAPSHOT_KEEP_ENTRIES",
                 c.snapshot_keep_entries.to_string(),
             )
-            .env_remove("PROGLOG_FAILPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -184,6 +196,68 @@ impl Cluster {
         self.nodes[i].paused
     }
 
+    /// Node `i`'s disk (a tmpfs, see [`crate::disk`]).
+    pub fn disk(&self, i: usize) -> NodeDisk {
+        NodeDisk::new(&self.config.run_dir, i)
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.disk(i).data_dir()
+    }
+
+    /// Node `i`'s sync journal (`PROGLOG_SYNC_JOURNAL`).
+    pub fn sync_journal(&self, i: usize) -> PathBuf {
+        self.config.run_dir.join(format!("n{i}.sync-journal"))
+    }
+
+    /// Fails unless every node records its fsyncs: without the journal a power cut would empty
+    /// every file, which is not a power cut but a wipe.
+    pub fn check_sync_journals(&self) -> Result<()> {
+        for i in 0..self.len() {
+            let journal = self.sync_journal(i);
+            if std::fs::metadata(&journal).map_or(0, |m| m.len()) == 0 {
+                bail!(
+                    "{} is empty: proglog-node was built without the `failpoints` feature \
+                     (cargo build -p proglog-node --features failpoints --bins)",
+                    journal.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the files of node `i` (which must not be running) back to what it fsynced.
+    pub fn power_cut(
+        &self,
+        i: usize,
+        tear_seed: Option<u64>,
+    ) -> Result<crate::power_cut::CutStats> {
+        use rand::SeedableRng;
+        if self.is_running(i) {
+            bail!("power cut of n{i} while it runs");
+        }
+        let mut rng = tear_seed.map(rand::rngs::StdRng::seed_from_u64);
+        crate::power_cut::cut(&self.data_dir(i), &self.sync_journal(i), rng.as_mut())
+            .with_context(|| format!("power cut of n{i}"))
+    }
+
+    /// SIGKILLs the running nodes among `nodes` at once (all signals first, then the waits).
+    pub async fn kill_all(&mut self, nodes: &[usize]) -> Result<()> {
+        let mut victims = Vec::new();
+        for &i in nodes {
+            if let Some(mut child) = self.nodes[i].child.take() {
+                child.start_kill()?;
+                self.nodes[i].paused = false;
+                victims.push(child);
+            }
+        }
+        for mut child in victims {
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
     /// SIGKILLs node `i` and waits for it.
     pub async fn kill(&mut self, i: usize) -> Result<()> {
         let mut child = self.nodes[i].child.take().context("node is not running")?;
@@ -199,6 +273,16 @@ impl Cluster {
         run_checked(&argv(&["kill", signal, &pid.to_string()])).await?;
         self.nodes[i].paused = pause;
         Ok(())
+    }
+
+    /// Waits up to `timeout` for node `i` to exit by itself (a fault that should make it stop);
+    /// its status, or `None` if it still runs. Not recorded as unexpected.
+    pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<String> {
+        let child = self.nodes[i].child.as_mut()?;
+        let status = tokio::time::timeout(timeout, child.wait()).await.ok()?;
+        self.nodes[i].child = None;
+        self.nodes[i].paused = false;
+        Some(status.map_or_else(|e| e.to_string(), |s| s.to_string()))
     }
 
     /// Notices nodes that exited by themselves (recorded in `unexpected_exits`).
@@ -233,22 +317,15 @@ impl Cluster {
 
     /// Makes node 0 the first voter and adds the others (retrying while nodes start).
     pub async fn form(&self) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        let mut steps = vec![argv(&["cluster", "init", "--if-needed"])];
+        let timeout = Duration::from_secs(90);
+        self.cli_until_ok(0, &["cluster", "init", "--if-needed"], timeout)
+            .await
+            .context("forming the cluster")?;
         for i in 1..self.len() {
-            steps.push(argv(&["cluster", "add", &self.endpoints.addrs[i]]));
-        }
-        for step in steps {
-            let args: Vec<&str> = step.iter().map(String::as_str).collect();
-            loop {
-                match run_checked(&self.cli_command(0, &args)).await {
-                    Ok(_) => break,
-                    Err(e) if tokio::time::Instant::now() > deadline => {
-                        return Err(e.context("forming the cluster"));
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-                }
-            }
+            let addr = self.endpoints.addrs[i].clone();
+            self.cli_until_ok(0, &["cluster", "add", &addr], timeout)
+                .await
+                .with_context(|| format!("adding n{i} to the cluster"))?;
         }
         Ok(())
     }
@@ -258,18 +335,9 @@ impl Cluster {
         let mut best: Option<(u64, u64)> = None; // (term, leader id)
         let mut members = Vec::new();
         for i in 0..self.len() {
-            if !self.is_running(i) || self.is_paused(i) {
-                continue;
-            }
-            let Ok(channel) = self.endpoints.channel(i, Duration::from_millis(500)) else {
+            let Some(status) = self.status(i).await else {
                 continue;
             };
-            let mut admin = AdminClient::new(channel);
-            let call = admin.cluster_status(ClusterStatusRequest {});
-            let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(1), call).await else {
-                continue;
-            };
-            let status = status.into_inner();
             if status.leader_id != 0 && best.is_none_or(|(term, _)| status.term > term) {
                 best = Some((status.term, status.leader_id));
                 members = status.members;
@@ -282,6 +350,37 @@ impl Cluster {
             .find(|m| m.node_id == leader)
             .map(|m| m.rpc_addr.clone())?;
         self.endpoints.addrs.iter().position(|a| *a == addr)
+    }
+
+    /// Node `i`'s `ClusterStatus` (1 s deadline), if it runs and answers.
+    pub async fn status(&self, i: usize) -> Option<ClusterStatusResponse> {
+        if !self.is_running(i) || self.is_paused(i) {
+            return None;
+        }
+        let channel = self.endpoints.channel(i, Duration::from_millis(500)).ok()?;
+        let mut admin = AdminClient::new(channel);
+        let call = admin.cluster_status(ClusterStatusRequest {});
+        let status = tokio::time::timeout(Duration::from_secs(1), call)
+            .await
+            .ok()?;
+        Some(status.ok()?.into_inner())
+    }
+
+    /// Runs the `proglog` CLI against node `via` until it succeeds or `timeout` passes.
+    pub async fn cli_until_ok(
+        &self,
+        via: usize,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match run_checked(&self.cli_command(via, args)).await {
+                Ok(out) => return Ok(out),
+                Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
     }
 
     /// Waits until some node reports a leader.
@@ -350,6 +449,7 @@ mod tests {
             run_dir: "/run/x".into(),
             snapshot_entries: 500,
             snapshot_keep_entries: 100,
+            node_failpoint: None,
         }
     }
 
@@ -376,7 +476,7 @@ mod tests {
         let cmd = cluster().node_command(1).join(" ");
         assert_eq!(
             cmd,
-            "ip netns exec pflt-n1 /b/proglog-node --data-dir /run/x/n1 \
+            "ip netns exec pflt-n1 /b/proglog-node --data-dir /run/x/n1/data \
              --bind-addr 10.77.0.11:8400 --advertise-addr 10.77.0.11:8400 \
              --metrics-addr 10.77.0.11:9400 --ordinal 1 --raft true \
              --tls-cert /run/x/certs/node.pem --tls-key /run/x/certs/node-key.pem \

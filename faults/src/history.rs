@@ -189,6 +189,14 @@ impl FinalLog {
     }
 }
 
+/// The last line of a complete run: the final logs above it are all there is. Without it (a
+/// run that crashed), the checker does not call appends lost for want of final logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndOfRun {
+    /// Nodes in the cluster (final logs come only from those that answered).
+    pub nodes: usize,
+}
+
 /// One line of a history file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -197,6 +205,7 @@ pub enum Entry {
     Consumer(ConsumerRun),
     #[serde(rename = "final")]
     FinalLog(FinalLog),
+    End(EndOfRun),
 }
 
 /// A whole run's history.
@@ -205,6 +214,7 @@ pub struct History {
     pub ops: Vec<Operation>,
     pub consumers: Vec<ConsumerRun>,
     pub final_logs: Vec<FinalLog>,
+    pub end: Option<EndOfRun>,
 }
 
 impl History {
@@ -214,16 +224,18 @@ impl History {
             Entry::Op(op) => self.ops.push(op),
             Entry::Consumer(run) => self.consumers.push(run),
             Entry::FinalLog(log) => self.final_logs.push(log),
+            Entry::End(end) => self.end = Some(end),
         }
     }
 
-    /// The history as entries, in file order (operations, consumers, final logs).
+    /// The history as entries, in file order (operations, consumers, final logs, end).
     pub fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
         self.ops
             .iter()
             .map(EntryRef::Op)
             .chain(self.consumers.iter().map(EntryRef::Consumer))
             .chain(self.final_logs.iter().map(EntryRef::FinalLog))
+            .chain(self.end.iter().map(EntryRef::End))
     }
 }
 
@@ -243,4 +255,5 @@ pub enum EntryRef<'a> {
     Consumer(&'a ConsumerRun),
     #[serde(rename = "final")]
     FinalLog(&'a FinalLog),
+    End(&'a EndOfRun),
 }

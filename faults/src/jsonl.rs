@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::history::{ConsumerRun, Entry, EntryRef, FinalLog, History, Operation};
+use crate::history::{ConsumerRun, EndOfRun, Entry, EntryRef, FinalLog, History, Operation};
 
 /// Errors reading or writing a history file.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,11 @@ impl<W: Write> HistoryWriter<W> {
     /// Writes a node's final log.
     pub fn write_final_log(&mut self, log: &FinalLog) -> Result<(), HistoryError> {
         self.write_entry(EntryRef::FinalLog(log))
+    }
+
+    /// Marks the history complete (after the final logs).
+    pub fn write_end(&mut self, end: &EndOfRun) -> Result<(), HistoryError> {
+        self.write_entry(EntryRef::End(end))
     }
 
     /// Writes every entry of `history`.

@@ -80,6 +80,7 @@ fn sample() -> History {
             committed_next: Some(2),
             records: vec![Record::new(0, "p1-1"), Record::new(1, "p1-2")],
         }],
+        end: Some(crate::history::EndOfRun { nodes: 3 }),
     }
 }
 

@@ -4,7 +4,8 @@
 //! such histories from real `proglog-node` processes under faults (`make test-faults`):
 //! [`netns`] (one network namespace per node), [`cluster`] (the node processes), [`tls`]
 //! (certificates and client channels), [`workload`]
-//! (the clients), [`schedule`], [`nemesis`], [`rules`], [`delay`] and [`delayers`] (the faults),
+//! (the clients), [`schedule`], [`nemesis`], [`rules`], [`delay`], [`delayers`] and
+//! [`power_cut`], [`disk`] and [`membership`] (the faults),
 //! [`tally`] (the per-fault table) and [`runner`] (one run, end to end; the `proglog-faults`
 //! binary is a thin wrapper).
 //!
@@ -23,10 +24,13 @@ pub mod checker;
 pub mod cluster;
 pub mod delay;
 pub mod delayers;
+pub mod disk;
 pub mod history;
 pub mod jsonl;
+pub mod membership;
 pub mod nemesis;
 pub mod netns;
+pub mod power_cut;
 pub mod report;
 pub mod rules;
 pub mod runner;
@@ -38,8 +42,8 @@ pub mod workload;
 pub use anomaly::{Anomaly, AnomalyKind, Observation, Source};
 pub use checker::check;
 pub use history::{
-    Consistency, ConsumerRun, Entry, EntryRef, FinalLog, History, Offset, OpId, OpKind, OpResult,
-    Operation, ProcessId, Record, RunClock,
+    Consistency, ConsumerRun, EndOfRun, Entry, EntryRef, FinalLog, History, Offset, OpId, OpKind,
+    OpResult, Operation, ProcessId, Record, RunClock,
 };
 pub use jsonl::{HistoryError, HistoryWriter, parse_history, read_history};
 pub use report::{Counts, Report, ResultCounts};

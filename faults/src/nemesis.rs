@@ -2,7 +2,8 @@
 //! [`Cluster`], one at a time, and heals everything between two faults (flushes the rules,
 //! removes qdiscs and delayers, resumes paused nodes, restarts stopped ones).
 //!
-//! Process faults are signals to the node PIDs (SIGKILL then a restart, SIGSTOP/SIGCONT);
+//! Process faults are signals to the node PIDs (SIGKILL then a restart, SIGSTOP/SIGCONT; a power
+//! cut is a SIGKILL plus [`crate::power_cut`] on the node's files before the restart);
 //! network faults are the command lines of [`crate::rules`] run inside the node namespaces.
 //! Link faults use `tc netem` when the kernel has it ([`Shaper::detect`]). Without it
 //! ([`Shaper::Iptables`], e.g. a kernel without `CONFIG_NET_SCH_NETEM`), loss uses the iptables
@@ -245,6 +246,106 @@ impl Nemesis {
                     "dup {duplicate_pct}% reorder {reorder_pct}% via {:?}",
                     self.shaper
                 )
+            }
+            Fault::PowerCut {
+                leader,
+                node,
+                down_ms,
+                tear_seed,
+            } => {
+                let (victim, how) = if leader {
+                    self.leader_or(node).await
+                } else {
+                    (node, "chosen")
+                };
+                self.cluster.kill_all(&[victim]).await?;
+                let cut = self.cluster.power_cut(victim, tear_seed)?;
+                sleep(down_ms).await;
+                self.cluster.start(victim)?;
+                format!("power cut n{victim} ({how}): {cut}; restarted")
+            }
+            Fault::PowerCutAll { down_ms, tear_seed } => {
+                let all: Vec<usize> = (0..n).collect();
+                self.cluster.kill_all(&all).await?;
+                let mut cuts = Vec::new();
+                for i in all {
+                    let seed = tear_seed.map(|s| s.wrapping_add(i as u64));
+                    cuts.push(format!("n{i}: {}", self.cluster.power_cut(i, seed)?));
+                }
+                sleep(down_ms).await;
+                for i in 0..n {
+                    self.cluster.start(i)?;
+                }
+                format!("power cut of all nodes ({}); restarted", cuts.join("; "))
+            }
+            Fault::FsyncError { leader, node, ms } => {
+                let (victim, how) = if leader {
+                    self.leader_or(node).await
+                } else {
+                    (node, "chosen")
+                };
+                let disk = self.cluster.disk(victim);
+                disk.fail_fsyncs(true)?;
+                let stopped = self
+                    .cluster
+                    .wait_exit(victim, Duration::from_millis(ms))
+                    .await;
+                // Remaining time of the fault, if it stopped early: the cluster runs without it.
+                let outcome = match stopped {
+                    Some(status) => format!("stopped by itself ({status})"),
+                    None => {
+                        self.cluster.kill_all(&[victim]).await?;
+                        "still running (no write needed an fsync); killed".to_owned()
+                    }
+                };
+                // After a failed fsync the kernel may have dropped the dirty pages: what the
+                // disk holds is what earlier fsyncs covered.
+                let cut = self.cluster.power_cut(victim, None);
+                disk.fail_fsyncs(false)?;
+                let cut = cut?;
+                self.cluster.start(victim)?;
+                format!("n{victim} ({how}) {outcome}; {cut}; restarted")
+            }
+            Fault::DiskFull { all, ms } => {
+                let victims: Vec<usize> = if all {
+                    (0..n).collect()
+                } else {
+                    vec![self.leader_or(0).await.0]
+                };
+                let mut filled = Vec::new();
+                for &i in &victims {
+                    let bytes = self.cluster.disk(i).fill()?;
+                    filled.push(format!("n{i} +{} MiB", bytes >> 20));
+                }
+                sleep(ms).await;
+                for &i in &victims {
+                    self.cluster.disk(i).free()?;
+                }
+                // A node whose write failed stops (fail-stop, exit 74) and is restarted by
+                // `heal`, as Kubernetes would restart its container.
+                let mut outcome = Vec::new();
+                for &i in &victims {
+                    match self.cluster.wait_exit(i, Duration::from_millis(1500)).await {
+                        Some(status) => outcome.push(format!("n{i} stopped ({status})")),
+                        None => outcome.push(format!("n{i} kept running")),
+                    }
+                }
+                format!(
+                    "filled {}; space back; {}",
+                    filled.join(", "),
+                    outcome.join(", ")
+                )
+            }
+            Fault::ReplaceMember { leader, pick } => {
+                let (current, how) = self.leader_or(pick).await;
+                let victim = if leader {
+                    current
+                } else {
+                    let followers: Vec<usize> = (0..n).filter(|&i| i != current).collect();
+                    followers[pick % followers.len()]
+                };
+                let done = crate::membership::replace(&mut self.cluster, victim).await?;
+                format!("{done} (leader was n{current}, {how})")
             }
         })
     }

@@ -36,13 +36,22 @@ pub struct RunConfig {
     pub bin_dir: PathBuf,
     pub snapshot_entries: u64,
     pub snapshot_keep_entries: u64,
+    /// Nodes in the cluster (3 or 5).
+    pub nodes: usize,
+    /// Fault kinds to draw from (all of [`crate::schedule::KINDS`] when empty).
+    pub kinds: Vec<&'static str>,
+    /// `PROGLOG_FAILPOINT` of every node.
+    pub node_failpoint: Option<String>,
+    /// A negative control: the run succeeds only if the checker finds an anomaly of this kind
+    /// (snake_case, e.g. `lost_append`).
+    pub expect_anomaly: Option<String>,
 }
 
 impl RunConfig {
     /// The flags that reproduce this configuration (passed to the inner process).
     pub fn args(&self) -> Vec<String> {
         let d = |d: Duration| humantime::format_duration(d).to_string();
-        vec![
+        let mut args = vec![
             format!("--seed={}", self.seed),
             format!("--duration={}", d(self.duration)),
             format!("--rate={}", self.rate),
@@ -53,12 +62,40 @@ impl RunConfig {
             format!("--bin-dir={}", self.bin_dir.display()),
             format!("--snapshot-entries={}", self.snapshot_entries),
             format!("--snapshot-keep-entries={}", self.snapshot_keep_entries),
-        ]
+            format!("--nodes={}", self.nodes),
+        ];
+        if !self.kinds.is_empty() {
+            args.push(format!("--kinds={}", self.kinds.join(",")));
+        }
+        if let Some(failpoint) = &self.node_failpoint {
+            args.push(format!("--node-failpoint={failpoint}"));
+        }
+        if let Some(kind) = &self.expect_anomaly {
+            args.push(format!("--expect-anomaly={kind}"));
+        }
+        args
+    }
+
+    /// Whether `report` is what this run must produce: no anomaly, or for a negative control
+    /// at least one of the expected kind.
+    pub fn passes(&self, report: &crate::Report) -> bool {
+        match &self.expect_anomaly {
+            None => report.is_valid(),
+            Some(expected) => report.kinds().keys().any(|kind| {
+                serde_json::to_value(kind)
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    == Some(expected.as_str())
+            }),
+        }
     }
 }
 
-/// Nodes in a run.
+/// Nodes in a run, by default.
 pub const NODES: usize = 3;
+/// The most nodes a run can have (the addresses the topology hands out).
+pub const MAX_NODES: usize = 5;
 
 /// As root: network up, `ip netns exec CLIENT_NS <this binary> --inside ...`, network down.
 /// Returns the inner run's exit code.
@@ -86,7 +123,7 @@ pub fn run_outside(config: &RunConfig) -> Result<i32> {
     std::fs::create_dir_all(&config.run_dir)?;
     println!("seed {} (replay with --seed {})", config.seed, config.seed);
     println!("run directory: {}", config.run_dir.display());
-    let topo = Topology::new(NODES);
+    let topo = Topology::new(config.nodes);
     let runtime = tokio::runtime::Runtime::new()?;
     let guard = NetworkGuard::setup(topo.clone())?;
     let exe = std::env::current_exe()?;
@@ -119,7 +156,8 @@ pub fn run_outside(config: &RunConfig) -> Result<i32> {
     Ok(code)
 }
 
-/// Inside the client namespace: the whole run. Returns whether the history was valid.
+/// Inside the client namespace: the whole run. Returns whether the run passed
+/// ([`RunConfig::passes`]).
 pub async fn run_inside(config: RunConfig) -> Result<bool> {
     let wall = Instant::now();
     // The run uses its own links to the binaries: a rebuild during the run (other work in the
@@ -137,7 +175,7 @@ pub async fn run_inside(config: RunConfig) -> Result<bool> {
     let exe = link(std::env::current_exe()?, "proglog-faults")?;
     link(config.bin_dir.join("proglog-node"), "proglog-node")?;
     link(config.bin_dir.join("proglog"), "proglog")?;
-    let topo = Topology::new(NODES);
+    let topo = Topology::new(config.nodes);
     let clock = RunClock::start();
     let cluster_config = ClusterConfig {
         node_bin: bin.join("proglog-node"),
@@ -145,9 +183,11 @@ pub async fn run_inside(config: RunConfig) -> Result<bool> {
         run_dir: config.run_dir.clone(),
         snapshot_entries: config.snapshot_entries,
         snapshot_keep_entries: config.snapshot_keep_entries,
+        node_failpoint: config.node_failpoint.clone(),
     };
     let mut cluster = Cluster::prepare(topo, cluster_config).await?;
     for i in 0..cluster.len() {
+        cluster.disk(i).mount().await?;
         cluster.start(i)?;
     }
     drive(&config, cluster, clock, wall, exe).await
@@ -162,6 +202,7 @@ async fn drive(
 ) -> Result<bool> {
     cluster.form().await?;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    cluster.check_sync_journals()?;
     let shaper = Shaper::detect().await;
     println!(
         "cluster formed: {} nodes, leader n{leader}; link faults via {shaper:?}",
@@ -171,6 +212,7 @@ async fn drive(
         config.seed,
         config.duration.as_millis() as u64,
         cluster.len(),
+        &config.kinds,
     );
     println!(
         "schedule: {} faults over {:?}",
@@ -230,12 +272,24 @@ async fn drive(
     nemesis_result?;
     heal_result?;
 
-    let offset = workload::final_append(&settings, &rec, Duration::from_secs(10)).await?;
-    println!("after healing, an append succeeded at offset {offset}");
-    let logs = workload::read_final_logs(&settings, Duration::from_secs(30)).await?;
+    // A cluster that does not come back is a failed run, but its history is still checked:
+    // the report says what the nodes that answer hold (the negative control ends this way).
+    let recovered = match workload::final_append(&settings, &rec, Duration::from_secs(10)).await {
+        Ok(offset) => {
+            println!("after healing, an append succeeded at offset {offset}");
+            true
+        }
+        Err(e) => {
+            println!("THE CLUSTER DID NOT RECOVER after healing: {e:#}");
+            false
+        }
+    };
+    let wait = Duration::from_secs(if recovered { 30 } else { 5 });
+    let logs = workload::read_final_logs(&settings, wait, !recovered).await?;
     for log in &logs {
         rec.final_log(log)?;
     }
+    rec.end(config.nodes)?;
     rec.flush()?;
     let unexpected = nemesis.cluster.unexpected_exits.clone();
     nemesis.cluster.shutdown(Duration::from_secs(10)).await;
@@ -269,6 +323,27 @@ async fn drive(
         config.run_dir.join("report.txt"),
         format!("seed {}\n{table}\n{report}{summary}\n", config.seed),
     )?;
+    let passed = config.passes(&report);
+    if let Some(expected) = &config.expect_anomaly {
+        println!(
+            "NEGATIVE CONTROL (node failpoint {:?}): the checker {} a `{expected}` anomaly",
+            config.node_failpoint.as_deref().unwrap_or("none"),
+            if passed {
+                "found, as it must,"
+            } else {
+                "did NOT find"
+            }
+        );
+    }
+    if !passed {
+        // The tmpfs disks go away with this process's mount namespace.
+        for i in 0..nemesis.cluster.len() {
+            match nemesis.cluster.disk(i).copy_out().await {
+                Ok(to) => println!("n{i}'s data: {}", to.display()),
+                Err(e) => println!("n{i}'s data could not be copied: {e:#}"),
+            }
+        }
+    }
     if report.is_valid() {
         // The binaries' links pin old builds on disk once they are rebuilt; kept on anomalies.
         let _ = std::fs::remove_dir_all(config.run_dir.join("bin"));
@@ -280,5 +355,8 @@ async fn drive(
         wall.elapsed().as_secs_f64()
     );
     println!("{summary}");
-    Ok(report.is_valid())
+    if !recovered && config.expect_anomaly.is_none() {
+        bail!("the cluster did not recover after healing (see the report above)");
+    }
+    Ok(passed)
 }

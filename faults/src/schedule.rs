@@ -52,6 +52,30 @@ pub enum Fault {
         duplicate_pct: u32,
         reorder_pct: u32,
     },
+    /// SIGKILL the leader (or node `node`), cut its files back to what it fsynced
+    /// ([`crate::power_cut`]), restart after `down_ms`. With `tear_seed`, part of each unsynced
+    /// tail survives (drawn from that seed).
+    PowerCut {
+        leader: bool,
+        node: usize,
+        down_ms: u64,
+        tear_seed: Option<u64>,
+    },
+    /// A power cut of every node at once.
+    PowerCutAll {
+        down_ms: u64,
+        tear_seed: Option<u64>,
+    },
+    /// The fsyncs of the leader (or node `node`) fail with EIO for `ms`: it must stop (exit
+    /// status 74) without acknowledging what it could not make durable; then its unsynced
+    /// writes are dropped, as after a real fsync failure, and it is restarted.
+    FsyncError { leader: bool, node: usize, ms: u64 },
+    /// The disk of the leader (or of every node, `all`) is full for `ms`; then the space comes
+    /// back and nodes that stopped are restarted.
+    DiskFull { all: bool, ms: u64 },
+    /// Remove the leader (or the `pick`th follower) from the cluster, wipe its disk, start it
+    /// empty and add it back ([`crate::membership`]).
+    ReplaceMember { leader: bool, pick: usize },
 }
 
 /// Delay, jitter and loss of a degraded link.
@@ -63,7 +87,7 @@ pub struct LinkFault {
 }
 
 /// The kinds, in a fixed order (the table's rows).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 14] = [
     "kill",
     "pause-leader",
     "isolate-leader",
@@ -73,6 +97,11 @@ pub const KINDS: [&str; 9] = [
     "slow-link",
     "slow-all",
     "dup-reorder",
+    "power-cut",
+    "power-cut-all",
+    "fsync-error",
+    "disk-full",
+    "replace-member",
 ];
 
 impl Fault {
@@ -88,13 +117,20 @@ impl Fault {
             Self::SlowLink { .. } => KINDS[6],
             Self::SlowAll { .. } => KINDS[7],
             Self::DupReorder { .. } => KINDS[8],
+            Self::PowerCut { .. } => KINDS[9],
+            Self::PowerCutAll { .. } => KINDS[10],
+            Self::FsyncError { .. } => KINDS[11],
+            Self::DiskFull { .. } => KINDS[12],
+            Self::ReplaceMember { .. } => KINDS[13],
         }
     }
 
     /// How long the fault lasts before it is healed.
     pub fn active_ms(&self) -> u64 {
         match *self {
-            Self::Kill { down_ms, .. } => down_ms,
+            Self::Kill { down_ms, .. }
+            | Self::PowerCut { down_ms, .. }
+            | Self::PowerCutAll { down_ms, .. } => down_ms,
             Self::Flap { total_ms, .. } => total_ms,
             Self::PauseLeader { ms }
             | Self::IsolateLeader { ms }
@@ -102,12 +138,16 @@ impl Fault {
             | Self::OneWay { ms, .. }
             | Self::SlowLink { ms, .. }
             | Self::SlowAll { ms, .. }
-            | Self::DupReorder { ms, .. } => ms,
+            | Self::DupReorder { ms, .. }
+            | Self::FsyncError { ms, .. }
+            | Self::DiskFull { ms, .. } => ms,
+            // Done when the member is back; budget for the catch-up.
+            Self::ReplaceMember { .. } => 5000,
         }
     }
 
-    /// Draws a fault of kind `kind` (`kills` = kills drawn so far: every other one hits the
-    /// leader, the rest a random node, which may be the leader too).
+    /// Draws a fault of kind `kind` (`kills` = kills and power cuts of one node drawn so far:
+    /// every other one hits the leader, the rest a random node, which may be the leader too).
     fn draw(kind: &str, rng: &mut StdRng, nodes: usize, kills: usize) -> Self {
         let link = |rng: &mut StdRng| LinkFault {
             delay_ms: 100,
@@ -166,6 +206,29 @@ impl Fault {
                 duplicate_pct: rng.random_range(5..=20),
                 reorder_pct: rng.random_range(10..=30),
             },
+            "power-cut" => Self::PowerCut {
+                leader: kills.is_multiple_of(2),
+                node: rng.random_range(0..nodes),
+                down_ms: rng.random_range(1000..=3000),
+                tear_seed: rng.random_bool(0.5).then(|| rng.random()),
+            },
+            "power-cut-all" => Self::PowerCutAll {
+                down_ms: rng.random_range(1000..=3000),
+                tear_seed: rng.random_bool(0.5).then(|| rng.random()),
+            },
+            "fsync-error" => Self::FsyncError {
+                leader: kills.is_multiple_of(2),
+                node: rng.random_range(0..nodes),
+                ms: rng.random_range(2000..=4000),
+            },
+            "disk-full" => Self::DiskFull {
+                all: rng.random_bool(0.5),
+                ms: rng.random_range(3000..=6000),
+            },
+            "replace-member" => Self::ReplaceMember {
+                leader: rng.random_bool(0.5),
+                pick: rng.random_range(0..nodes),
+            },
             other => unreachable!("unknown fault kind {other}"),
         }
     }
@@ -217,6 +280,48 @@ impl fmt::Display for Fault {
                 "duplicate {duplicate_pct}% / reorder {reorder_pct}% on all links for {:.1}s",
                 s(*ms)
             ),
+            Self::PowerCut {
+                leader,
+                node,
+                down_ms,
+                tear_seed,
+            } => {
+                let who = if *leader {
+                    "the leader".to_owned()
+                } else {
+                    format!("n{node}")
+                };
+                let torn = if tear_seed.is_some() { " (torn)" } else { "" };
+                write!(
+                    f,
+                    "power cut{torn} of {who}, back after {:.1}s",
+                    s(*down_ms)
+                )
+            }
+            Self::PowerCutAll { down_ms, tear_seed } => {
+                let torn = if tear_seed.is_some() { " (torn)" } else { "" };
+                write!(
+                    f,
+                    "power cut{torn} of every node, back after {:.1}s",
+                    s(*down_ms)
+                )
+            }
+            Self::FsyncError { leader, node, ms } => {
+                let who = if *leader {
+                    "the leader".to_owned()
+                } else {
+                    format!("n{node}")
+                };
+                write!(f, "fsyncs of {who} fail (EIO) for {:.1}s", s(*ms))
+            }
+            Self::DiskFull { all, ms } => {
+                let who = if *all { "every node" } else { "the leader" };
+                write!(f, "the disk of {who} is full for {:.1}s", s(*ms))
+            }
+            Self::ReplaceMember { leader: true, .. } => {
+                write!(f, "replace the leader with an empty node")
+            }
+            Self::ReplaceMember { .. } => write!(f, "replace a follower with an empty node"),
         }
     }
 }
@@ -243,11 +348,12 @@ pub struct Step {
 /// Quiet time before the first fault.
 pub const WARMUP_MS: u64 = 5000;
 
-/// The schedule of a run of `duration_ms`: every kind once (shuffled), then random kinds while
-/// they fit. Deterministic in `seed`.
-pub fn schedule(seed: u64, duration_ms: u64, nodes: usize) -> Vec<Step> {
+/// The schedule of a run of `duration_ms`: every kind of `kinds` (all of [`KINDS`] when empty)
+/// once, shuffled, then random ones of them while they fit. Deterministic in `seed`.
+pub fn schedule(seed: u64, duration_ms: u64, nodes: usize, kinds: &[&'static str]) -> Vec<Step> {
+    let kinds: &[&'static str] = if kinds.is_empty() { &KINDS } else { kinds };
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut mandatory: Vec<&str> = KINDS.to_vec();
+    let mut mandatory: Vec<&str> = kinds.to_vec();
     mandatory.shuffle(&mut rng);
     let mut steps = Vec::new();
     let mut at = WARMUP_MS;
@@ -256,7 +362,7 @@ pub fn schedule(seed: u64, duration_ms: u64, nodes: usize) -> Vec<Step> {
         mandatory
             .get(i)
             .copied()
-            .unwrap_or_else(|| KINDS[rng.random_range(0..KINDS.len())])
+            .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())])
     };
     for i in 0.. {
         let kind = next_kind(&mut rng, i);
@@ -264,10 +370,10 @@ pub fn schedule(seed: u64, duration_ms: u64, nodes: usize) -> Vec<Step> {
         let gap_ms = rng.random_range(3000..=5000);
         // Allow for the time it takes to find the leader and run the commands.
         let cost = fault.active_ms() + gap_ms + 500;
-        if i >= KINDS.len() && at + cost > duration_ms {
+        if i >= kinds.len() && at + cost > duration_ms {
             break;
         }
-        if kind == "kill" {
+        if matches!(kind, "kill" | "power-cut" | "fsync-error") {
             kills += 1;
         }
         steps.push(Step {
@@ -286,21 +392,21 @@ mod tests {
 
     #[test]
     fn a_seed_replays_the_same_schedule_and_every_kind_appears() {
-        let a = schedule(42, 200_000, 3);
-        assert_eq!(a, schedule(42, 200_000, 3));
-        assert_ne!(a, schedule(43, 200_000, 3));
+        let a = schedule(42, 200_000, 3, &[]);
+        assert_eq!(a, schedule(42, 200_000, 3, &[]));
+        assert_ne!(a, schedule(43, 200_000, 3, &[]));
         for kind in KINDS {
             assert!(a.iter().any(|s| s.fault.kind() == kind), "{kind} missing");
         }
         // Even a run too short for all of them gets every kind once.
-        let short = schedule(7, 1_000, 3);
+        let short = schedule(7, 1_000, 3, &[]);
         assert_eq!(short.len(), KINDS.len());
     }
 
     #[test]
     fn schedule_fits_the_duration_and_respects_the_bounds() {
         for seed in 0..50 {
-            let steps = schedule(seed, 200_000, 3);
+            let steps = schedule(seed, 200_000, 3, &[]);
             assert!(
                 steps.len() > KINDS.len(),
                 "seed {seed}: a 200 s run repeats faults"
@@ -320,6 +426,12 @@ mod tests {
                         leader,
                         node,
                         down_ms,
+                    }
+                    | Fault::PowerCut {
+                        leader,
+                        node,
+                        down_ms,
+                        ..
                     } => {
                         kills += 1;
                         leader_kills += usize::from(leader);
@@ -334,6 +446,12 @@ mod tests {
                     }
                     Fault::SlowAll { link, .. } => assert!((10..=30).contains(&link.loss_pct)),
                     Fault::Flap { total_ms, .. } => assert_eq!(total_ms, 6000),
+                    Fault::FsyncError { leader, node, ms } => {
+                        kills += 1;
+                        leader_kills += usize::from(leader);
+                        assert!(node < 3 && (2000..=4000).contains(&ms))
+                    }
+                    Fault::DiskFull { ms, .. } => assert!((3000..=6000).contains(&ms)),
                     _ => {}
                 }
             }
@@ -342,5 +460,25 @@ mod tests {
                 "seed {seed}: the leader at least half the time"
             );
         }
+    }
+
+    #[test]
+    fn a_run_can_be_limited_to_some_kinds() {
+        let steps = schedule(5, 60_000, 3, &["power-cut-all"]);
+        assert!(steps.len() > 1);
+        assert!(steps.iter().all(|s| s.fault.kind() == "power-cut-all"));
+        let tears: Vec<bool> = (0..20)
+            .flat_map(|seed| schedule(seed, 60_000, 3, &["power-cut", "power-cut-all"]))
+            .map(|s| match s.fault {
+                Fault::PowerCut { tear_seed, .. } | Fault::PowerCutAll { tear_seed, .. } => {
+                    tear_seed.is_some()
+                }
+                other => panic!("{other} was not asked for"),
+            })
+            .collect();
+        assert!(
+            tears.contains(&true) && tears.contains(&false),
+            "some cuts tear, some not"
+        );
     }
 }

@@ -117,6 +117,7 @@ pub(crate) fn base() -> History {
         ],
         consumers: vec![],
         final_logs: finals(&[(0, "a"), (1, "b"), (2, "c")]),
+        end: Some(crate::history::EndOfRun { nodes: 3 }),
     }
 }
 

@@ -105,6 +105,13 @@ impl Recorder {
         Ok(self.writer().write_final_log(log)?)
     }
 
+    /// The history is complete: every final log there is was recorded.
+    pub fn end(&self, nodes: usize) -> Result<()> {
+        Ok(self
+            .writer()
+            .write_end(&crate::history::EndOfRun { nodes })?)
+    }
+
     pub fn flush(&self) -> Result<()> {
         Ok(self.writer().flush()?)
     }
@@ -326,7 +333,13 @@ async fn local_bounds(settings: &ClientSettings, i: usize) -> Result<(u64, u64)>
 
 /// Waits until every node's local bounds agree (or `wait` passes), then reads each node's log
 /// from its lowest offset up to its local `next` with `ConsumeStream`.
-pub async fn read_final_logs(settings: &ClientSettings, wait: Duration) -> Result<Vec<FinalLog>> {
+/// With `skip_silent`, nodes that do not answer are left out instead of failing the read (a
+/// cluster that did not recover: the checker then sees what the others hold).
+pub async fn read_final_logs(
+    settings: &ClientSettings,
+    wait: Duration,
+    skip_silent: bool,
+) -> Result<Vec<FinalLog>> {
     let nodes = settings.endpoints.addrs.len();
     let deadline = tokio::time::Instant::now() + wait;
     let mut bounds = Vec::new();
@@ -343,6 +356,10 @@ pub async fn read_final_logs(settings: &ClientSettings, wait: Duration) -> Resul
     }
     let mut logs = Vec::new();
     for (i, b) in bounds.iter().enumerate() {
+        if b.is_none() && skip_silent {
+            println!("n{i} does not answer: no final log from it");
+            continue;
+        }
         let (lowest, next) = b.with_context(|| format!("node n{i} does not answer its bounds"))?;
         let mut records = Vec::new();
         if next > lowest {

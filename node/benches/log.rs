@@ -3,6 +3,9 @@
 //! time of a log with 1,000 segments. Figures and the machine's disk limits are recorded in
 //! docs/BENCHMARKS.md. Sample sizes and times are small so the whole run stays near 2 minutes.
 
+// The raw-file baselines fsync directly: they measure the disk, not the node's fsync seam.
+#![allow(clippy::disallowed_methods)]
+
 use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;

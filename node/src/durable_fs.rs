@@ -53,6 +53,46 @@ impl DurableFsError {
 
 type Result<T> = std::result::Result<T, DurableFsError>;
 
+#[cfg(feature = "failpoints")]
+pub mod power_cut;
+
+/// fdatasyncs `file` (opened at `path`): its contents written so far are durable when this
+/// returns. Every file fsync of the crate goes through here or [`sync_file_all`], so tests can
+/// see them and the fault suite can simulate what a power cut keeps (see `power_cut`).
+#[allow(clippy::disallowed_methods, reason = "the one seam for file fsyncs")]
+pub fn sync_file_data(file: &File, path: &Path) -> io::Result<()> {
+    sync_file_with(file, path, File::sync_data)
+}
+
+/// fsyncs `file` (opened at `path`) with its metadata: contents and length are durable.
+#[allow(clippy::disallowed_methods, reason = "the one seam for file fsyncs")]
+pub fn sync_file_all(file: &File, path: &Path) -> io::Result<()> {
+    sync_file_with(file, path, File::sync_all)
+}
+
+fn sync_file_with(
+    file: &File,
+    path: &Path,
+    sync: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
+    #[cfg(test)]
+    hook::record_fsync(path);
+    #[cfg(feature = "failpoints")]
+    if power_cut::skips(path) {
+        return Ok(());
+    }
+    #[cfg(feature = "failpoints")]
+    power_cut::injected_failure()?;
+    #[cfg(feature = "failpoints")]
+    let pending = power_cut::before_sync(file);
+    #[cfg(not(feature = "failpoints"))]
+    let _ = path;
+    sync(file)?;
+    #[cfg(feature = "failpoints")]
+    power_cut::after_sync(pending);
+    Ok(())
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DurableFsError + '_ {
     move |source| DurableFsError::Io {
         path: path.to_path_buf(),
@@ -64,7 +104,20 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DurableFsError + '_ {
 pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(test)]
     hook::record(dir);
+    #[cfg(feature = "failpoints")]
+    if power_cut::skips(dir) {
+        return Ok(());
+    }
     let file = File::open(dir).map_err(io_err(dir))?;
+    #[cfg(feature = "failpoints")]
+    power_cut::injected_failure().map_err(|source| DurableFsError::Fsync {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the durable wrapper for directories"
+    )]
     file.sync_all().map_err(|source| DurableFsError::Fsync {
         path: dir.to_path_buf(),
         source,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test-faults`: one fault-injection run of the proglog-faults harness against 3 real
-# proglog-node processes, each in its own network namespace (see faults/README.md). Needs root
+# `make test-faults`: one fault-injection run of the proglog-faults harness against real
+# proglog-node processes (3, or 5 with `--nodes 5`), each in its own network namespace (see
+# faults/README.md); the nodes must be built with `--features failpoints` (power cuts). Needs root
 # (namespaces, veth, iptables). Arguments are passed to proglog-faults, e.g. `--seed 42`,
 # `--duration 60s`; so is $FAULTS_ARGS. Binaries: $FAULTS_BIN_DIR [default: the debug target
 # dir]. Exit status: 0 no anomaly, 1 anomalies, 2 harness error.
@@ -20,7 +21,7 @@ for tool in ip iptables tc; do
 done
 for bin in proglog-faults proglog-node proglog; do
   if [[ ! -x $BIN_DIR/$bin ]]; then
-    echo "$BIN_DIR/$bin is missing: cargo build -p proglog-node -p proglog-faults --bins" >&2
+    echo "$BIN_DIR/$bin is missing: cargo build -p proglog-node --features failpoints --bins && cargo build -p proglog-faults --bins" >&2
     exit 2
   fi
 done

@@ -1,4 +1,4 @@
-//! `proglog-faults`: one fault-injection run against a 3-node ProgLog cluster in network
+//! `proglog-faults`: one fault-injection run against a 3- or 5-node ProgLog cluster in network
 //! namespaces (needs root), then the history check. See faults/README.md.
 //!
 //! - `proglog-faults [--seed N] [--duration 180s] ...`: the run (as root).
@@ -13,7 +13,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use proglog_faults::delay::{DelayConfig, run_delayer};
 use proglog_faults::netns::{Topology, teardown};
-use proglog_faults::runner::{NODES, RunConfig, run_inside, run_outside};
+use proglog_faults::runner::{MAX_NODES, NODES, RunConfig, run_inside, run_outside};
+use proglog_faults::schedule::KINDS;
 
 #[derive(Debug, Parser)]
 #[command(about = "Fault-injection run against real proglog-node processes, with a history check")]
@@ -54,6 +55,22 @@ struct Cli {
     /// seconds catches up by a snapshot install).
     #[arg(long, default_value_t = 20)]
     snapshot_keep_entries: u64,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = NODES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=MAX_NODES as u64))]
+    nodes: usize,
+    /// Comma-separated fault kinds to draw from [default: all]: kill, pause-leader,
+    /// isolate-leader, isolate-follower, one-way, flap, slow-link, slow-all, dup-reorder,
+    /// power-cut, power-cut-all.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// `PROGLOG_FAILPOINT` for every node (a node built with the `failpoints` feature), e.g.
+    /// `skip-fsync:/raft/log/` for the negative control.
+    #[arg(long)]
+    node_failpoint: Option<String>,
+    /// A negative control: pass only if the checker finds an anomaly of this kind (e.g.
+    /// `lost_append`), exit 1 if it does not.
+    #[arg(long)]
+    expect_anomaly: Option<String>,
     /// Internal: this is the run inside the client namespace.
     #[arg(long, hide = true)]
     inside: bool,
@@ -90,7 +107,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Some(Sub::Cleanup) => {
-            let removed = teardown(&Topology::new(NODES))?;
+            let removed = teardown(&Topology::new(MAX_NODES))?;
             println!("removed {removed} namespace(s)");
             return Ok(0);
         }
@@ -130,6 +147,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .join("proglog-faults")
             .join(format!("{now}-seed{seed}"))
     });
+    let kinds = cli
+        .kinds
+        .iter()
+        .map(|name| {
+            KINDS
+                .iter()
+                .copied()
+                .find(|kind| kind == name)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown fault kind {name:?}; the kinds: {}",
+                        KINDS.join(", ")
+                    )
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let config = RunConfig {
         seed,
         duration: cli.duration,
@@ -141,6 +174,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         bin_dir,
         snapshot_entries: cli.snapshot_entries,
         snapshot_keep_entries: cli.snapshot_keep_entries,
+        nodes: cli.nodes,
+        kinds,
+        node_failpoint: cli.node_failpoint,
+        expect_anomaly: cli.expect_anomaly,
     };
     if !cli.inside {
         let code = run_outside(&config)?;

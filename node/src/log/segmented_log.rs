@@ -307,9 +307,7 @@ impl Log {
     }
 
     fn fsync(&self, file: &File, path: &Path) -> Result<()> {
-        #[cfg(test)]
-        crate::durable_fs::hook::record_fsync(path);
-        file.sync_data().map_err(|source| {
+        crate::durable_fs::sync_file_data(file, path).map_err(|source| {
             // fsyncgate: after a failed fsync the kernel may have dropped the dirty pages and a
             // retry can succeed without the data ever reaching the disk. Never trust this
             // process's view of the files again.

@@ -52,9 +52,7 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
     let written = (|| {
         let mut file = File::create(&tmp).map_err(file_err(&tmp))?;
         file.write_all(bytes).map_err(file_err(&tmp))?;
-        #[cfg(test)]
-        crate::durable_fs::hook::record_fsync(&tmp);
-        file.sync_all().map_err(file_err(&tmp))?;
+        durable_fs::sync_file_all(&file, &tmp).map_err(file_err(&tmp))?;
         drop(file);
         Ok(durable_fs::rename(&tmp, path)?)
     })();

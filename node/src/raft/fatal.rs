@@ -271,7 +271,7 @@ pub fn write_termination_message(path: &Path, message: &str) {
     let written = file.and_then(|mut file| {
         use std::io::Write;
         file.write_all(&message.as_bytes()[..end])?;
-        file.sync_all()
+        crate::durable_fs::sync_file_all(&file, path)
     });
     if let Err(error) = written {
         // Not fatal: the exit status and the logs still say why.

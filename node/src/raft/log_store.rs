@@ -337,23 +337,30 @@ impl RaftLogReader<TypeConfig> for RaftLogStore {
     }
 }
 
+impl RaftLogStore {
+    /// The id of the last entry, or of the last purged one when no entry is left (reads the
+    /// log's last entry: call on a blocking thread, or while opening).
+    pub fn last_log_id(&self) -> Result<Option<LogId>, RaftStoreError> {
+        let last_purged = self.shared.hard.lock().last_purged;
+        let next = self.shared.log.next_offset();
+        if next > self.shared.first_readable() {
+            Ok(Some(codec::decode_log_id(
+                &self.shared.log.read(next - 1)?,
+            )?))
+        } else {
+            Ok(last_purged)
+        }
+    }
+}
+
 impl RaftLogStorage<TypeConfig> for RaftLogStore {
     type LogReader = RaftLogStoreReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        // Two statements: a guard in a struct literal would live until its end, and
+        // `last_log_id` takes the same lock.
         let last_purged_log_id = self.shared.hard.lock().last_purged;
-        let next = self.shared.log.next_offset();
-        let last_log_id = if next > self.shared.first_readable() {
-            Some(codec::decode_log_id(
-                &self
-                    .shared
-                    .log
-                    .read(next - 1)
-                    .map_err(RaftStoreError::from)?,
-            )?)
-        } else {
-            last_purged_log_id
-        };
+        let last_log_id = self.last_log_id()?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id,

@@ -17,7 +17,8 @@
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
 //!   executes on the leader; [`forwarding`]: produces, reads and admin changes a follower sends
 //!   on to the leader, and the "not the leader" (not executed) errors.
-//! - [`identity`]: node ids from the ordinal and a persisted incarnation.
+//! - [`identity`]: node ids from the ordinal and a persisted incarnation; [`startup_check`]:
+//!   a node refuses to start on a Raft log that lost entries its state machine applied.
 //! - [`durable_file`]: atomically replaced, versioned state files; [`error`]: the storage error
 //!   type.
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
@@ -53,6 +54,7 @@ pub mod run;
 pub mod service;
 pub mod snapshot;
 pub mod snapshot_install;
+pub mod startup_check;
 #[cfg(test)]
 mod state_file_race_tests;
 pub mod state_machine;

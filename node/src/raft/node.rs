@@ -171,6 +171,11 @@ impl RaftNode {
                     user_log,
                     metrics,
                 )?;
+                super::startup_check::log_covers_applied(
+                    log_store.last_log_id()?,
+                    state_machine.last_applied(),
+                    state_machine.snapshot_last_log_id(),
+                )?;
                 let staging = raft_dir.join("snapshot-staging");
                 // Leftovers of transfers interrupted by a crash.
                 if staging.exists() {

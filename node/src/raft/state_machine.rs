@@ -241,6 +241,12 @@ impl UserLogStateMachine {
         self.shared.state.lock().last_applied
     }
 
+    /// The last Raft log id the current snapshot covers.
+    pub fn snapshot_last_log_id(&self) -> Option<LogId> {
+        let state = self.shared.state.lock();
+        state.snapshot.as_ref().and_then(|s| s.meta.last_log_id)
+    }
+
     /// How many snapshots this state machine installed since it was opened.
     pub fn installed_snapshots(&self) -> u64 {
         self.shared.installed_snapshots.load(Ordering::Relaxed)
