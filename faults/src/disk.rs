@@ -108,6 +108,41 @@ impl NodeDisk {
         Ok(())
     }
 
+    /// Flips one bit of one record store file (`*.store`, Raft log or user log) of the data
+    /// directory, drawn from `seed`: what a bad disk or a cosmic ray does. Says where.
+    pub fn flip_bit(&self, seed: u64) -> Result<String> {
+        use rand::{Rng, SeedableRng};
+        let data = self.data_dir();
+        let mut stores: Vec<(PathBuf, u64)> = Vec::new();
+        let mut dirs = vec![data.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "store") {
+                    let len = fs::metadata(&path)?.len();
+                    if len > 0 {
+                        stores.push((path, len));
+                    }
+                }
+            }
+        }
+        stores.sort();
+        anyhow::ensure!(!stores.is_empty(), "no record store file under {}", data.display());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (path, len) = &stores[rng.random_range(0..stores.len())];
+        let at = rng.random_range(0..*len);
+        let bit = rng.random_range(0..8u8);
+        let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let mut byte = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at)?;
+        byte[0] ^= 1 << bit;
+        std::os::unix::fs::FileExt::write_all_at(&file, &byte, at)?;
+        let shown = path.strip_prefix(&data).unwrap_or(path).display();
+        Ok(format!("flipped bit {bit} of byte {at} of {shown} ({len} bytes)"))
+    }
+
     /// Copies the data directory next to the mount point (`nI-data/`), so a failed run can be
     /// inspected after the tmpfs is gone.
     pub async fn copy_out(&self) -> Result<PathBuf> {
@@ -132,6 +167,21 @@ mod tests {
         assert_eq!(disk.root(), Path::new("/run/x/n2"));
         assert_eq!(disk.data_dir(), Path::new("/run/x/n2/data"));
         assert_eq!(disk.fsync_fail_trigger(), Path::new("/run/x/n2.fsync-fail"));
+    }
+
+    #[test]
+    fn a_bit_flip_changes_exactly_one_bit_of_a_store_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = NodeDisk::new(dir.path(), 0);
+        let log = disk.data_dir().join("raft/log");
+        fs::create_dir_all(&log).unwrap();
+        fs::write(log.join("0.store"), vec![0u8; 64]).unwrap();
+        fs::write(log.join("0.index"), vec![0u8; 64]).unwrap();
+        let what = disk.flip_bit(9).unwrap();
+        assert!(what.contains("raft/log/0.store"), "{what}");
+        let bits: u32 = fs::read(log.join("0.store")).unwrap().iter().map(|b| b.count_ones()).sum();
+        assert_eq!(bits, 1);
+        assert!(fs::read(log.join("0.index")).unwrap().iter().all(|b| *b == 0));
     }
 
     #[test]

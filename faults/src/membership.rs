@@ -15,13 +15,18 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Removes node `victim` from the cluster, wipes it, restarts it empty and adds it back.
 pub async fn replace(cluster: &mut Cluster, victim: usize) -> Result<String> {
-    let n = cluster.len();
-    let via = (victim + 1) % n;
     let old_id = cluster
         .status(victim)
         .await
         .map(|s| s.node_id)
         .context("the member to replace does not answer")?;
+    replace_id(cluster, victim, old_id).await
+}
+
+/// [`replace`] for a member whose id is known (it may not be running any more).
+pub async fn replace_id(cluster: &mut Cluster, victim: usize, old_id: u64) -> Result<String> {
+    let n = cluster.len();
+    let via = (victim + 1) % n;
     cluster
         .cli_until_ok(
             via,

@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, run_checked};
 use crate::delayers::Delayers;
 use crate::history::RunClock;
 use crate::netns::argv;
+use crate::workload::{ClientSettings, Recorder, probe_read};
 use crate::rules::{
     drop_from, duplicate_rules, heal_qdiscs, heal_rules, isolate, netem_all, netem_args,
     netem_dup_reorder, netem_link,
@@ -68,6 +69,8 @@ pub struct Nemesis {
     pub events: Vec<FaultEvent>,
     log: std::fs::File,
     delayers: Delayers,
+    /// Where faults that read from a node record what it served (see [`Nemesis::observe`]).
+    observer: Option<(std::sync::Arc<Recorder>, ClientSettings)>,
 }
 
 impl Nemesis {
@@ -82,7 +85,13 @@ impl Nemesis {
             events: Vec::new(),
             log,
             delayers,
+            observer: None,
         })
+    }
+
+    /// Lets faults record reads of what a damaged node serves in the run's history.
+    pub fn observe(&mut self, rec: std::sync::Arc<Recorder>, settings: ClientSettings) {
+        self.observer = Some((rec, settings));
     }
 
     /// Writes a timestamped line to `nemesis.log` and stdout.
@@ -346,6 +355,27 @@ impl Nemesis {
                 };
                 let done = crate::membership::replace(&mut self.cluster, victim).await?;
                 format!("{done} (leader was n{current}, {how})")
+            }
+            Fault::BitFlip { pick, seed } => {
+                let victim = pick % n;
+                let id = self.cluster.status(victim).await.map(|s| s.node_id);
+                let id = id.context("the node to damage does not answer")?;
+                self.cluster.kill_all(&[victim]).await?;
+                let flipped = self.cluster.disk(victim).flip_bit(seed)?;
+                // Its own fsyncs made the damaged bytes durable: nothing for a power cut to undo.
+                self.cluster.start(victim)?;
+                let started = self.cluster.wait_exit(victim, Duration::from_secs(3)).await;
+                let mut seen = match &started {
+                    Some(status) => format!("n{victim} refused to start ({status})"),
+                    None => format!("n{victim} restarted"),
+                };
+                if started.is_none()
+                    && let Some((rec, settings)) = &self.observer
+                {
+                    seen = format!("{seen}; {}", probe_read(settings, rec, victim).await?);
+                }
+                let replaced = crate::membership::replace_id(&mut self.cluster, victim, id).await?;
+                format!("{flipped}; {seen}; {replaced}")
             }
         })
     }

@@ -258,6 +258,7 @@ async fn drive(
     }
 
     let mut nemesis = Nemesis::new(cluster, shaper, clock, exe)?;
+    nemesis.observe(rec.clone(), settings.clone());
     let t0 = clock.now_ns();
     let nemesis_result = nemesis.run(&steps, t0).await;
     let heal_result = nemesis.heal().await;

@@ -76,6 +76,10 @@ pub enum Fault {
     /// Remove the leader (or the `pick`th follower) from the cluster, wipe its disk, start it
     /// empty and add it back ([`crate::membership`]).
     ReplaceMember { leader: bool, pick: usize },
+    /// Flip one bit of one record store file of node `pick` while it is down, restart it, read
+    /// its whole log (recorded, so the checker sees whether it served a damaged value), then
+    /// replace the member, as an operator would a member with a bad disk.
+    BitFlip { pick: usize, seed: u64 },
 }
 
 /// Delay, jitter and loss of a degraded link.
@@ -87,7 +91,7 @@ pub struct LinkFault {
 }
 
 /// The kinds, in a fixed order (the table's rows).
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "kill",
     "pause-leader",
     "isolate-leader",
@@ -102,6 +106,7 @@ pub const KINDS: [&str; 14] = [
     "fsync-error",
     "disk-full",
     "replace-member",
+    "bit-flip",
 ];
 
 impl Fault {
@@ -122,6 +127,7 @@ impl Fault {
             Self::FsyncError { .. } => KINDS[11],
             Self::DiskFull { .. } => KINDS[12],
             Self::ReplaceMember { .. } => KINDS[13],
+            Self::BitFlip { .. } => KINDS[14],
         }
     }
 
@@ -142,7 +148,7 @@ impl Fault {
             | Self::FsyncError { ms, .. }
             | Self::DiskFull { ms, .. } => ms,
             // Done when the member is back; budget for the catch-up.
-            Self::ReplaceMember { .. } => 5000,
+            Self::ReplaceMember { .. } | Self::BitFlip { .. } => 5000,
         }
     }
 
@@ -228,6 +234,10 @@ impl Fault {
             "replace-member" => Self::ReplaceMember {
                 leader: rng.random_bool(0.5),
                 pick: rng.random_range(0..nodes),
+            },
+            "bit-flip" => Self::BitFlip {
+                pick: rng.random_range(0..nodes),
+                seed: rng.random(),
             },
             other => unreachable!("unknown fault kind {other}"),
         }
@@ -322,6 +332,7 @@ impl fmt::Display for Fault {
                 write!(f, "replace the leader with an empty node")
             }
             Self::ReplaceMember { .. } => write!(f, "replace a follower with an empty node"),
+            Self::BitFlip { pick, .. } => write!(f, "flip a bit in a store file of n{pick}"),
         }
     }
 }

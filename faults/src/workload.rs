@@ -317,6 +317,73 @@ pub async fn final_append(
 }
 
 /// Node `i`'s local bounds `(lowest, next)`.
+/// Node `i`'s records `lowest..next`, read with `ConsumeStream`.
+async fn read_records(
+    settings: &ClientSettings,
+    i: usize,
+    lowest: u64,
+    next: u64,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    if next > lowest {
+        let mut stream = client(settings, i)?
+            .consume_stream(ConsumeRequest { offset: lowest })
+            .await
+            .with_context(|| format!("reading n{i}'s log"))?
+            .into_inner();
+        while let Some(response) = timeout(Duration::from_secs(10), stream.message())
+            .await
+            .with_context(|| format!("reading n{i}'s log: stalled"))??
+        {
+            let record = response.record.context("empty response")?;
+            records.push(Record::new(
+                record.offset,
+                String::from_utf8_lossy(&record.value).into_owned(),
+            ));
+            if record.offset + 1 >= next {
+                break;
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Reads node `i`'s whole log and records it as a local `read`: what a node serves (after its
+/// disk was damaged, say) is checked like every read — each value at its offset, no value nobody
+/// appended. A read that fails is recorded as `info`. Returns what happened.
+pub async fn probe_read(settings: &ClientSettings, rec: &Recorder, i: usize) -> Result<String> {
+    let invoke_ns = rec.clock.now_ns();
+    let read = async {
+        let (lowest, next) = local_bounds(settings, i).await?;
+        let records = read_records(settings, i, lowest, next).await?;
+        anyhow::Ok((lowest, next, records))
+    }
+    .await;
+    let node = Some(settings.endpoints.names[i].clone());
+    let (result, from, to, records, outcome) = match read {
+        Ok((lowest, next, records)) => {
+            let outcome = format!("it served its whole log ({} records)", records.len());
+            (OpResult::Ok, lowest, Some(next), Some(records), outcome)
+        }
+        Err(e) => (OpResult::Info, 0, None, None, format!("reading its log failed: {e:#}")),
+    };
+    rec.op(&Operation {
+        id: rec.op_id(),
+        process: rec.process(),
+        invoke_ns,
+        complete_ns: rec.clock.now_ns(),
+        result,
+        op: OpKind::Read {
+            node,
+            consistency: Consistency::Local,
+            from,
+            to,
+            records,
+        },
+    })?;
+    Ok(outcome)
+}
+
 async fn local_bounds(settings: &ClientSettings, i: usize) -> Result<(u64, u64)> {
     let request = GetLogBoundsRequest {
         consistency: WireConsistency::Local as i32,
@@ -361,27 +428,7 @@ pub async fn read_final_logs(
             continue;
         }
         let (lowest, next) = b.with_context(|| format!("node n{i} does not answer its bounds"))?;
-        let mut records = Vec::new();
-        if next > lowest {
-            let mut stream = client(settings, i)?
-                .consume_stream(ConsumeRequest { offset: lowest })
-                .await
-                .with_context(|| format!("reading n{i}'s log"))?
-                .into_inner();
-            while let Some(response) = timeout(Duration::from_secs(10), stream.message())
-                .await
-                .with_context(|| format!("reading n{i}'s log: stalled"))??
-            {
-                let record = response.record.context("empty response")?;
-                records.push(Record::new(
-                    record.offset,
-                    String::from_utf8_lossy(&record.value).into_owned(),
-                ));
-                if record.offset + 1 >= next {
-                    break;
-                }
-            }
-        }
+        let records = read_records(settings, i, lowest, next).await?;
         logs.push(FinalLog {
             node: settings.endpoints.names[i].clone(),
             lowest,

@@ -3,7 +3,7 @@
 # proglog-node processes (3, or 5 with `--nodes 5`), each in its own network namespace (see
 # faults/README.md); the nodes must be built with `--features failpoints` (power cuts). Needs root
 # (namespaces, veth, iptables). Arguments are passed to proglog-faults, e.g. `--seed 42`,
-# `--duration 60s`; so is $FAULTS_ARGS. Binaries: $FAULTS_BIN_DIR [default: the debug target
+# `--duration 60s`; so is $FAULTS_ARGS, after them (it wins). Binaries: $FAULTS_BIN_DIR [default: the debug target
 # dir]. Exit status: 0 no anomaly, 1 anomalies, 2 harness error.
 set -euo pipefail
 
@@ -27,4 +27,4 @@ for bin in proglog-faults proglog-node proglog; do
 done
 
 # shellcheck disable=SC2086 # FAULTS_ARGS is a list of flags, split on purpose
-exec "$BIN_DIR/proglog-faults" --bin-dir "$BIN_DIR" ${FAULTS_ARGS:-} "$@"
+exec "$BIN_DIR/proglog-faults" --bin-dir "$BIN_DIR" "$@" ${FAULTS_ARGS:-}

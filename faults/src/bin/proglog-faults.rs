@@ -19,6 +19,8 @@ use proglog_faults::schedule::KINDS;
 #[derive(Debug, Parser)]
 #[command(about = "Fault-injection run against real proglog-node processes, with a history check")]
 #[command(args_conflicts_with_subcommands = true)]
+// `make test-faults FAULTS_ARGS=...` appends its flags after the target's own: the last wins.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
