@@ -17,6 +17,7 @@ use proglog_proto::proglog::admin::v1::admin_client::AdminClient;
 use proglog_proto::proglog::admin::v1::{ClusterStatusRequest, ClusterStatusResponse};
 use tokio::process::{Child, Command};
 
+use crate::clock::NodeClock;
 use crate::disk::NodeDisk;
 use crate::netns::{Topology, argv, in_ns};
 use crate::tls::{Endpoints, node_endpoints};
@@ -155,6 +156,9 @@ impl Cluster {
         std::fs::write(c.run_dir.join(format!("n{i}.termination")), "")?;
         let cmd = self.node_command(i);
         let mut command = Command::new(&cmd[0]);
+        let clock = self.clock(i);
+        clock.init()?;
+        command.envs(crate::clock::node_env(clock.spec()));
         match &c.node_failpoint {
             Some(failpoint) => command.env("PROGLOG_FAILPOINT", failpoint),
             None => command.env_remove("PROGLOG_FAILPOINT"),
@@ -199,6 +203,11 @@ impl Cluster {
     /// Node `i`'s disk (a tmpfs, see [`crate::disk`]).
     pub fn disk(&self, i: usize) -> NodeDisk {
         NodeDisk::new(&self.config.run_dir, i)
+    }
+
+    /// Node `i`'s clock offset (libfaketime, [`crate::clock`]).
+    pub fn clock(&self, i: usize) -> NodeClock {
+        NodeClock::new(self.config.run_dir.join(format!("n{i}.faketime")))
     }
 
     /// Node `i`'s data directory.

@@ -129,7 +129,11 @@ impl NodeDisk {
             }
         }
         stores.sort();
-        anyhow::ensure!(!stores.is_empty(), "no record store file under {}", data.display());
+        anyhow::ensure!(
+            !stores.is_empty(),
+            "no record store file under {}",
+            data.display()
+        );
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (path, len) = &stores[rng.random_range(0..stores.len())];
         let at = rng.random_range(0..*len);
@@ -140,7 +144,9 @@ impl NodeDisk {
         byte[0] ^= 1 << bit;
         std::os::unix::fs::FileExt::write_all_at(&file, &byte, at)?;
         let shown = path.strip_prefix(&data).unwrap_or(path).display();
-        Ok(format!("flipped bit {bit} of byte {at} of {shown} ({len} bytes)"))
+        Ok(format!(
+            "flipped bit {bit} of byte {at} of {shown} ({len} bytes)"
+        ))
     }
 
     /// Copies the data directory next to the mount point (`nI-data/`), so a failed run can be
@@ -179,9 +185,18 @@ mod tests {
         fs::write(log.join("0.index"), vec![0u8; 64]).unwrap();
         let what = disk.flip_bit(9).unwrap();
         assert!(what.contains("raft/log/0.store"), "{what}");
-        let bits: u32 = fs::read(log.join("0.store")).unwrap().iter().map(|b| b.count_ones()).sum();
+        let bits: u32 = fs::read(log.join("0.store"))
+            .unwrap()
+            .iter()
+            .map(|b| b.count_ones())
+            .sum();
         assert_eq!(bits, 1);
-        assert!(fs::read(log.join("0.index")).unwrap().iter().all(|b| *b == 0));
+        assert!(
+            fs::read(log.join("0.index"))
+                .unwrap()
+                .iter()
+                .all(|b| *b == 0)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`netns`] (one network namespace per node), [`cluster`] (the node processes), [`tls`]
 //! (certificates and client channels), [`workload`]
 //! (the clients), [`schedule`], [`nemesis`], [`rules`], [`delay`], [`delayers`] and
-//! [`power_cut`], [`disk`] and [`membership`] (the faults),
+//! [`power_cut`], [`disk`], [`membership`] and [`clock`] (the faults),
 //! [`tally`] (the per-fault table) and [`runner`] (one run, end to end; the `proglog-faults`
 //! binary is a thin wrapper).
 //!
@@ -21,6 +21,7 @@
 
 pub mod anomaly;
 pub mod checker;
+pub mod clock;
 pub mod cluster;
 pub mod delay;
 pub mod delayers;

@@ -19,12 +19,12 @@ use crate::cluster::{Cluster, run_checked};
 use crate::delayers::Delayers;
 use crate::history::RunClock;
 use crate::netns::argv;
-use crate::workload::{ClientSettings, Recorder, probe_read};
 use crate::rules::{
     drop_from, duplicate_rules, heal_qdiscs, heal_rules, isolate, netem_all, netem_args,
     netem_dup_reorder, netem_link,
 };
 pub use crate::schedule::{Fault, KINDS, LinkFault, Step, schedule};
+use crate::workload::{ClientSettings, Recorder, probe_read};
 
 /// How link faults (delay, loss, duplication, reordering) are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +376,26 @@ impl Nemesis {
                 }
                 let replaced = crate::membership::replace_id(&mut self.cluster, victim, id).await?;
                 format!("{flipped}; {seen}; {replaced}")
+            }
+            Fault::ClockJump { leader, node, secs } => {
+                let (victim, how) = if leader {
+                    self.leader_or(node).await
+                } else {
+                    (node, "chosen")
+                };
+                let offset = self.cluster.clock(victim).advance(secs)?;
+                sleep(fault.active_ms()).await;
+                format!("n{victim} ({how}) {secs}s ahead, {offset}s in all")
+            }
+            Fault::ClockSkew { node, ms } => {
+                let clock = self.cluster.clock(node);
+                let mut elapsed = 0;
+                while elapsed < ms {
+                    sleep(2000).await;
+                    clock.advance(1)?;
+                    elapsed += 2000;
+                }
+                format!("n{node} {}s ahead in all", clock.offset()?)
             }
         })
     }

@@ -208,11 +208,29 @@ async fn drive(
         "cluster formed: {} nodes, leader n{leader}; link faults via {shaper:?}",
         cluster.len()
     );
+    let mut kinds = config.kinds.clone();
+    if !crate::clock::available() {
+        let asked = kinds.iter().any(|k| crate::clock::CLOCK_KINDS.contains(k));
+        anyhow::ensure!(
+            !asked,
+            "clock faults need libfaketime ({}): apt-get install libfaketime",
+            crate::clock::LIBFAKETIME
+        );
+        if kinds.is_empty() {
+            kinds = crate::schedule::KINDS.to_vec();
+        }
+        kinds.retain(|k| !crate::clock::CLOCK_KINDS.contains(k));
+        println!(
+            "SKIPPED {}: libfaketime is not installed ({})",
+            crate::clock::CLOCK_KINDS.join(", "),
+            crate::clock::LIBFAKETIME
+        );
+    }
     let steps = schedule(
         config.seed,
         config.duration.as_millis() as u64,
         cluster.len(),
-        &config.kinds,
+        &kinds,
     );
     println!(
         "schedule: {} faults over {:?}",

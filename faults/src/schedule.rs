@@ -80,6 +80,14 @@ pub enum Fault {
     /// its whole log (recorded, so the checker sees whether it served a damaged value), then
     /// replace the member, as an operator would a member with a bad disk.
     BitFlip { pick: usize, seed: u64 },
+    /// The clocks of the leader (or node `node`) jump `secs` forward ([`crate::clock`]).
+    ClockJump {
+        leader: bool,
+        node: usize,
+        secs: u64,
+    },
+    /// The clocks of node `node` run 1.5 times as fast for `ms`.
+    ClockSkew { node: usize, ms: u64 },
 }
 
 /// Delay, jitter and loss of a degraded link.
@@ -91,7 +99,7 @@ pub struct LinkFault {
 }
 
 /// The kinds, in a fixed order (the table's rows).
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 17] = [
     "kill",
     "pause-leader",
     "isolate-leader",
@@ -107,6 +115,8 @@ pub const KINDS: [&str; 15] = [
     "disk-full",
     "replace-member",
     "bit-flip",
+    "clock-jump",
+    "clock-skew",
 ];
 
 impl Fault {
@@ -128,6 +138,8 @@ impl Fault {
             Self::DiskFull { .. } => KINDS[12],
             Self::ReplaceMember { .. } => KINDS[13],
             Self::BitFlip { .. } => KINDS[14],
+            Self::ClockJump { .. } => KINDS[15],
+            Self::ClockSkew { .. } => KINDS[16],
         }
     }
 
@@ -146,7 +158,10 @@ impl Fault {
             | Self::SlowAll { ms, .. }
             | Self::DupReorder { ms, .. }
             | Self::FsyncError { ms, .. }
-            | Self::DiskFull { ms, .. } => ms,
+            | Self::DiskFull { ms, .. }
+            | Self::ClockSkew { ms, .. } => ms,
+            // The node notices within a second; then its timers fire.
+            Self::ClockJump { .. } => 3000,
             // Done when the member is back; budget for the catch-up.
             Self::ReplaceMember { .. } | Self::BitFlip { .. } => 5000,
         }
@@ -238,6 +253,15 @@ impl Fault {
             "bit-flip" => Self::BitFlip {
                 pick: rng.random_range(0..nodes),
                 seed: rng.random(),
+            },
+            "clock-jump" => Self::ClockJump {
+                leader: rng.random_bool(0.5),
+                node: rng.random_range(0..nodes),
+                secs: rng.random_range(60..=600),
+            },
+            "clock-skew" => Self::ClockSkew {
+                node: rng.random_range(0..nodes),
+                ms: rng.random_range(6000..=10000),
             },
             other => unreachable!("unknown fault kind {other}"),
         }
@@ -333,6 +357,17 @@ impl fmt::Display for Fault {
             }
             Self::ReplaceMember { .. } => write!(f, "replace a follower with an empty node"),
             Self::BitFlip { pick, .. } => write!(f, "flip a bit in a store file of n{pick}"),
+            Self::ClockJump { leader, node, secs } => {
+                let who = if *leader {
+                    "the leader".to_owned()
+                } else {
+                    format!("n{node}")
+                };
+                write!(f, "the clocks of {who} jump {secs}s forward")
+            }
+            Self::ClockSkew { node, ms } => {
+                write!(f, "the clocks of n{node} run 1.5x fast for {:.1}s", s(*ms))
+            }
         }
     }
 }

@@ -365,7 +365,13 @@ pub async fn probe_read(settings: &ClientSettings, rec: &Recorder, i: usize) -> 
             let outcome = format!("it served its whole log ({} records)", records.len());
             (OpResult::Ok, lowest, Some(next), Some(records), outcome)
         }
-        Err(e) => (OpResult::Info, 0, None, None, format!("reading its log failed: {e:#}")),
+        Err(e) => (
+            OpResult::Info,
+            0,
+            None,
+            None,
+            format!("reading its log failed: {e:#}"),
+        ),
     };
     rec.op(&Operation {
         id: rec.op_id(),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local cluster runs on, if any is missing: containerd (1.6),
-# runc, the CNI plugins, iptables and conntrack (kube-proxy), socat (port-forward fallback).
+# runc, the CNI plugins, iptables and conntrack (kube-proxy), socat (port-forward fallback); and
+# libfaketime for the fault suite's clock faults.
 # Nothing is started here and no service is enabled: up.sh runs containerd with its own config.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v socat >/dev/null || need+=(socat)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v python3 >/dev/null || need+=(python3)
+# The fault suite's clock faults (faults/src/clock.rs).
+[[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need+=(libfaketime)
 if ((${#need[@]} == 0)); then
     exit 0
 fi
