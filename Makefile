@@ -10,7 +10,7 @@ BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
         control-plane control-plane-up control-plane-down local-cluster local-cluster-up local-cluster-down \
-        up down e2e-pods bench bench-log bench-server bench-raft e2e test-faults test-faults-long clean help
+        up down e2e-pods bench bench-log bench-server bench-raft e2e test-faults test-faults-long fuzz clean help
 
 all: build
 
@@ -130,16 +130,19 @@ test-faults: ## Fault injection: nodes in network namespaces, kills, power cuts,
 	$(CARGO) build -p proglog-faults --bins
 	scripts/faults/run.sh --duration 150s
 	scripts/faults/run.sh --nodes 5 --duration 45s \
-	  --kinds kill,power-cut,power-cut-all,isolate-leader,replace-member
+	  --kinds kill,power-cut,power-cut-all,isolate-leader,replace-member,bit-flip
 	scripts/faults/run.sh --duration 20s --kinds power-cut-all \
 	  --node-failpoint skip-fsync:/raft/log/ --expect-anomaly lost_append
 
-test-faults-long: ## Longer fault runs (not in CI): 3 nodes for 10 min, 5 nodes for 5 min, every fault kind (root)
+test-faults-long: ## Longer fault runs (not in CI): 3 nodes for 20 min, 5 nodes for 10 min, every fault kind (root)
 	scripts/local-cluster/install-deps.sh
 	$(CARGO) build -p proglog-node --features failpoints --bins
 	$(CARGO) build -p proglog-faults --bins
-	scripts/faults/run.sh --duration 600s
-	scripts/faults/run.sh --nodes 5 --duration 300s
+	scripts/faults/run.sh --duration 1200s
+	scripts/faults/run.sh --nodes 5 --duration 600s
+
+fuzz: ## cargo fuzz (nightly): every target in fuzz/ for FUZZ_SECONDS (60) each, executions/s
+	scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

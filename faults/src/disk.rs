@@ -108,42 +108,68 @@ impl NodeDisk {
         Ok(())
     }
 
-    /// Flips one bit of one record store file (`*.store`, Raft log or user log) of the data
-    /// directory, drawn from `seed`: what a bad disk or a cosmic ray does. Says where.
-    pub fn flip_bit(&self, seed: u64) -> Result<String> {
+    /// Damages one file of the data directory, drawn from `seed`, as a bad disk would: one bit
+    /// flipped in a record store (`*.store`, Raft log or user log, active or sealed segment), in
+    /// an index (`*.index`) or in a state file (`*.json`: the vote, the applied position, the
+    /// identity), or a store cut short at a random length. Says what it did.
+    pub fn damage(&self, seed: u64) -> Result<String> {
         use rand::{Rng, SeedableRng};
         let data = self.data_dir();
-        let mut stores: Vec<(PathBuf, u64)> = Vec::new();
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
         let mut dirs = vec![data.clone()];
         while let Some(dir) = dirs.pop() {
             for entry in fs::read_dir(&dir)? {
                 let path = entry?.path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "store") {
+                } else {
                     let len = fs::metadata(&path)?.len();
                     if len > 0 {
-                        stores.push((path, len));
+                        files.push((path, len));
                     }
                 }
             }
         }
-        stores.sort();
+        files.sort();
+        let of = |ext: &str| -> Vec<(PathBuf, u64)> {
+            files
+                .iter()
+                .filter(|(p, _)| p.extension().is_some_and(|e| e == ext))
+                .cloned()
+                .collect()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let targets = [
+            ("flip", of("store")),
+            ("flip", of("index")),
+            ("flip", of("json")),
+            ("truncate", of("store")),
+        ];
+        let choices: Vec<_> = targets.iter().filter(|(_, f)| !f.is_empty()).collect();
         anyhow::ensure!(
-            !stores.is_empty(),
-            "no record store file under {}",
+            !choices.is_empty(),
+            "no file to damage under {}",
             data.display()
         );
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (path, len) = &stores[rng.random_range(0..stores.len())];
+        let (how, candidates) = choices[rng.random_range(0..choices.len())];
+        let (path, len) = &candidates[rng.random_range(0..candidates.len())];
+        let shown = path
+            .strip_prefix(&data)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+        if *how == "truncate" {
+            let keep = rng.random_range(0..*len);
+            file.set_len(keep)?;
+            return Ok(format!("cut {shown} from {len} to {keep} bytes"));
+        }
         let at = rng.random_range(0..*len);
         let bit = rng.random_range(0..8u8);
-        let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
         let mut byte = [0u8];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at)?;
         byte[0] ^= 1 << bit;
         std::os::unix::fs::FileExt::write_all_at(&file, &byte, at)?;
-        let shown = path.strip_prefix(&data).unwrap_or(path).display();
         Ok(format!(
             "flipped bit {bit} of byte {at} of {shown} ({len} bytes)"
         ))
@@ -176,27 +202,41 @@ mod tests {
     }
 
     #[test]
-    fn a_bit_flip_changes_exactly_one_bit_of_a_store_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let disk = NodeDisk::new(dir.path(), 0);
-        let log = disk.data_dir().join("raft/log");
-        fs::create_dir_all(&log).unwrap();
-        fs::write(log.join("0.store"), vec![0u8; 64]).unwrap();
-        fs::write(log.join("0.index"), vec![0u8; 64]).unwrap();
-        let what = disk.flip_bit(9).unwrap();
-        assert!(what.contains("raft/log/0.store"), "{what}");
-        let bits: u32 = fs::read(log.join("0.store"))
-            .unwrap()
-            .iter()
-            .map(|b| b.count_ones())
-            .sum();
-        assert_eq!(bits, 1);
-        assert!(
-            fs::read(log.join("0.index"))
-                .unwrap()
-                .iter()
-                .all(|b| *b == 0)
-        );
+    fn damage_flips_one_bit_or_cuts_one_file_and_reaches_every_kind() {
+        let mut all = String::new();
+        for seed in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = NodeDisk::new(dir.path(), 0);
+            let log = disk.data_dir().join("raft/log");
+            fs::create_dir_all(&log).unwrap();
+            let names = ["0.store", "0.index", "raft-state.json"];
+            for name in names {
+                fs::write(log.join(name), vec![0u8; 64]).unwrap();
+            }
+            let what = disk.damage(seed).unwrap();
+            let (mut bits, mut short) = (0u32, 0usize);
+            for name in names {
+                let bytes = fs::read(log.join(name)).unwrap();
+                bits += bytes.iter().map(|b| b.count_ones()).sum::<u32>();
+                short += usize::from(bytes.len() < 64);
+            }
+            let expected = if what.starts_with("cut") {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
+            assert_eq!((bits, short), expected, "{what}");
+            all.push_str(&what);
+            all.push('\n');
+        }
+        for kind in [
+            "of raft/log/0.store",
+            "of raft/log/0.index",
+            "of raft/log/raft-state.json",
+            "cut ",
+        ] {
+            assert!(all.contains(kind), "{kind:?} never happened:\n{all}");
+        }
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub async fn replace(cluster: &mut Cluster, victim: usize) -> Result<String> {
 /// [`replace`] for a member whose id is known (it may not be running any more).
 pub async fn replace_id(cluster: &mut Cluster, victim: usize, old_id: u64) -> Result<String> {
     let n = cluster.len();
-    let via = (victim + 1) % n;
+    // Any other running node: the CLI finds the leader through it.
+    let via = (1..n)
+        .map(|k| (victim + k) % n)
+        .find(|&i| cluster.is_running(i))
+        .context("no other node runs")?;
     cluster
         .cli_until_ok(
             via,

@@ -356,26 +356,42 @@ impl Nemesis {
                 let done = crate::membership::replace(&mut self.cluster, victim).await?;
                 format!("{done} (leader was n{current}, {how})")
             }
-            Fault::BitFlip { pick, seed } => {
-                let victim = pick % n;
-                let id = self.cluster.status(victim).await.map(|s| s.node_id);
-                let id = id.context("the node to damage does not answer")?;
-                self.cluster.kill_all(&[victim]).await?;
-                let flipped = self.cluster.disk(victim).flip_bit(seed)?;
-                // Its own fsyncs made the damaged bytes durable: nothing for a power cut to undo.
-                self.cluster.start(victim)?;
-                let started = self.cluster.wait_exit(victim, Duration::from_secs(3)).await;
-                let mut seen = match &started {
-                    Some(status) => format!("n{victim} refused to start ({status})"),
-                    None => format!("n{victim} restarted"),
+            Fault::BitFlip { pick, seed, two } => {
+                let victims: Vec<usize> = if two {
+                    vec![pick % n, (pick + 1) % n]
+                } else {
+                    vec![pick % n]
                 };
-                if started.is_none()
-                    && let Some((rec, settings)) = &self.observer
-                {
-                    seen = format!("{seen}; {}", probe_read(settings, rec, victim).await?);
+                let mut ids = Vec::new();
+                for &v in &victims {
+                    let id = self.cluster.status(v).await.map(|s| s.node_id);
+                    ids.push(id.with_context(|| format!("n{v}, to damage, does not answer"))?);
                 }
-                let replaced = crate::membership::replace_id(&mut self.cluster, victim, id).await?;
-                format!("{flipped}; {seen}; {replaced}")
+                self.cluster.kill_all(&victims).await?;
+                let mut done = Vec::new();
+                for (k, &v) in victims.iter().enumerate() {
+                    let damage = self.cluster.disk(v).damage(seed.wrapping_add(k as u64))?;
+                    // Its own fsyncs made the damage durable: nothing for a power cut to undo.
+                    self.cluster.start(v)?;
+                    done.push(format!("n{v}: {damage}"));
+                }
+                for &v in &victims {
+                    let started = self.cluster.wait_exit(v, Duration::from_secs(3)).await;
+                    let mut seen = match &started {
+                        Some(status) => format!("n{v} refused to start ({status})"),
+                        None => format!("n{v} restarted"),
+                    };
+                    if started.is_none()
+                        && let Some((rec, settings)) = &self.observer
+                    {
+                        seen = format!("{seen}; {}", probe_read(settings, rec, v).await?);
+                    }
+                    done.push(seen);
+                }
+                for (&v, &id) in victims.iter().zip(&ids) {
+                    done.push(crate::membership::replace_id(&mut self.cluster, v, id).await?);
+                }
+                done.join("; ")
             }
             Fault::ClockJump { leader, node, secs } => {
                 let (victim, how) = if leader {

@@ -76,10 +76,11 @@ pub enum Fault {
     /// Remove the leader (or the `pick`th follower) from the cluster, wipe its disk, start it
     /// empty and add it back ([`crate::membership`]).
     ReplaceMember { leader: bool, pick: usize },
-    /// Flip one bit of one record store file of node `pick` while it is down, restart it, read
-    /// its whole log (recorded, so the checker sees whether it served a damaged value), then
-    /// replace the member, as an operator would a member with a bad disk.
-    BitFlip { pick: usize, seed: u64 },
+    /// Damage one file of node `pick` (and of the next node too when `two`, in clusters of 5)
+    /// while it is down ([`crate::disk::NodeDisk::damage`]), restart it, read its whole log if
+    /// it runs (recorded, so the checker sees whether it served a damaged value), then replace
+    /// the member, as an operator would a member with a bad disk.
+    BitFlip { pick: usize, seed: u64, two: bool },
     /// The clocks of the leader (or node `node`) jump `secs` forward ([`crate::clock`]).
     ClockJump {
         leader: bool,
@@ -253,6 +254,7 @@ impl Fault {
             "bit-flip" => Self::BitFlip {
                 pick: rng.random_range(0..nodes),
                 seed: rng.random(),
+                two: nodes >= 5,
             },
             "clock-jump" => Self::ClockJump {
                 leader: rng.random_bool(0.5),
@@ -356,7 +358,12 @@ impl fmt::Display for Fault {
                 write!(f, "replace the leader with an empty node")
             }
             Self::ReplaceMember { .. } => write!(f, "replace a follower with an empty node"),
-            Self::BitFlip { pick, .. } => write!(f, "flip a bit in a store file of n{pick}"),
+            Self::BitFlip {
+                pick, two: false, ..
+            } => write!(f, "damage a file of n{pick}"),
+            Self::BitFlip { pick, .. } => {
+                write!(f, "damage a file of n{pick} and of the next node")
+            }
             Self::ClockJump { leader, node, secs } => {
                 let who = if *leader {
                     "the leader".to_owned()

@@ -8,6 +8,11 @@
 //! writer at a time per file refuses any version not newer than the one on disk, so a slow
 //! writer holding an older state can never overwrite a newer one. See "Failure semantics: state
 //! files" in docs/ARCHITECTURE.md.
+//!
+//! Every file ends with a checksum line, `// crc32c xxxxxxxx`, over the JSON before it: a flipped
+//! bit in a vote or an applied position would otherwise often still be valid JSON (a digit for
+//! another digit) and be believed. Reading fails loudly on a mismatch; a file without the line
+//! (written before checksums existed) is read as it is and gains one at its next write.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -46,12 +51,13 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RaftStoreE
     write_bytes(path, &bytes)
 }
 
-/// Atomically replaces `path` with `bytes` (durable when this returns).
+/// Atomically replaces `path` with the JSON `bytes` and their checksum line (durable when this
+/// returns).
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
     let tmp = unique_tmp_path(path);
     let written = (|| {
         let mut file = File::create(&tmp).map_err(file_err(&tmp))?;
-        file.write_all(bytes).map_err(file_err(&tmp))?;
+        file.write_all(&seal(bytes)).map_err(file_err(&tmp))?;
         durable_fs::sync_file_all(&file, &tmp).map_err(file_err(&tmp))?;
         drop(file);
         Ok(durable_fs::rename(&tmp, path)?)
@@ -63,10 +69,45 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), RaftStoreError> {
     written
 }
 
+/// Starts the checksum line that ends every state file.
+const CHECKSUM_LINE: &[u8] = b"\n// crc32c ";
+
+/// `json` followed by its checksum line.
+fn seal(json: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(json.len() + 24);
+    bytes.extend_from_slice(json);
+    bytes.extend_from_slice(CHECKSUM_LINE);
+    bytes.extend_from_slice(format!("{:08x}\n", crc32c::crc32c(json)).as_bytes());
+    bytes
+}
+
+/// The JSON of a state file, its checksum verified (a file from before checksums: all of it).
+fn unseal<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], RaftStoreError> {
+    let Some(at) = bytes
+        .windows(CHECKSUM_LINE.len())
+        .rposition(|w| w == CHECKSUM_LINE)
+    else {
+        return Ok(bytes);
+    };
+    let (json, line) = (&bytes[..at], &bytes[at + CHECKSUM_LINE.len()..]);
+    let computed = crc32c::crc32c(json);
+    // Compared as text, exactly as written: any changed byte of the line is damage too.
+    let stored_matches = line == format!("{computed:08x}\n").as_bytes();
+    if !stored_matches {
+        return Err(RaftStoreError::Corrupt(format!(
+            "{}: checksum mismatch (the file says {}, its content has {computed:08x}): the disk \
+             damaged it",
+            path.display(),
+            String::from_utf8_lossy(line).trim_end()
+        )));
+    }
+    Ok(json)
+}
+
 /// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RaftStoreError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+        Ok(bytes) => serde_json::from_slice(unseal(path, &bytes)?)
             .map(Some)
             .map_err(|e| RaftStoreError::Corrupt(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -217,6 +258,50 @@ mod tests {
         assert!(temps(dir.path()).is_empty());
         // The rename is durable: the directory was fsynced after it.
         assert!(crate::durable_fs::hook::sync_count(dir.path()) >= 2);
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_state_file_is_refused() {
+        // Before checksums, flips that kept the JSON valid (e.g. `5` -> `7` in a term or an
+        // index) were read back as a different state.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (file, _) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert!(file.store(5, &vec![15, 250]).unwrap());
+        let good = fs::read(&path).unwrap();
+        assert_eq!(
+            read_json::<Versioned<Vec<u64>>>(&path)
+                .unwrap()
+                .unwrap()
+                .state,
+            [15, 250]
+        );
+        for byte in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[byte] ^= 1 << bit;
+                fs::write(&path, &bad).unwrap();
+                match StateFile::<Vec<u64>>::open(path.clone()) {
+                    Err(RaftStoreError::Corrupt(_)) => {}
+                    other => panic!(
+                        "bit {bit} of byte {byte} ({bad:?}): {:?}",
+                        other.map(|r| r.1)
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_from_before_checksums_is_read_and_gains_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, br#"{"version": 3, "state": [7]}"#).unwrap();
+        let (file, state) = StateFile::<Vec<u64>>::open(path.clone()).unwrap();
+        assert_eq!((state, file.version()), (Some(vec![7]), 3));
+        assert!(file.store(4, &vec![8]).unwrap());
+        assert!(fs::read_to_string(&path).unwrap().contains("\n// crc32c "));
+        assert_eq!(StateFile::<Vec<u64>>::open(path).unwrap().1, Some(vec![8]));
     }
 
     #[test]

@@ -32,13 +32,12 @@ fn log_id(index: u64) -> LogId {
 /// What a state file says: its version (0 for a file without one) and the Raft index it
 /// stands for, found at `index_of` in the state. `Err` when the file is torn or unreadable.
 fn observe(path: &Path, index_of: &[&str]) -> Result<Option<(u64, u64)>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    // Read as the node reads it (checksum line verified): a torn file is an error.
+    let value: serde_json::Value = match super::durable_file::read_json(path) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("torn or unreadable file: {e}")),
     };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("torn file ({e}): {:?}", String::from_utf8_lossy(&bytes)))?;
     let (version, mut state) = match value.get("version") {
         Some(v) => (v.as_u64().unwrap_or(0), value["state"].clone()),
         None => (0, value),
