@@ -143,6 +143,15 @@ impl Nemesis {
         }
     }
 
+    /// The leader when `leader` (see [`Nemesis::leader_or`]), else node `node`.
+    async fn leader_or_node(&self, leader: bool, node: usize) -> (usize, &'static str) {
+        if leader {
+            self.leader_or(node).await
+        } else {
+            (node, "chosen")
+        }
+    }
+
     async fn exec_all(&self, cmds: &[Vec<String>]) -> Result<()> {
         for cmd in cmds {
             run_checked(cmd).await?;
@@ -161,11 +170,7 @@ impl Nemesis {
                 node,
                 down_ms,
             } => {
-                let (victim, how) = if leader {
-                    self.leader_or(node).await
-                } else {
-                    (node, "chosen")
-                };
+                let (victim, how) = self.leader_or_node(leader, node).await;
                 let pid = self.cluster.pid(victim).unwrap_or_default();
                 self.cluster.kill(victim).await?;
                 sleep(down_ms).await;
@@ -262,11 +267,7 @@ impl Nemesis {
                 down_ms,
                 tear_seed,
             } => {
-                let (victim, how) = if leader {
-                    self.leader_or(node).await
-                } else {
-                    (node, "chosen")
-                };
+                let (victim, how) = self.leader_or_node(leader, node).await;
                 self.cluster.kill_all(&[victim]).await?;
                 let cut = self.cluster.power_cut(victim, tear_seed)?;
                 sleep(down_ms).await;
@@ -288,11 +289,7 @@ impl Nemesis {
                 format!("power cut of all nodes ({}); restarted", cuts.join("; "))
             }
             Fault::FsyncError { leader, node, ms } => {
-                let (victim, how) = if leader {
-                    self.leader_or(node).await
-                } else {
-                    (node, "chosen")
-                };
+                let (victim, how) = self.leader_or_node(leader, node).await;
                 let disk = self.cluster.disk(victim);
                 disk.fail_fsyncs(true)?;
                 let stopped = self
@@ -394,11 +391,7 @@ impl Nemesis {
                 done.join("; ")
             }
             Fault::ClockJump { leader, node, secs } => {
-                let (victim, how) = if leader {
-                    self.leader_or(node).await
-                } else {
-                    (node, "chosen")
-                };
+                let (victim, how) = self.leader_or_node(leader, node).await;
                 let offset = self.cluster.clock(victim).advance(secs)?;
                 sleep(fault.active_ms()).await;
                 format!("n{victim} ({how}) {secs}s ahead, {offset}s in all")
