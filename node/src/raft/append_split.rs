@@ -85,13 +85,7 @@ mod tests {
     use crate::raft::types::{Entry, LogId, ProduceBatch, Vote};
 
     fn log_id(index: u64) -> LogId {
-        LogId::new(
-            openraft::impls::leader_id_adv::LeaderId {
-                term: 2,
-                node_id: 1,
-            },
-            index,
-        )
+        crate::raft::types::test_log_id(2, 1, index)
     }
 
     fn request(first: u64, sizes: &[usize]) -> AppendEntriesRequest<TypeConfig> {

@@ -47,13 +47,7 @@ mod tests {
     use super::*;
 
     fn id(index: u64) -> Option<LogId> {
-        Some(LogId::new(
-            openraft::impls::leader_id_adv::LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            index,
-        ))
+        Some(crate::raft::types::test_log_id(1, 1, index))
     }
 
     #[test]

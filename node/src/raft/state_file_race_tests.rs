@@ -20,13 +20,7 @@ use crate::log::{Log, LogConfig};
 const HAMMER_FOR: Duration = Duration::from_secs(2);
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(
-        openraft::impls::leader_id_adv::LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    )
+    super::types::test_log_id(1, 1, index)
 }
 
 /// What a state file says: its version (0 for a file without one) and the Raft index it

@@ -127,3 +127,12 @@ impl<'de> Deserialize<'de> for ProduceBatch {
 /// What applying a normal entry answers: where its records landed in the user log — the
 /// backend's [`Appended`](crate::backend::Appended), so no conversion is needed on the way out.
 pub type ProduceApplied = crate::backend::Appended;
+
+/// A log id of `term`, led by node `node_id`, at `index` (tests build many).
+#[cfg(test)]
+pub(crate) fn test_log_id(term: u64, node_id: u64, index: u64) -> LogId {
+    LogId::new(
+        openraft::impls::leader_id_adv::LeaderId { term, node_id },
+        index,
+    )
+}
