@@ -14,6 +14,7 @@
 //! - [`client`]: the Rust client library (leader-aware routing, safe retries).
 //! - [`raft`]: replication with openraft (log storage, state machine, network, admin API).
 //! - [`cli`]: the subcommands of the `proglog` client CLI.
+//! - [`test_ports`]: loopback ports for tests that no outgoing connection can take.
 //!
 //! The binaries `proglog-node` (the server) and `proglog` (the CLI client) are thin wrappers over
 //! this library.
@@ -30,4 +31,5 @@ pub mod metrics;
 pub mod raft;
 pub mod server;
 pub mod telemetry;
+pub mod test_ports;
 pub mod tls;

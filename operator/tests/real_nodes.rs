@@ -9,7 +9,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, SystemTime},
@@ -40,11 +39,9 @@ fn node_binary() -> PathBuf {
     binary
 }
 
+/// A loopback port no outgoing connection can take before the node binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    proglog_node::test_ports::reserve_port()
 }
 
 /// One node process ("pod") with its own data directory and ports.

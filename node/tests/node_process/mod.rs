@@ -5,7 +5,6 @@
 
 pub mod cluster;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
@@ -13,13 +12,9 @@ use std::time::{Duration, Instant};
 pub const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
 pub const CLI: &str = env!("CARGO_BIN_EXE_proglog");
 
-/// A loopback port that was free a moment ago.
+/// A loopback port no outgoing connection can take before the node binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    proglog_node::test_ports::reserve_port()
 }
 
 /// Writes the dev CA and certificates into `dir/certs` with `proglog certs`.

@@ -18,6 +18,7 @@ use proglog_node::log::LogConfig;
 use proglog_node::metrics::Metrics;
 use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
 use proglog_node::server::{NodeServer, ServerLimits};
+use proglog_node::test_ports::reserve_port;
 use proglog_node::tls::{
     ClientTlsFiles, ReloadingClientTls, ReloadingServerTls, ServerTlsFiles, client_tls_config,
 };
@@ -54,14 +55,6 @@ pub struct TestCluster {
     pub tls_reload_interval: Option<Duration>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
 pub fn fast_raft_config() -> openraft::Config {
     openraft::Config {
         heartbeat_interval: 50,
@@ -84,7 +77,7 @@ impl TestCluster {
         let certs = dir.path().join("certs");
         write_dev_certs(&certs).expect("dev certificates");
         let addrs = (0..size)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .map(|_| format!("127.0.0.1:{}", reserve_port()))
             .collect();
         Self {
             dir,
