@@ -66,16 +66,22 @@ done
 kubectl -n "$NAMESPACE" get plc logs >&2
 log "up in $(($(date +%s) - started))s"
 
+# A context in the CLI's config file (like kind's kubeconfig entry), so `proglog` needs no flags.
+"$BIN_DIR/proglog" config set-context proglog-local --use --addr localhost:8400 \
+    --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$CERTS/root-key.pem" >&2
+PROGLOG="$(command -v proglog || echo "$BIN_DIR/proglog")"
+
 cat <<MSG
 
 ProgLog is running: ProgLogCluster 'logs' in namespace '$NAMESPACE' (3 nodes, Raft, mTLS).
-Reach it from this machine through its client Service (any node accepts any request):
+Reach it from this machine through its client Service (any node accepts any request); the
+CLI's current context 'proglog-local' ($("$BIN_DIR/proglog" config path)) holds the address and
+the dev certificates ('make install' puts proglog on PATH):
 
   kubectl -n $NAMESPACE port-forward svc/logs 8400:8400 &
-  $BIN_DIR/proglog --addr localhost:8400 --ca $CERTS/ca.pem \\
-      --cert $CERTS/root.pem --key $CERTS/root-key.pem produce "hello"
-  $BIN_DIR/proglog --addr localhost:8400 --ca $CERTS/ca.pem \\
-      --cert $CERTS/root.pem --key $CERTS/root-key.pem consume --from 0
+  $PROGLOG produce "hello"
+  $PROGLOG consume --from 0
+  $PROGLOG -o json servers
   kubectl -n $NAMESPACE get plc,pods
 
 'make down' removes it all.

@@ -21,6 +21,11 @@ pub enum CertsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A PEM certificate and its PEM private key.
@@ -209,6 +214,35 @@ pub fn write_dev_certs(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
     Ok(written)
 }
 
+/// Issues a client certificate for the identity `name` from the CA in `ca_cert`/`ca_key`
+/// (PEM files; e.g. the `tls.crt`/`tls.key` of a cluster's CA Secret) and writes
+/// `dir/NAME.pem` and `dir/NAME-key.pem`; returns their paths.
+pub fn write_client_cert(
+    ca_cert: &Path,
+    ca_key: &Path,
+    name: &str,
+    validity: Duration,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, CertsError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| CertsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let ca = DevCa::from_pem(&read(ca_cert)?, &read(ca_key)?)?;
+    let pair = ca.issue(name, &[], CertUsage::Client, validity)?;
+    crate::durable_fs::create_dir_all(dir).map_err(|e| CertsError::Write {
+        path: e.path().to_path_buf(),
+        source: e.into_io(),
+    })?;
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    write_private(&cert, pair.cert_pem.as_bytes())?;
+    write_private(&key, pair.key_pem.as_bytes())?;
+    Ok(vec![cert, key])
+}
+
 /// Writes a file readable by its owner only (it may hold a private key).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), CertsError> {
     use std::io::Write;
@@ -253,6 +287,52 @@ mod tests {
         .unwrap();
         assert!(acl.is_allowed("root", "log", crate::acl::Action::Produce));
         assert!(!acl.is_allowed("nobody", "log", crate::acl::Action::Consume));
+    }
+
+    #[test]
+    fn client_certificates_from_an_existing_ca_carry_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        write_dev_certs(dir.path()).unwrap();
+        let out = dir.path().join("users");
+        let written = write_client_cert(
+            &dir.path().join("ca.pem"),
+            &dir.path().join("ca-key.pem"),
+            "orders-service",
+            DEV_VALIDITY,
+            &out,
+        )
+        .unwrap();
+        assert_eq!(
+            written,
+            vec![
+                out.join("orders-service.pem"),
+                out.join("orders-service-key.pem")
+            ]
+        );
+        let pem = std::fs::read(&written[0]).unwrap();
+        let cert = CertificateDer::from_pem_slice(&pem).unwrap();
+        assert_eq!(
+            crate::tls::identity_of(&cert).as_deref(),
+            Some("orders-service")
+        );
+        // Signed by that CA: a server trusting only it accepts the pair.
+        let files = crate::tls::ClientTlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: Some(written[0].clone()),
+            key: Some(written[1].clone()),
+            server_name: None,
+        };
+        crate::tls::client_tls_config(&files).unwrap();
+
+        let missing = write_client_cert(
+            &dir.path().join("no-ca.pem"),
+            &dir.path().join("ca-key.pem"),
+            "x",
+            DEV_VALIDITY,
+            &out,
+        )
+        .unwrap_err();
+        assert!(missing.to_string().contains("no-ca.pem"), "{missing}");
     }
 
     #[test]

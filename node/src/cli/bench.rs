@@ -2,7 +2,7 @@
 //!
 //! Each concurrent client has its own connection. Throughput counts record values (not gRPC
 //! framing); latency is per request (unary, batch) or per record from send to acknowledgement
-//! (ProduceStream).
+//! (ProduceStream). A progress bar counts records on stderr when it is a terminal.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ use proglog_proto::log::v1::{ConsumeRequest, ProduceBatchRequest, ProduceRequest
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use indicatif::ProgressBar;
+
+use super::output::{OutputFormat, print_json, progress_bar};
 use super::{CliError, ConnectionArgs, log_client};
 
 /// Which produce RPC to load.
@@ -64,6 +67,27 @@ impl BenchReport {
         }
         let rank = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
         self.latencies.get(rank).copied()
+    }
+}
+
+impl BenchReport {
+    /// Prints the report as text or as one JSON object (latencies in milliseconds).
+    pub fn print(&self, output: OutputFormat) {
+        if !output.is_json() {
+            println!("{self}");
+            return;
+        }
+        let ms = |q| self.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+        print_json(&serde_json::json!({
+            "label": self.label,
+            "records": self.records,
+            "value_bytes": self.value_bytes,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "records_per_s": self.records_per_sec(),
+            "mb_per_s": self.mb_per_sec(),
+            "latency_p50_ms": ms(0.50),
+            "latency_p99_ms": ms(0.99),
+        }));
     }
 }
 
@@ -123,6 +147,7 @@ impl ProduceBench {
             channels.push(connection.channel().await?);
         }
         let value = payload(self.size);
+        let progress = progress_bar(self.records, "produce");
         let started = Instant::now();
         let mut tasks = Vec::new();
         for (channel, share) in channels
@@ -132,11 +157,14 @@ impl ProduceBench {
             let value = value.clone();
             let mode = self.mode;
             let batch = self.batch_size as u64;
+            let progress = progress.clone();
             tasks.push(tokio::spawn(async move {
                 match mode {
-                    ProduceMode::Unary => produce_unary(channel, share, value).await,
-                    ProduceMode::Stream => produce_stream(channel, share, value).await,
-                    ProduceMode::Batch => produce_batch(channel, share, batch, value).await,
+                    ProduceMode::Unary => produce_unary(channel, share, value, progress).await,
+                    ProduceMode::Stream => produce_stream(channel, share, value, progress).await,
+                    ProduceMode::Batch => {
+                        produce_batch(channel, share, batch, value, progress).await
+                    }
                 }
             }));
         }
@@ -145,6 +173,7 @@ impl ProduceBench {
             latencies.extend(task.await.map_err(join_error)??);
         }
         let elapsed = started.elapsed();
+        progress.finish_and_clear();
         latencies.sort_unstable();
         Ok(BenchReport {
             label: format!(
@@ -171,6 +200,7 @@ async fn produce_unary(
     channel: tonic::transport::Channel,
     count: u64,
     value: Bytes,
+    progress: ProgressBar,
 ) -> Result<Vec<Duration>, CliError> {
     let mut client = log_client(channel);
     let mut latencies = Vec::with_capacity(count as usize);
@@ -182,6 +212,7 @@ async fn produce_unary(
             })
             .await?;
         latencies.push(sent.elapsed());
+        progress.inc(1);
     }
     Ok(latencies)
 }
@@ -191,6 +222,7 @@ async fn produce_batch(
     count: u64,
     batch: u64,
     value: Bytes,
+    progress: ProgressBar,
 ) -> Result<Vec<Duration>, CliError> {
     let mut client = log_client(channel);
     let mut latencies = Vec::new();
@@ -203,6 +235,7 @@ async fn produce_batch(
             .produce_batch(ProduceBatchRequest { records })
             .await?;
         latencies.push(sent.elapsed());
+        progress.inc(n);
         left -= n;
     }
     Ok(latencies)
@@ -212,6 +245,7 @@ async fn produce_stream(
     channel: tonic::transport::Channel,
     count: u64,
     value: Bytes,
+    progress: ProgressBar,
 ) -> Result<Vec<Duration>, CliError> {
     let mut client = log_client(channel);
     let (requests, outbound) = mpsc::channel(1024);
@@ -242,6 +276,7 @@ async fn produce_stream(
         if let Some(sent) = sent_times.recv().await {
             latencies.push(sent.elapsed());
         }
+        progress.inc(1);
     }
     sender.await.map_err(join_error)?;
     Ok(latencies)
@@ -268,6 +303,7 @@ impl ConsumeBench {
         for _ in 0..self.concurrency {
             channels.push(connection.channel().await?);
         }
+        let progress = progress_bar(self.records, "consume");
         let started = Instant::now();
         let mut tasks = Vec::new();
         let mut start = self.from;
@@ -278,10 +314,11 @@ impl ConsumeBench {
             let mode = self.mode;
             let first = start;
             start += share;
+            let progress = progress.clone();
             tasks.push(tokio::spawn(async move {
                 match mode {
-                    ConsumeMode::Stream => consume_stream(channel, first, share).await,
-                    ConsumeMode::Unary => consume_unary(channel, first, share).await,
+                    ConsumeMode::Stream => consume_stream(channel, first, share, progress).await,
+                    ConsumeMode::Unary => consume_unary(channel, first, share, progress).await,
                 }
             }));
         }
@@ -293,6 +330,7 @@ impl ConsumeBench {
             latencies.extend(samples);
         }
         let elapsed = started.elapsed();
+        progress.finish_and_clear();
         latencies.sort_unstable();
         Ok(BenchReport {
             label: format!("consume {:?} x{}", self.mode, self.concurrency).to_lowercase(),
@@ -308,6 +346,7 @@ async fn consume_stream(
     channel: tonic::transport::Channel,
     from: u64,
     count: u64,
+    progress: ProgressBar,
 ) -> Result<(u64, Vec<Duration>), CliError> {
     let mut client = log_client(channel);
     let mut stream = client
@@ -322,6 +361,7 @@ async fn consume_stream(
             )));
         };
         bytes += response.record.map_or(0, |r| r.value.len() as u64);
+        progress.inc(1);
     }
     Ok((bytes, Vec::new()))
 }
@@ -330,6 +370,7 @@ async fn consume_unary(
     channel: tonic::transport::Channel,
     from: u64,
     count: u64,
+    progress: ProgressBar,
 ) -> Result<(u64, Vec<Duration>), CliError> {
     let mut client = log_client(channel);
     let mut bytes = 0;
@@ -342,6 +383,7 @@ async fn consume_unary(
             .into_inner();
         latencies.push(sent.elapsed());
         bytes += response.record.map_or(0, |r| r.value.len() as u64);
+        progress.inc(1);
     }
     Ok((bytes, latencies))
 }

@@ -1,6 +1,7 @@
 //! `proglog cluster status|init|add|promote|remove|transfer`: membership through the admin API
 //! (needs the `admin` identity). Membership changes go to the leader: the command asks the node
-//! at `--addr` who leads and sends the change there.
+//! at `--addr` who leads and sends the change there. With `--output json` each command prints
+//! one JSON object: the status, or the membership after a change (`event` says what happened).
 
 use clap::{Args, Subcommand};
 use proglog_proto::proglog::admin::v1::admin_client::AdminClient;
@@ -9,8 +10,10 @@ use proglog_proto::proglog::admin::v1::{
     MembershipResponse, NodeInfoRequest, PromoteVoterRequest, RemoveNodeRequest,
     TransferLeadershipRequest,
 };
+use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use super::output::{OutputFormat, print_json, spinner};
 use super::{CliError, ConnectionArgs};
 
 /// `proglog cluster ...`
@@ -88,7 +91,28 @@ async fn leader_admin(connection: &ConnectionArgs) -> Result<AdminClient<Channel
     admin_at(connection, &leader.rpc_addr).await
 }
 
-fn print_membership(response: &MembershipResponse) {
+fn members_json(members: &[Member]) -> Value {
+    members
+        .iter()
+        .map(|m| json!({ "node_id": m.node_id, "rpc_addr": m.rpc_addr }))
+        .collect()
+}
+
+/// Prints what happened (`event`, text mode: as a line before the membership) and the
+/// membership after it.
+fn print_membership(output: OutputFormat, event: Option<String>, response: &MembershipResponse) {
+    if output.is_json() {
+        print_json(&json!({
+            "event": event,
+            "voters": members_json(&response.voters),
+            "learners": members_json(&response.learners),
+            "log_index": response.log_index,
+        }));
+        return;
+    }
+    if let Some(event) = event {
+        println!("{event}");
+    }
     let list = |members: &[Member]| {
         members
             .iter()
@@ -101,7 +125,49 @@ fn print_membership(response: &MembershipResponse) {
     println!("committed at raft index {}", response.log_index);
 }
 
-fn print_status(status: &ClusterStatusResponse) {
+/// Prints a one-line outcome (text), or `{"event": ...}` (JSON).
+fn print_event(output: OutputFormat, event: String) {
+    if output.is_json() {
+        print_json(&json!({ "event": event }));
+    } else {
+        println!("{event}");
+    }
+}
+
+fn status_json(status: &ClusterStatusResponse) -> Value {
+    json!({
+        "node_id": status.node_id,
+        "state": status.state,
+        "term": status.term,
+        "leader_id": (status.leader_id != 0).then_some(status.leader_id),
+        "last_log_index": status.last_log_index,
+        "committed_index": status.committed_index,
+        "applied_index": status.applied_index,
+        "snapshot_index": status.snapshot_index,
+        "purged_index": status.purged_index,
+        "membership_log_index": status.membership_log_index,
+        "membership_committed": status.membership_committed,
+        "lowest_offset": status.lowest_offset,
+        "next_offset": status.next_offset,
+        "members": status.members.iter().filter_map(|member| {
+            let m = member.member.as_ref()?;
+            Some(json!({
+                "node_id": m.node_id,
+                "rpc_addr": m.rpc_addr,
+                "role": if member.is_voter { "voter" } else { "learner" },
+                "is_leader": member.is_leader,
+                "matched_index": member.matched_index,
+                "lag": member.lag,
+            }))
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn print_status(output: OutputFormat, status: &ClusterStatusResponse) {
+    if output.is_json() {
+        print_json(&status_json(status));
+        return;
+    }
     println!(
         "node {} ({}) term {} leader {}",
         status.node_id,
@@ -150,11 +216,16 @@ fn print_status(status: &ClusterStatusResponse) {
 }
 
 /// Runs `proglog cluster ...`.
-pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), CliError> {
+pub async fn run(
+    connection: &ConnectionArgs,
+    output: OutputFormat,
+    args: ClusterArgs,
+) -> Result<(), CliError> {
     match args.command {
         ClusterCommand::Status => {
             let mut admin = admin_at(connection, &connection.addr).await?;
             print_status(
+                output,
                 &admin
                     .cluster_status(ClusterStatusRequest {})
                     .await?
@@ -165,18 +236,24 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
             let mut admin = admin_at(connection, &connection.addr).await?;
             let info = admin.node_info(NodeInfoRequest {}).await?.into_inner();
             if info.has_raft_state && if_needed {
-                println!(
-                    "node {} already has Raft state; nothing to do",
-                    info.node_id
+                print_event(
+                    output,
+                    format!(
+                        "node {} already has Raft state; nothing to do",
+                        info.node_id
+                    ),
                 );
                 return Ok(());
             }
             admin
                 .initialize(InitializeRequest { members: vec![] })
                 .await?;
-            println!(
-                "initialized a cluster with node {} ({}) as its first voter",
-                info.node_id, info.rpc_addr
+            print_event(
+                output,
+                format!(
+                    "initialized a cluster with node {} ({}) as its first voter",
+                    info.node_id, info.rpc_addr
+                ),
             );
         }
         ClusterCommand::Add { node_addr, learner } => {
@@ -199,23 +276,32 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
                     node_id: info.node_id,
                     rpc_addr: info.rpc_addr.clone(),
                 };
+                // The leader answers once the learner caught up: the long part of `add`.
+                let waiting = spinner(&format!(
+                    "adding node {} as a learner and waiting until it caught up",
+                    info.node_id
+                ));
                 let response = leader
                     .add_learner(AddLearnerRequest {
                         member: Some(member),
                         wait_caught_up: true,
                     })
-                    .await?
-                    .into_inner();
-                println!(
+                    .await;
+                waiting.finish_and_clear();
+                let response = response?.into_inner();
+                let added = format!(
                     "added node {} ({}) as a learner",
                     info.node_id, info.rpc_addr
                 );
                 if learner {
-                    print_membership(&response);
+                    print_membership(output, Some(added), &response);
                     return Ok(());
                 }
+                if !output.is_json() {
+                    println!("{added}");
+                }
             } else if known.is_some_and(|m| m.is_voter) || learner {
-                println!("node {} is already a member", info.node_id);
+                print_event(output, format!("node {} is already a member", info.node_id));
                 return Ok(());
             }
             let response = leader
@@ -224,22 +310,24 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
                 })
                 .await?
                 .into_inner();
-            println!("promoted node {} to voter", info.node_id);
-            print_membership(&response);
+            let promoted = format!("promoted node {} to voter", info.node_id);
+            print_membership(output, Some(promoted), &response);
         }
         ClusterCommand::Promote { node_id } => {
             let response = leader_admin(connection)
                 .await?
                 .promote_voter(PromoteVoterRequest { node_id })
                 .await?;
-            print_membership(&response.into_inner());
+            let event = format!("promoted node {node_id} to voter");
+            print_membership(output, Some(event), &response.into_inner());
         }
         ClusterCommand::Remove { node_id } => {
             let response = leader_admin(connection)
                 .await?
                 .remove_node(RemoveNodeRequest { node_id })
                 .await?;
-            print_membership(&response.into_inner());
+            let event = format!("removed node {node_id}");
+            print_membership(output, Some(event), &response.into_inner());
         }
         ClusterCommand::Transfer { node_id } => {
             leader_admin(connection)
@@ -248,7 +336,10 @@ pub async fn run(connection: &ConnectionArgs, args: ClusterArgs) -> Result<(), C
                     to_node_id: node_id,
                 })
                 .await?;
-            println!("asked the leader to hand leadership to node {node_id}");
+            print_event(
+                output,
+                format!("asked the leader to hand leadership to node {node_id}"),
+            );
         }
     }
     Ok(())

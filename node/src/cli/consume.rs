@@ -1,5 +1,6 @@
 //! `proglog consume`: prints records from an offset (one value per line, optionally prefixed
-//! with its offset); `--follow` keeps waiting for new records. `--bench N` measures
+//! with its offset; `--output json`: one object per record, see [`super::output::record_json`]);
+//! `--follow` keeps waiting for new records. `--bench N` measures
 //! ConsumeStream throughput or Consume latency instead (see [`super::bench`]).
 
 use clap::Args;
@@ -7,6 +8,7 @@ use proglog_proto::log::v1::Consistency;
 use tokio::io::AsyncWriteExt;
 
 use super::bench::{ConsumeBench, ConsumeMode};
+use super::output::{OutputFormat, record_json};
 use super::{CliError, ConnectionArgs};
 
 /// Arguments of `proglog consume`.
@@ -33,7 +35,11 @@ pub struct ConsumeArgs {
 }
 
 /// Runs `proglog consume`.
-pub async fn run(connection: &ConnectionArgs, args: ConsumeArgs) -> Result<(), CliError> {
+pub async fn run(
+    connection: &ConnectionArgs,
+    output: OutputFormat,
+    args: ConsumeArgs,
+) -> Result<(), CliError> {
     if let Some(records) = args.bench {
         let bench = ConsumeBench {
             from: args.from,
@@ -41,7 +47,7 @@ pub async fn run(connection: &ConnectionArgs, args: ConsumeArgs) -> Result<(), C
             mode: args.mode,
             concurrency: args.concurrency,
         };
-        println!("{}", bench.run(connection).await?);
+        bench.run(connection).await?.print(output);
         return Ok(());
     }
     let client = connection.cluster_client().await?;
@@ -62,10 +68,18 @@ pub async fn run(connection: &ConnectionArgs, args: ConsumeArgs) -> Result<(), C
             continue;
         };
         let mut line = Vec::with_capacity(record.value.len() + 24);
-        if args.offsets {
-            line.extend_from_slice(format!("{}\t", record.offset).as_bytes());
+        if output.is_json() {
+            line.extend_from_slice(
+                record_json(record.offset, &record.value)
+                    .to_string()
+                    .as_bytes(),
+            );
+        } else {
+            if args.offsets {
+                line.extend_from_slice(format!("{}\t", record.offset).as_bytes());
+            }
+            line.extend_from_slice(&record.value);
         }
-        line.extend_from_slice(&record.value);
         line.push(b'\n');
         stdout.write_all(&line).await?;
         if end.is_some_and(|end| record.offset + 1 >= end) {

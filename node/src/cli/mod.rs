@@ -1,7 +1,9 @@
 //! The `proglog` command-line client. Each subcommand lives in its own module:
 //! [`produce`] (values from arguments or stdin lines), [`consume`] (`--from`, `--follow`),
 //! [`servers`] (cluster members, log bounds), [`certs`] (dev CA) and [`bench`] (load
-//! generator behind `produce --bench` and `consume --bench`), [`cluster`] (membership, admin).
+//! generator behind `produce --bench` and `consume --bench`), [`cluster`] (membership, admin),
+//! [`config_cmd`] (the config file of [`context`]s, so flags need not be repeated). [`output`]
+//! owns `--output text|json` and progress bars.
 //!
 //! `produce`, `consume` and `servers` go through the client library ([`crate::client`]) pinned
 //! to `--addr` ([`ClientConfig::seeds_only`]: the address may be a port-forward or a Service,
@@ -12,7 +14,10 @@
 pub mod bench;
 pub mod certs;
 pub mod cluster;
+pub mod config_cmd;
 pub mod consume;
+pub mod context;
+pub mod output;
 pub mod produce;
 pub mod servers;
 
@@ -23,6 +28,7 @@ use clap::{Args, Parser, Subcommand};
 use proglog_proto::log::v1::log_client::LogClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use self::output::OutputFormat;
 use crate::client::{ClientConfig, ClientError, ClusterClient, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::tls::{ClientTlsFiles, TlsError, client_tls_config};
 
@@ -49,6 +55,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Certs(#[from] crate::certs::CertsError),
+    #[error(transparent)]
+    DurableFs(#[from] crate::durable_fs::DurableFsError),
 }
 
 /// The `proglog` command line.
@@ -56,22 +64,21 @@ pub enum CliError {
 #[command(name = "proglog", version, about = "ProgLog command-line client")]
 pub struct Cli {
     #[command(flatten)]
-    pub connection: ConnectionArgs,
+    pub connection: ConnectionFlags,
+    /// How results are printed.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// How to reach and authenticate to a node.
+/// How to reach and authenticate to a node, as given on the command line or in the
+/// environment; what is not given comes from the config file's context ([`context`]).
 #[derive(Debug, Clone, Args)]
-pub struct ConnectionArgs {
-    /// Node address, HOST:PORT.
-    #[arg(
-        long,
-        global = true,
-        env = "PROGLOG_ADDR",
-        default_value = "127.0.0.1:8400"
-    )]
-    pub addr: String,
+pub struct ConnectionFlags {
+    /// Node or Service address, HOST:PORT [default: the context's, else 127.0.0.1:8400].
+    #[arg(long, global = true, env = "PROGLOG_ADDR")]
+    pub addr: Option<String>,
     /// CA certificate (PEM) that signed the node's certificate.
     #[arg(long, global = true, env = "PROGLOG_CA")]
     pub ca: Option<PathBuf>,
@@ -87,7 +94,33 @@ pub struct ConnectionArgs {
     /// Give up connecting after this long.
     #[arg(long, global = true, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
+    /// Context of the config file to use [default: its current-context].
+    #[arg(long, global = true, env = "PROGLOG_CONTEXT")]
+    pub context: Option<String>,
+    /// Config file [default: $XDG_CONFIG_HOME/proglog/config.toml, ~/.config/proglog/config.toml].
+    #[arg(long, global = true, env = "PROGLOG_CONFIG")]
+    pub config: Option<PathBuf>,
 }
+
+/// Where a node is and how to authenticate to it: flags and environment over the context.
+#[derive(Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Node address, HOST:PORT.
+    pub addr: String,
+    /// CA certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
+    /// Name to verify the node's certificate against.
+    pub server_name: Option<String>,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+}
+
+/// The address used when neither a flag nor a context names one.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8400";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -102,12 +135,61 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Cluster membership and status (admin identity): status|init|add|promote|remove|transfer.
     Cluster(cluster::ClusterArgs),
+    /// The config file's contexts: set-context|use-context|get-contexts|view.
+    Config(config_cmd::ConfigArgs),
+    /// Print a shell completion script (e.g. `proglog completions bash > /etc/bash_completion.d/proglog`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl ConnectionFlags {
+    /// The config file this invocation reads.
+    pub fn config_path(&self) -> Result<PathBuf, CliError> {
+        self.config
+            .clone()
+            .or_else(context::default_config_path)
+            .ok_or_else(|| {
+                CliError::Usage("no config file: set --config, PROGLOG_CONFIG or HOME".to_owned())
+            })
+    }
+
+    /// Fills what the flags leave unset from the selected context of the config file.
+    pub fn resolve(&self) -> Result<ConnectionArgs, CliError> {
+        let config = context::ConfigFile::load(&self.config_path()?)?;
+        let from_file = config
+            .select(self.context.as_deref())?
+            .map(|(_, context)| context.clone())
+            .unwrap_or_default();
+        Ok(self.over(from_file))
+    }
+
+    /// These flags over `context`.
+    fn over(&self, context: context::Context) -> ConnectionArgs {
+        ConnectionArgs {
+            addr: self
+                .addr
+                .clone()
+                .or(context.addr)
+                .unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
+            ca: self.ca.clone().or(context.ca),
+            cert: self.cert.clone().or(context.cert),
+            key: self.key.clone().or(context.key),
+            server_name: self.server_name.clone().or(context.server_name),
+            connect_timeout: Duration::from(self.connect_timeout),
+        }
+    }
 }
 
 impl ConnectionArgs {
     fn tls(&self) -> Result<ClientTlsConfig, CliError> {
         let ca = self.ca.clone().ok_or_else(|| {
-            CliError::Usage("--ca (or PROGLOG_CA) is required to verify the node".to_owned())
+            CliError::Usage(
+                "--ca (or PROGLOG_CA, or a config context: `proglog config set-context`) is \
+                 required to verify the node"
+                    .to_owned(),
+            )
         })?;
         Ok(client_tls_config(&ClientTlsFiles {
             ca,
@@ -128,7 +210,7 @@ impl ConnectionArgs {
             .map_err(connect_err)?
             .tls_config(tls)
             .map_err(connect_err)?
-            .connect_timeout(Duration::from(self.connect_timeout))
+            .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .connect()
             .await
@@ -138,7 +220,7 @@ impl ConnectionArgs {
     /// A client-library client that sends every call to `--addr` (see the module docs).
     pub async fn cluster_client(&self) -> Result<ClusterClient, CliError> {
         let mut config = ClientConfig::new(vec![self.addr.clone()], self.tls()?);
-        config.connect_timeout = Duration::from(self.connect_timeout);
+        config.connect_timeout = self.connect_timeout;
         config.seeds_only = true;
         config.max_message_bytes = MAX_MESSAGE_BYTES;
         Ok(ClusterClient::connect(config).await?)
@@ -154,11 +236,19 @@ pub fn log_client(channel: Channel) -> LogClient<Channel> {
 
 /// Runs one CLI invocation.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let output = cli.output;
     match cli.command {
-        Command::Produce(args) => produce::run(&cli.connection, args).await,
-        Command::Consume(args) => consume::run(&cli.connection, args).await,
-        Command::Servers => servers::run(&cli.connection).await,
         Command::Certs(args) => certs::run(&args),
-        Command::Cluster(args) => cluster::run(&cli.connection, args).await,
+        Command::Config(args) => config_cmd::run(&cli.connection, output, args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "proglog", &mut std::io::stdout());
+            Ok(())
+        }
+        // Only commands that talk to a node read the config file.
+        Command::Produce(args) => produce::run(&cli.connection.resolve()?, output, args).await,
+        Command::Consume(args) => consume::run(&cli.connection.resolve()?, output, args).await,
+        Command::Servers => servers::run(&cli.connection.resolve()?, output).await,
+        Command::Cluster(args) => cluster::run(&cli.connection.resolve()?, output, args).await,
     }
 }

@@ -1,5 +1,5 @@
 //! `proglog produce`: appends values given as arguments, or one per line of stdin, and prints
-//! each offset. Each produce goes through the client library, which retries it only while it
+//! each offset (`--output json`: `{"offset": N}` per line). Each produce goes through the client library, which retries it only while it
 //! was certainly not executed. With `--bench N` it is a load generator instead (see
 //! [`super::bench`]).
 
@@ -7,6 +7,7 @@ use clap::Args;
 use tokio::io::AsyncBufReadExt;
 
 use super::bench::{ProduceBench, ProduceMode};
+use super::output::{OutputFormat, print_json};
 use super::{CliError, ConnectionArgs};
 
 /// Arguments of `proglog produce`.
@@ -33,7 +34,11 @@ pub struct ProduceArgs {
 }
 
 /// Runs `proglog produce`.
-pub async fn run(connection: &ConnectionArgs, args: ProduceArgs) -> Result<(), CliError> {
+pub async fn run(
+    connection: &ConnectionArgs,
+    output: OutputFormat,
+    args: ProduceArgs,
+) -> Result<(), CliError> {
     if let Some(records) = args.bench {
         if !args.values.is_empty() {
             return Err(CliError::Usage(
@@ -47,13 +52,17 @@ pub async fn run(connection: &ConnectionArgs, args: ProduceArgs) -> Result<(), C
             mode: args.mode,
             batch_size: args.batch_size,
         };
-        let report = bench.run(connection).await?;
-        println!("{report}");
+        bench.run(connection).await?.print(output);
         return Ok(());
     }
     let client = connection.cluster_client().await?;
     let produce = async |value: Vec<u8>| -> Result<(), CliError> {
-        println!("{}", client.produce(value).await?);
+        let offset = client.produce(value).await?;
+        if output.is_json() {
+            print_json(&serde_json::json!({ "offset": offset }));
+        } else {
+            println!("{offset}");
+        }
         Ok(())
     };
     if args.values.is_empty() {

@@ -49,10 +49,12 @@ pub fn node_args(dir: &Path, port: u16, metrics_port: u16) -> Vec<String> {
     ]
 }
 
-/// Runs the `proglog` CLI as `root` against the node on `port`.
+/// Runs the `proglog` CLI as `root` against the node on `port` (with a config file of its own
+/// in `dir`, so the user's `~/.config/proglog` never matters).
 pub fn cli(dir: &Path, port: u16, args: &[&str]) -> Output {
     let certs = dir.join("certs");
     Command::new(CLI)
+        .env("PROGLOG_CONFIG", dir.join("proglog-config.toml"))
         .arg("--addr")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--ca")
