@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "proglog.dev";
 /// Finalizer the operator puts on every ProgLogCluster it manages.
 pub const FINALIZER: &str = "proglog.dev/cleanup";
+/// Annotation that pauses reconciliation while its value is `"true"`: the operator changes
+/// nothing (no objects, certificates or membership) and says so in the status (phase `Paused`,
+/// condition `ReconciliationPaused`) until it is removed. Deletion still cleans up.
+pub const PAUSE_ANNOTATION: &str = "proglog.dev/pause-reconciliation";
 
 /// Desired state of a ProgLog cluster: a replicated commit log running as a StatefulSet whose
 /// Raft membership the operator manages.
@@ -24,7 +28,7 @@ pub const FINALIZER: &str = "proglog.dev/cleanup";
     status = "ProgLogClusterStatus",
     shortname = "plc",
     category = "proglog",
-    doc = "A replicated ProgLog commit log managed by the ProgLog operator.",
+    doc = "A replicated ProgLog commit log managed by the ProgLog operator. The annotation proglog.dev/pause-reconciliation: \"true\" pauses reconciliation (phase Paused) until removed.",
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas","description":"Desired number of nodes"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Pods that are Ready"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader","description":"Raft leader observed by the operator"}"#,
@@ -353,10 +357,11 @@ pub struct ProgLogClusterStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Lifecycle phase: Pending, Initializing, Scaling, Running or Degraded.
+    /// Lifecycle phase: Pending, Initializing, Scaling, Running, Degraded, or Paused (the
+    /// proglog.dev/pause-reconciliation annotation is "true").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Available, Progressing and Degraded conditions.
+    /// Available, Progressing and Degraded conditions, and ReconciliationPaused while paused.
     #[serde(default)]
     pub conditions: Vec<ClusterCondition>,
     /// Pods of the StatefulSet.

@@ -14,12 +14,12 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use proglog_operator::{
     ca::CertificateInfo,
     controller::{self, Attempt, LeaderElector, LeaseConfig, OperatorConfig},
-    crd::{ClusterCondition, FINALIZER, ProgLogCluster},
+    crd::{ClusterCondition, FINALIZER, PAUSE_ANNOTATION, ProgLogCluster},
 };
 use serde_json::json;
 
@@ -322,5 +322,82 @@ async fn volumes_follow_the_retention_policy_on_delete() {
         kept.metadata.deletion_timestamp.is_none(),
         "Retain keeps the claim"
     );
+    common::delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs KUBECONFIG (make test-operator)"]
+async fn a_paused_cluster_is_left_alone_until_the_annotation_goes() {
+    let client = common::client().await;
+    common::install_crd(&client).await;
+    let ns = common::namespace(&client, "plc-pause").await;
+    let _controller = start_controller(&client, &ns);
+    let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &common::cluster("paused", json!({"replicas": 1})),
+        )
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    common::eventually("the client Service", || get(&services, "paused")).await;
+
+    let merge = |patch: serde_json::Value| {
+        let clusters = clusters.clone();
+        async move {
+            clusters
+                .patch("paused", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap()
+        }
+    };
+    merge(json!({"metadata": {"annotations": {PAUSE_ANNOTATION: "true"}}})).await;
+    // A spec change while paused: the operator must see it and leave the Service alone.
+    let changed =
+        merge(json!({"spec": {"service": {"annotations": {"example.com/lb": "internal"}}}})).await;
+    let generation = changed.metadata.generation;
+    let paused = common::eventually("the paused status at the new generation", || {
+        let clusters = clusters.clone();
+        async move {
+            let cluster = clusters.get("paused").await.ok()?;
+            let seen = condition(&cluster, "ReconciliationPaused")
+                .is_some_and(|c| c.status == "True" && c.observed_generation == generation);
+            seen.then_some(cluster)
+        }
+    })
+    .await;
+    assert_eq!(paused.status.unwrap().phase.as_deref(), Some("Paused"));
+    let service = get(&services, "paused").await.unwrap();
+    assert!(
+        service
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("example.com/lb")
+            .is_none(),
+        "a paused cluster's Service changed"
+    );
+
+    merge(json!({"metadata": {"annotations": {PAUSE_ANNOTATION: null}}})).await;
+    common::eventually("the Service annotation once resumed", || {
+        let services = services.clone();
+        async move {
+            let service = services.get("paused").await.ok()?;
+            service.metadata.annotations?.get("example.com/lb").cloned()
+        }
+    })
+    .await;
+    let resumed = common::eventually("the paused condition gone", || {
+        let clusters = clusters.clone();
+        async move {
+            let cluster = clusters.get("paused").await.ok()?;
+            let gone = condition(&cluster, "ReconciliationPaused").is_none()
+                && cluster.status.as_ref()?.phase.as_deref() != Some("Paused");
+            gone.then_some(cluster)
+        }
+    })
+    .await;
+    assert!(condition(&resumed, "Progressing").is_some());
     common::delete_namespace(&client, &ns).await;
 }

@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     builders::{self, BuildError, ClusterRef, INSTANCE_LABEL},
-    crd::{FINALIZER, ProgLogCluster, VolumeRetention},
+    crd::{FINALIZER, PAUSE_ANNOTATION, ProgLogCluster, VolumeRetention},
     planner::{self, PlannerInput, Step},
 };
 
@@ -145,12 +145,61 @@ where
     Ok(())
 }
 
+/// Whether the pause annotation is set to `"true"` (any other value is ignored, like an absent
+/// annotation: a typo must not silently stop the operator, so it is also logged).
+fn is_paused(cluster: &ProgLogCluster) -> bool {
+    match cluster
+        .annotations()
+        .get(PAUSE_ANNOTATION)
+        .map(String::as_str)
+    {
+        Some("true") => true,
+        Some(other) => {
+            tracing::warn!(
+                value = other,
+                "{PAUSE_ANNOTATION} is not \"true\"; not pausing"
+            );
+            false
+        }
+        None => false,
+    }
+}
+
 async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, ReconcileError> {
     let cluster_ref = ClusterRef::of(cluster)?;
     let ns = cluster_ref.namespace.as_str();
     let client = &ctx.client;
     let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), ns);
     let previous = cluster.status.clone().unwrap_or_default();
+
+    if is_paused(cluster) {
+        let already = previous.phase.as_deref() == Some("Paused");
+        let now = OffsetDateTime::now_utc();
+        status::write(&clusters, &cluster_ref.name, &status::paused(cluster, now)).await?;
+        if !already {
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "ReconciliationPaused",
+                "Pause",
+                format!("{PAUSE_ANNOTATION} is \"true\": reconciliation paused"),
+            )
+            .await;
+        }
+        return Ok(Action::requeue(ctx.config.steady_requeue));
+    }
+    if previous.phase.as_deref() == Some("Paused") {
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "ReconciliationResumed",
+            "Resume",
+            format!("{PAUSE_ANNOTATION} removed: reconciling again"),
+        )
+        .await;
+    }
 
     let problems = validate_spec(cluster);
     if !problems.is_empty() {

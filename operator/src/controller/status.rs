@@ -10,7 +10,9 @@ use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    crd::{ClusterCondition, MemberSummary, ProgLogCluster, ProgLogClusterStatus},
+    crd::{
+        ClusterCondition, MemberSummary, PAUSE_ANNOTATION, ProgLogCluster, ProgLogClusterStatus,
+    },
     planner::{ObservedMembership, Step},
 };
 
@@ -242,6 +244,33 @@ fn condition(
     }
 }
 
+/// The status of a paused cluster: what was observed before the pause, phase `Paused`, and a
+/// `ReconciliationPaused` condition at the current generation (so a client can tell that the
+/// operator saw the latest spec and left it alone). Unpausing drops the condition: [`compute`]
+/// builds the conditions afresh.
+pub(crate) fn paused(cluster: &ProgLogCluster, now: OffsetDateTime) -> ProgLogClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.phase = Some("Paused".to_owned());
+    status.conditions.retain(|c| c.type_ != PAUSED_CONDITION);
+    status.conditions.push(condition(
+        &previous,
+        cluster.metadata.generation,
+        now,
+        PAUSED_CONDITION,
+        true,
+        "AnnotationSet",
+        format!(
+            "{PAUSE_ANNOTATION} is \"true\": the operator changes nothing (objects, \
+             certificates, membership) until it is removed"
+        ),
+    ));
+    status
+}
+
+/// The condition type of a paused cluster.
+pub(crate) const PAUSED_CONDITION: &str = "ReconciliationPaused";
+
 /// Writes the status subresource (merge patch: only the status, never the spec).
 pub(crate) async fn write(
     api: &Api<ProgLogCluster>,
@@ -299,6 +328,54 @@ mod tests {
         assert_eq!(status.leader.as_deref(), Some("demo-0:8400"));
         assert_eq!(status.voters.len(), 1);
         assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn paused_keeps_what_was_observed_and_resuming_drops_the_condition() {
+        let mut demo = cluster();
+        let running = compute(
+            &demo,
+            &StatusInput {
+                step: Some(&Step::Steady),
+                initialized: true,
+                replicas: 3,
+                ready: 3,
+                ..StatusInput::default()
+            },
+            now(),
+        );
+        demo.status = Some(running.clone());
+        demo.metadata.generation = Some(2);
+        let paused = paused(&demo, now());
+        assert_eq!(paused.phase.as_deref(), Some("Paused"));
+        assert_eq!(paused.ready_replicas, 3);
+        assert_eq!(paused.observed_generation, running.observed_generation);
+        let condition = find(&paused, PAUSED_CONDITION);
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.observed_generation, Some(2));
+        assert!(condition.message.contains(PAUSE_ANNOTATION));
+        // Paused twice: still one condition, the same transition time.
+        demo.status = Some(paused.clone());
+        let again = super::paused(&demo, now() + time::Duration::hours(1));
+        assert_eq!(
+            again
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == PAUSED_CONDITION)
+                .count(),
+            1
+        );
+        assert_eq!(
+            find(&again, PAUSED_CONDITION).last_transition_time,
+            condition.last_transition_time
+        );
+        let resumed = compute(&demo, &StatusInput::default(), now());
+        assert!(
+            resumed
+                .conditions
+                .iter()
+                .all(|c| c.type_ != PAUSED_CONDITION)
+        );
     }
 
     #[test]
