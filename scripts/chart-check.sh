@@ -6,7 +6,16 @@
 #     override (a Role per watched namespace, image tag, Lease name, every optional field), and a
 #     single replica without leader election; rendering two replicas without leader election
 #     must fail.
-#  3. On a fresh local control plane (scripts/control-plane/with-control-plane.sh), in namespaces
+#  3. Monitoring (ci/monitoring-values.yaml: every monitoring object on; nothing of it by default):
+#     - `promtool check rules` on the rendered PrometheusRule's groups; every alert has a
+#       severity label, summary and description annotations and a `for:`;
+#     - `promtool test rules` with ci/prometheusrule-tests.yaml (alerts firing and not firing);
+#     - the Grafana dashboard as shipped in its ConfigMap: valid JSON, every panel has queries,
+#       every query parses (`promtool check rules` on a rules file built from them);
+#     - every metric name the alerts and the dashboard use is registered in node/src/metrics/
+#       or operator/src/controller/metrics.rs (kubelet_volume_stats_* excepted: the kubelet's).
+#     promtool is built by scripts/tools/promtool.sh.
+#  4. On a fresh local control plane (scripts/control-plane/with-control-plane.sh), in namespaces
 #     that enforce and warn on Pod Security "restricted":
 #     - `kubectl apply --dry-run=server` of every rendered manifest: the API server validates
 #       every object (schema, RBAC rules, Pod Security); any warning fails the check;
@@ -16,7 +25,9 @@
 #     - the RBAC applied for real, then asked (`kubectl auth can-i --as` the operator's
 #       ServiceAccount) what the operator may and may not do, and the operator's write path
 #       (server-side apply of every owned kind, finalizer and status patches, Lease) executed as
-#       that ServiceAccount.
+#       that ServiceAccount;
+#     - the Prometheus Operator's CRDs (scripts/tools/prometheus-operator-crds.sh) installed, then
+#       the monitoring install dry-run like the others.
 #
 # Environment: PROGLOG_CACHE_DIR (tools and scratch files), CHART_DIR (default: the chart).
 set -euo pipefail
@@ -41,6 +52,12 @@ SCOPED_VALUES="$CHART_DIR/ci/namespaced-values.yaml"
 SCOPED_FULLNAME=plo SCOPED_LEASE=plo-leader
 WATCHED=(team-a team-b)
 UNWATCHED=team-c
+MONITORING_RELEASE=mon MONITORING_NS=proglog-monitoring
+MONITORING_VALUES="$CHART_DIR/ci/monitoring-values.yaml"
+# shellcheck disable=SC2034 # used by lib/chart-monitoring.sh
+RULE_TESTS="$CHART_DIR/ci/prometheusrule-tests.yaml"
+# What ci/monitoring-values.yaml sets, as the checks below expect it.
+GRAFANA_NS=proglog-grafana
 
 # ---------------------------------------------------------------------------------------------
 # Phase 1: lint and render (no cluster needed).
@@ -54,6 +71,9 @@ render_all() {
     "$helm" lint --strict --kube-version "$K8S_VERSION" -f "$SCOPED_VALUES" "$CHART_DIR" >&2 ||
         fail "helm lint --strict -f $SCOPED_VALUES"
 
+    "$helm" lint --strict --kube-version "$K8S_VERSION" -f "$MONITORING_VALUES" "$CHART_DIR" >&2 ||
+        fail "helm lint --strict -f $MONITORING_VALUES"
+
     local template=("$helm" template --kube-version "$K8S_VERSION")
     "${template[@]}" "$DEFAULT_RELEASE" "$CHART_DIR" -n "$DEFAULT_NS" --include-crds >"$out/default.yaml" ||
         fail "helm template (default values)"
@@ -62,6 +82,20 @@ render_all() {
     "${template[@]}" "$SOLO_RELEASE" "$CHART_DIR" -n "$SOLO_NS" \
         --set leaderElection.enabled=false --set replicaCount=1 >"$out/solo.yaml" ||
         fail "helm template (one replica without leader election)"
+    "${template[@]}" "$MONITORING_RELEASE" "$CHART_DIR" -n "$MONITORING_NS" -f "$MONITORING_VALUES" >"$out/monitoring.yaml" ||
+        fail "helm template -f $MONITORING_VALUES"
+    # The PodMonitor follows watchNamespaces unless told otherwise.
+    "${template[@]}" "$MONITORING_RELEASE" "$CHART_DIR" -n "$MONITORING_NS" -f "$MONITORING_VALUES" \
+        -f "$SCOPED_VALUES" >"$out/monitoring-scoped.yaml" || fail "helm template -f $MONITORING_VALUES -f $SCOPED_VALUES"
+    "${template[@]}" "$MONITORING_RELEASE" "$CHART_DIR" -n "$MONITORING_NS" -f "$MONITORING_VALUES" \
+        -f "$SCOPED_VALUES" --set 'monitoring.nodePodMonitor.namespaces={team-x}' >"$out/monitoring-listed.yaml" ||
+        fail "helm template with monitoring.nodePodMonitor.namespaces"
+    if "${template[@]}" bad "$CHART_DIR" --set monitoring.prometheusRule.diskFreeRatio=1.5 >/dev/null 2>&1; then
+        fail "values.schema.json accepted monitoring.prometheusRule.diskFreeRatio=1.5"
+    fi
+    if "${template[@]}" bad "$CHART_DIR" --set monitoring.nodePodMonitor.enable=true >/dev/null 2>&1; then
+        fail "values.schema.json accepted the misspelt monitoring.nodePodMonitor.enable"
+    fi
 
     local refused
     if refused="$("${template[@]}" bad "$CHART_DIR" --set leaderElection.enabled=false 2>&1)"; then
@@ -69,8 +103,12 @@ render_all() {
     fi
     grep -q 'leaderElection.enabled=false needs replicaCount: 1' <<<"$refused" ||
         fail "two replicas without leader election failed for another reason: $refused"
-    log "ok: helm lint --strict and helm template (3 installs; 2 replicas without leader election refused)"
+    log "ok: helm lint --strict and helm template (4 installs; 2 replicas without leader election and values outside values.schema.json refused)"
 }
+
+# Monitoring (no cluster needed): check_monitoring and its helpers.
+# shellcheck source=lib/chart-monitoring.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/chart-monitoring.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Phase 2 helpers (inside with-control-plane.sh: KUBECONFIG is the throwaway control plane).
@@ -326,7 +364,7 @@ EOF
 
 server_checks() {
     local out="$1" ns
-    for ns in "$DEFAULT_NS" "$SCOPED_NS" "$SOLO_NS" "${WATCHED[@]}" "$UNWATCHED"; do
+    for ns in "$DEFAULT_NS" "$SCOPED_NS" "$SOLO_NS" "$MONITORING_NS" "$GRAFANA_NS" "${WATCHED[@]}" "$UNWATCHED"; do
         k create namespace "$ns" >/dev/null
         k label namespace "$ns" pod-security.kubernetes.io/enforce=restricted \
             pod-security.kubernetes.io/warn=restricted >/dev/null
@@ -335,6 +373,21 @@ server_checks() {
     for name in default scoped solo; do dry_run "$out" "$name"; done
     check_rendered "$out"
     check_rbac_live "$out"
+    check_monitoring_server "$out"
+}
+
+# The monitoring objects validated by the API server against the Prometheus Operator's own CRDs.
+check_monitoring_server() {
+    local out="$1" crds
+    crds="$("$SCRIPT_DIR/tools/prometheus-operator-crds.sh")"
+    # Server-side apply: the CRDs are too large for the last-applied annotation of a client-side apply.
+    k apply --server-side -f "$crds" >/dev/null 2>"$out/crds.stderr" ||
+        fail "installing the Prometheus Operator CRDs from $crds: $(cat "$out/crds.stderr")"
+    k wait --for=condition=Established --timeout=60s crd/podmonitors.monitoring.coreos.com \
+        crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null
+    dry_run "$out" monitoring
+    jq_check "$out/monitoring.list.json" "the server did not accept the PodMonitor, ServiceMonitor and PrometheusRule" \
+        '[.items[] | .kind] | (index("PodMonitor") != null) and (index("ServiceMonitor") != null) and (index("PrometheusRule") != null)'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -356,5 +409,6 @@ else
 fi
 started=$SECONDS
 render_all "$OUT"
+check_monitoring "$OUT"
 "$CP_SCRIPTS/with-control-plane.sh" "$SCRIPT_DIR/chart-check.sh" --server-checks "$OUT"
 log "chart ok in $((SECONDS - started))s"

@@ -1,10 +1,14 @@
 //! Prometheus metrics of a node and the plain-HTTP observability port.
 //!
 //! - [`Metrics`]: the registry and every metric the node records.
+//! - [`raft`]: the Raft gauges (leadership, indexes, follower lag).
+//! - [`certificates`]: when the node's certificate and its CA expire.
 //! - [`http`]: serves `/metrics`, `/healthz`, `/readyz` and, on the same port, the plaintext
 //!   (h2c) `grpc.health.v1.Health` service, because Kubernetes `grpc:` probes do not speak TLS.
 
+pub mod certificates;
 pub mod http;
+pub mod raft;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -65,6 +69,10 @@ pub struct Metrics {
     pub commit_batch_records: Histogram,
     /// 1 once the Raft core stopped (the node then exits), by kind.
     pub core_stopped: Family<CoreStoppedLabels, Gauge>,
+    /// Raft term, leadership, indexes and follower lag (fed by `crate::raft::metrics_view`).
+    pub raft: raft::RaftGauges,
+    /// Expiry of the node's certificates (see [`certificates::spawn_certificate_expiry_watcher`]).
+    pub certificates: certificates::CertificateGauges,
 }
 
 impl Default for Metrics {
@@ -136,6 +144,8 @@ impl Metrics {
             "1 when the Raft core stopped and the node is exiting, by kind (storage, panic, stopped)",
             core_stopped.clone(),
         );
+        let raft = raft::RaftGauges::register(&mut registry);
+        let certificates = certificates::CertificateGauges::register(&mut registry);
         Self {
             registry,
             rpcs,
@@ -148,6 +158,8 @@ impl Metrics {
             fsync_seconds,
             commit_batch_records,
             core_stopped,
+            raft,
+            certificates,
         }
     }
 

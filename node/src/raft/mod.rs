@@ -24,6 +24,7 @@
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
 //!   [`health`]: liveness and readiness from the node's Raft state.
 //! - [`handover`]: leaving on SIGTERM: no more elections, leadership handed over first.
+//! - [`metrics_view`]: this node's Raft state into its Prometheus gauges.
 //! - `read_index`: linearizable reads (read-index plus the leader's whole log applied).
 //! - `failpoint` (cargo feature `failpoints`, tests only): injected apply failures and crashes.
 
@@ -46,6 +47,7 @@ pub mod health;
 pub mod identity;
 pub mod log_store;
 pub mod membership;
+pub mod metrics_view;
 pub mod network;
 pub mod node;
 pub mod proposer;

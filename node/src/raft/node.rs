@@ -209,6 +209,10 @@ impl RaftNode {
             core.clone(),
             config.metrics.clone(),
         ));
+        tokio::spawn(super::metrics_view::follow_raft(
+            raft.clone(),
+            config.metrics.clone(),
+        ));
         Ok(Arc::new_cyclic(|node| Self {
             identity,
             advertise_addr: config.advertise_addr,

@@ -14,6 +14,9 @@ use crate::metrics::Metrics;
 use crate::server::NodeServer;
 use crate::tls::{ClientTlsFiles, ReloadingClientTls};
 
+/// How often the certificates' expiry is read again for `proglog_tls_certificate_expiry_timestamp_seconds`.
+const CERTIFICATE_EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Opens the Raft storage under the node's data directory and starts Raft.
 pub async fn start_raft_node(
     config: &NodeConfig,
@@ -37,6 +40,15 @@ pub async fn start_raft_node(
     raft_config.raft.snapshot_policy =
         openraft::SnapshotPolicy::LogsSinceLast(config.snapshots.entries);
     raft_config.raft.max_in_snapshot_log_to_keep = config.snapshots.keep_entries;
+    // The operator renews certificates in place, so their expiry is read again now and then.
+    crate::metrics::certificates::spawn_certificate_expiry_watcher(
+        &metrics,
+        vec![
+            ("node", config.tls.cert.clone()),
+            ("ca", config.tls.ca.clone()),
+        ],
+        CERTIFICATE_EXPIRY_INTERVAL,
+    );
     raft_config.metrics = metrics;
     RaftNode::start(raft_config).await
 }
