@@ -397,7 +397,12 @@ if [[ "${1:-}" == "--server-checks" ]]; then
     exit 0
 fi
 
-command -v jq >/dev/null 2>&1 || fail "jq is required"
+# jq and yq (Debian's, a jq wrapper) come with Debian images; install them where they do not.
+if ! command -v jq >/dev/null 2>&1 || ! command -v yq >/dev/null 2>&1; then
+    log "installing jq and yq (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq yq >/dev/null ||
+        fail "jq and yq are required (apt-get install jq yq)"
+fi
 [[ -x "$KUBECTL" ]] || fail "no kubectl at $KUBECTL: run 'make control-plane' first"
 mkdir -p "$PROGLOG_CACHE_DIR/run"
 OUT="$(mktemp -d "$PROGLOG_CACHE_DIR/run/chart-check.XXXXXX")"
