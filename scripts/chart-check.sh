@@ -211,13 +211,18 @@ check_rbac_live() {
         k apply -f "$out/$name.yaml" >/dev/null 2>"$out/$name.apply.stderr" ||
             fail "kubectl apply $name.yaml: $(cat "$out/$name.apply.stderr")"
     done
-    k wait --for=condition=Established --timeout=60s crd/proglogclusters.proglog.dev >/dev/null
+    k wait --for=condition=Established --timeout=60s crd/proglogclusters.proglog.dev \
+        crd/proglogusers.proglog.dev >/dev/null
 
     local sa="$SCOPED_NS:$SCOPED_FULLNAME" ns verb
     for ns in "${WATCHED[@]}"; do
         for verb in get list watch patch; do can "$ns" "$sa" yes "$verb" proglogclusters.proglog.dev; done
         can "$ns" "$sa" yes patch proglogclusters.proglog.dev --subresource=status
         can "$ns" "$sa" yes update proglogclusters.proglog.dev --subresource=finalizers
+        for verb in get list watch; do can "$ns" "$sa" yes "$verb" proglogusers.proglog.dev; done
+        can "$ns" "$sa" yes patch proglogusers.proglog.dev --subresource=status
+        can "$ns" "$sa" no patch proglogusers.proglog.dev
+        can "$ns" "$sa" no delete proglogusers.proglog.dev
         for verb in get list watch create patch; do can "$ns" "$sa" yes "$verb" statefulsets.apps; done
         for verb in list watch create patch; do
             can "$ns" "$sa" yes "$verb" configmaps

@@ -16,14 +16,21 @@ pub fn operator_in_cluster() -> bool {
     std::env::var("PROGLOG_E2E_OPERATOR").is_ok_and(|v| v == "in-cluster")
 }
 
-/// The CRD manifest: `PROGLOG_E2E_CRD`, default `crds/proglogcluster.yaml` of this repository.
-/// Read at run time, so the suite compiles before the operator's CRD exists.
-pub fn crd_path() -> PathBuf {
-    std::env::var_os("PROGLOG_E2E_CRD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/proglogcluster.yaml")
-        })
+/// The CRD manifests: `PROGLOG_E2E_CRD` (one file, e.g. both CRDs in one YAML stream), default
+/// `crds/proglogcluster.yaml` and `crds/progloguser.yaml` of this repository. Read at run time,
+/// so the suite compiles before the operator's CRDs exist.
+pub fn crd_paths() -> Vec<PathBuf> {
+    match std::env::var_os("PROGLOG_E2E_CRD") {
+        Some(path) => vec![PathBuf::from(path)],
+        None => ["proglogcluster.yaml", "progloguser.yaml"]
+            .iter()
+            .map(|file| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../crds")
+                    .join(file)
+            })
+            .collect(),
+    }
 }
 
 /// Node image for clusters whose pods run: `PROGLOG_E2E_NODE_IMAGE` (default the image the kind

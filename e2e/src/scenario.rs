@@ -139,7 +139,9 @@ impl Scenario {
         let started = Instant::now();
         let client = namespace::client().await?;
         uncordon_leftovers(&client).await?;
-        crd::install(&client, &env::crd_path()).await?;
+        for path in env::crd_paths() {
+            crd::install(&client, &path).await?;
+        }
         let namespace = TestNamespace::create(&client, name).await?;
         let ns = namespace.name.clone();
         eprintln!("[{name}] namespace {ns}");

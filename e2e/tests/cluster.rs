@@ -31,7 +31,9 @@ use serde_json::json;
 
 async fn setup(prefix: &str) -> anyhow::Result<(Client, TestNamespace)> {
     let client = namespace::client().await?;
-    crd::install(&client, &env::crd_path()).await?;
+    for path in env::crd_paths() {
+        crd::install(&client, &path).await?;
+    }
     let ns = TestNamespace::create(&client, prefix).await?;
     Ok((client, ns))
 }

@@ -248,7 +248,7 @@ pub struct AclRule {
     pub action: AclAction,
 }
 
-fn wildcard() -> String {
+pub(crate) fn wildcard() -> String {
     "*".to_owned()
 }
 

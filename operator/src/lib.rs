@@ -13,3 +13,4 @@ pub mod ca;
 pub mod controller;
 pub mod crd;
 pub mod planner;
+pub mod user_crd;

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service},
@@ -13,39 +11,15 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use proglog_operator::{
     ca::CertificateInfo,
-    controller::{self, Attempt, LeaderElector, LeaseConfig, OperatorConfig},
+    controller::{Attempt, LeaderElector, LeaseConfig},
     crd::{ClusterCondition, FINALIZER, PAUSE_ANNOTATION, ProgLogCluster},
 };
 use serde_json::json;
-
-/// Runs the controller for one namespace in this process; aborted when dropped.
-struct RunningController(tokio::task::JoinHandle<()>);
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn start_controller(client: &Client, namespace: &str) -> RunningController {
-    let config = OperatorConfig {
-        namespaces: vec![namespace.to_owned()],
-        progress_requeue: Duration::from_secs(1),
-        admin_timeout: Duration::from_secs(1),
-        ..OperatorConfig::default()
-    };
-    let client = client.clone();
-    RunningController(tokio::spawn(async move {
-        if let Err(error) = controller::run(client, config).await {
-            panic!("controller stopped: {error}");
-        }
-    }))
-}
 
 fn condition<'a>(cluster: &'a ProgLogCluster, type_: &str) -> Option<&'a ClusterCondition> {
     cluster
@@ -69,7 +43,7 @@ async fn cluster_becomes_objects_with_owner_refs_status_and_finalizer() {
     let client = common::client().await;
     common::install_crd(&client).await;
     let ns = common::namespace(&client, "plc-apply").await;
-    let _controller = start_controller(&client, &ns);
+    let _controller = common::start_controller(&client, &ns);
     let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
     let created = clusters
         .create(
@@ -186,7 +160,7 @@ async fn bad_spec_gets_a_degraded_condition_not_a_crash() {
     let client = common::client().await;
     common::install_crd(&client).await;
     let ns = common::namespace(&client, "plc-bad").await;
-    let controller = start_controller(&client, &ns);
+    let controller = common::start_controller(&client, &ns);
     let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
     clusters
         .create(
@@ -277,7 +251,7 @@ async fn volumes_follow_the_retention_policy_on_delete() {
     let client = common::client().await;
     common::install_crd(&client).await;
     let ns = common::namespace(&client, "plc-volumes").await;
-    let _controller = start_controller(&client, &ns);
+    let _controller = common::start_controller(&client, &ns);
     let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
     for (name, retention) in [("keep", "Retain"), ("drop", "Delete")] {
         let spec =
@@ -331,7 +305,7 @@ async fn a_paused_cluster_is_left_alone_until_the_annotation_goes() {
     let client = common::client().await;
     common::install_crd(&client).await;
     let ns = common::namespace(&client, "plc-pause").await;
-    let _controller = start_controller(&client, &ns);
+    let _controller = common::start_controller(&client, &ns);
     let clusters: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
     clusters
         .create(

@@ -139,7 +139,7 @@ impl LocalCluster {
         .unwrap();
         std::fs::write(
             files.join("acl.csv"),
-            builders::acl_policy(&cluster, &cluster_ref),
+            builders::acl_policy(&cluster, &cluster_ref, &[]),
         )
         .unwrap();
         let nodes = (0..max_nodes)

@@ -12,8 +12,9 @@ fi
 source "$ROOT/scripts/control-plane/versions.sh"
 kubectl() { "$(k8s_bin_dir)/kubectl" "$@"; }
 
-kubectl apply --server-side -f "$ROOT/crds/proglogcluster.yaml" >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/proglogclusters.proglog.dev >/dev/null
+kubectl apply --server-side -f "$ROOT/crds/proglogcluster.yaml" -f "$ROOT/crds/progloguser.yaml" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s \
+    crd/proglogclusters.proglog.dev crd/proglogusers.proglog.dev >/dev/null
 checked=0
 for manifest in "$ROOT"/examples/*.yaml; do
     kubectl apply --dry-run=server -f "$manifest" >/dev/null

@@ -51,6 +51,17 @@ per-pod external Services. scripts/chart-check.sh checks these against a real AP
 - apiGroups: ["proglog.dev"]
   resources: ["proglogclusters/finalizers"]
   verbs: ["update"]
+# ProgLogUsers: read (their rules go into the cluster's ACL), status written, and the finalizers
+# update an owner reference with blockOwnerDeletion (the user's certificate Secret) needs.
+- apiGroups: ["proglog.dev"]
+  resources: ["proglogusers"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["proglog.dev"]
+  resources: ["proglogusers/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["proglog.dev"]
+  resources: ["proglogusers/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{BuildError, ClusterRef, OPERATOR_IDENTITY};
 use crate::crd::ProgLogCluster;
+use crate::user_crd::ProgLogUser;
 
 /// ConfigMap key of the node configuration (TOML, read through `--config`).
 pub const NODE_CONFIG_KEY: &str = "proglog.toml";
@@ -57,9 +58,20 @@ pub fn node_config(cluster: &ProgLogCluster) -> Result<String, BuildError> {
     ))
 }
 
+/// Whether `identity` is one only the operator and the nodes may hold: a ProgLogUser of that
+/// name would get their certificates' powers, so it is refused.
+pub fn is_reserved_identity(identity: &str, cluster_ref: &ClusterRef) -> bool {
+    identity == OPERATOR_IDENTITY || identity == cluster_ref.node_identity()
+}
+
 /// The ACL policy: the operator's admin identity and the nodes' replication identity first,
-/// then the user's rules. Default deny is the node's behaviour.
-pub fn acl_policy(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> String {
+/// then the spec's rules, then each ProgLogUser's (`users`: this cluster's, by name; reserved
+/// identities skipped). Default deny is the node's behaviour.
+pub fn acl_policy(
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+    users: &[ProgLogUser],
+) -> String {
     let mut policy = String::from(
         "# subject, object, action. Written by the ProgLog operator; edit spec.acl instead.\n",
     );
@@ -74,6 +86,22 @@ pub fn acl_policy(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> String 
             rule.action.as_str()
         ));
     }
+    for user in users {
+        let Some(identity) = user.metadata.name.as_deref() else {
+            continue;
+        };
+        if is_reserved_identity(identity, cluster_ref) || user.spec.cluster != cluster_ref.name {
+            continue;
+        }
+        policy.push_str(&format!("# ProgLogUser {identity}\n"));
+        for rule in &user.spec.acl {
+            policy.push_str(&format!(
+                "{identity}, {}, {}\n",
+                rule.object,
+                rule.action.as_str()
+            ));
+        }
+    }
     policy
 }
 
@@ -84,16 +112,20 @@ pub fn config_hash(node_config: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The ConfigMap with both files.
+/// The ConfigMap with both files (`users`: see [`acl_policy`]).
 pub fn config_map(
     cluster: &ProgLogCluster,
     cluster_ref: &ClusterRef,
+    users: &[ProgLogUser],
 ) -> Result<ConfigMap, BuildError> {
     Ok(ConfigMap {
         metadata: cluster_ref.metadata(cluster_ref.config_map_name()),
         data: Some(BTreeMap::from([
             (NODE_CONFIG_KEY.to_owned(), node_config(cluster)?),
-            (ACL_FILE_KEY.to_owned(), acl_policy(cluster, cluster_ref)),
+            (
+                ACL_FILE_KEY.to_owned(),
+                acl_policy(cluster, cluster_ref, users),
+            ),
         ])),
         ..ConfigMap::default()
     })
@@ -194,7 +226,7 @@ mod tests {
             action: AclAction::Produce,
         }];
         let cluster_ref = ClusterRef::of(&cluster).unwrap();
-        let policy = acl_policy(&cluster, &cluster_ref);
+        let policy = acl_policy(&cluster, &cluster_ref, &[]);
         let rules: Vec<&str> = policy.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             rules,
@@ -206,11 +238,61 @@ mod tests {
         );
     }
 
+    fn user(name: &str, cluster: &str, acl: serde_json::Value) -> ProgLogUser {
+        let mut user = ProgLogUser::new(
+            name,
+            serde_json::from_value(serde_json::json!({ "cluster": cluster, "acl": acl })).unwrap(),
+        );
+        user.metadata.namespace = Some("logs".to_owned());
+        user
+    }
+
+    #[test]
+    fn users_of_this_cluster_get_their_rules_and_reserved_names_get_nothing() {
+        let cluster = cluster();
+        let cluster_ref = ClusterRef::of(&cluster).unwrap();
+        let users = [
+            user(
+                "orders",
+                "demo",
+                serde_json::json!([{"action": "produce"}, {"action": "consume", "object": "log"}]),
+            ),
+            user(
+                "other",
+                "another-cluster",
+                serde_json::json!([{"action": "produce"}]),
+            ),
+            user(
+                "proglog-operator",
+                "demo",
+                serde_json::json!([{"action": "produce"}]),
+            ),
+            user(
+                "demo-node",
+                "demo",
+                serde_json::json!([{"action": "consume"}]),
+            ),
+        ];
+        let policy = acl_policy(&cluster, &cluster_ref, &users);
+        let rules: Vec<&str> = policy.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            rules,
+            vec![
+                "proglog-operator, *, admin",
+                "demo-node, *, replicate",
+                "orders, *, produce",
+                "orders, log, consume",
+            ]
+        );
+        assert!(is_reserved_identity("demo-node", &cluster_ref));
+        assert!(!is_reserved_identity("orders", &cluster_ref));
+    }
+
     #[test]
     fn config_map_holds_both_files_and_owner() {
         let cluster = cluster();
         let cluster_ref = ClusterRef::of(&cluster).unwrap();
-        let map = config_map(&cluster, &cluster_ref).unwrap();
+        let map = config_map(&cluster, &cluster_ref, &[]).unwrap();
         assert_eq!(map.metadata.name.as_deref(), Some("demo-config"));
         let data = map.data.unwrap();
         assert!(data.contains_key(NODE_CONFIG_KEY));

@@ -10,7 +10,10 @@ mod disruption_budget;
 mod services;
 mod statefulset;
 
-pub use config::{ACL_FILE_KEY, NODE_CONFIG_KEY, acl_policy, config_hash, config_map, node_config};
+pub use config::{
+    ACL_FILE_KEY, NODE_CONFIG_KEY, acl_policy, config_hash, config_map, is_reserved_identity,
+    node_config,
+};
 pub use disruption_budget::pod_disruption_budget;
 pub use services::{client_service, external_services, headless_service};
 pub use statefulset::{

@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{
     Api,
     api::{Patch, PatchParams},
@@ -39,12 +41,7 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(bytes.0.clone()).ok()
 }
 
-fn tls_secret(
-    cluster_ref: &ClusterRef,
-    name: String,
-    cert: &KeyedCertificate,
-    ca_pem: Option<&str>,
-) -> Secret {
+fn tls_secret(metadata: ObjectMeta, cert: &KeyedCertificate, ca_pem: Option<&str>) -> Secret {
     let mut data = BTreeMap::from([
         (
             "tls.crt".to_owned(),
@@ -59,7 +56,7 @@ fn tls_secret(
         data.insert("ca.crt".to_owned(), ByteString(ca.as_bytes().to_vec()));
     }
     Secret {
-        metadata: cluster_ref.metadata(name),
+        metadata,
         type_: Some("kubernetes.io/tls".to_owned()),
         data: Some(data),
         ..Secret::default()
@@ -77,6 +74,44 @@ async fn apply(api: &Api<Secret>, secret: &Secret) -> Result<(), ReconcileError>
     Ok(())
 }
 
+/// The cluster's CA as it is stored now (the user's Secret, or the one the operator created),
+/// without creating anything: `None` while the operator has not created its CA yet.
+pub(crate) async fn load_ca(
+    api: &Api<Secret>,
+    cluster: &ProgLogCluster,
+    cluster_ref: &ClusterRef,
+) -> Result<Option<KeyedCertificate>, ReconcileError> {
+    if let Some(name) = &cluster.spec.tls.ca_secret_name {
+        return user_ca(api, name).await.map(Some);
+    }
+    let secret = api.get_opt(&cluster_ref.ca_secret_name()).await?;
+    Ok(secret.and_then(|secret| {
+        Some(KeyedCertificate {
+            cert_pem: text(&secret, "tls.crt")?,
+            key_pem: text(&secret, "tls.key")?,
+        })
+    }))
+}
+
+/// The CA in the user's Secret `name`, checked to be a CA.
+async fn user_ca(api: &Api<Secret>, name: &str) -> Result<KeyedCertificate, ReconcileError> {
+    let invalid = |reason: &str| ReconcileError::InvalidSecret {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let secret = api.get_opt(name).await?.ok_or_else(|| {
+        invalid("not found; spec.tls.caSecretName must name a Secret in the cluster's namespace")
+    })?;
+    let cert_pem = text(&secret, "tls.crt").ok_or_else(|| invalid("has no tls.crt"))?;
+    let key_pem = text(&secret, "tls.key").ok_or_else(|| invalid("has no tls.key"))?;
+    let info = CertificateInfo::parse(&cert_pem)
+        .map_err(|e| invalid(&format!("tls.crt is not a certificate: {e}")))?;
+    if !info.is_ca {
+        return Err(invalid("tls.crt is not a CA certificate"));
+    }
+    Ok(KeyedCertificate { cert_pem, key_pem })
+}
+
 /// Loads the user's CA or loads/creates the operator's CA for this cluster.
 async fn ensure_ca(
     api: &Api<Secret>,
@@ -86,23 +121,7 @@ async fn ensure_ca(
     issued: &mut Vec<String>,
 ) -> Result<KeyedCertificate, ReconcileError> {
     if let Some(name) = &cluster.spec.tls.ca_secret_name {
-        let invalid = |reason: &str| ReconcileError::InvalidSecret {
-            name: name.clone(),
-            reason: reason.to_owned(),
-        };
-        let secret = api.get_opt(name).await?.ok_or_else(|| {
-            invalid(
-                "not found; spec.tls.caSecretName must name a Secret in the cluster's namespace",
-            )
-        })?;
-        let cert_pem = text(&secret, "tls.crt").ok_or_else(|| invalid("has no tls.crt"))?;
-        let key_pem = text(&secret, "tls.key").ok_or_else(|| invalid("has no tls.key"))?;
-        let info = CertificateInfo::parse(&cert_pem)
-            .map_err(|e| invalid(&format!("tls.crt is not a certificate: {e}")))?;
-        if !info.is_ca {
-            return Err(invalid("tls.crt is not a CA certificate"));
-        }
-        return Ok(KeyedCertificate { cert_pem, key_pem });
+        return user_ca(api, name).await;
     }
     let name = cluster_ref.ca_secret_name();
     if let Some(secret) = api.get_opt(&name).await?
@@ -112,7 +131,11 @@ async fn ensure_ca(
         return Ok(KeyedCertificate { cert_pem, key_pem });
     }
     let ca = ca::generate_ca(cluster_ref, now)?;
-    apply(api, &tls_secret(cluster_ref, name.clone(), &ca, None)).await?;
+    apply(
+        api,
+        &tls_secret(cluster_ref.metadata(name.clone()), &ca, None),
+    )
+    .await?;
     issued.push(format!("created CA in Secret {name}"));
     Ok(ca)
 }
@@ -143,7 +166,7 @@ pub(crate) async fn ensure(
         now,
         &mut issued,
         || ca::issue_node_certificate(&ca, cluster_ref, pods, now, lifetime),
-        cluster_ref,
+        cluster_ref.metadata(node_name.clone()),
     )
     .await?;
 
@@ -156,7 +179,7 @@ pub(crate) async fn ensure(
         now,
         &mut issued,
         || ca::issue_client_certificate(&ca, OPERATOR_IDENTITY, now, lifetime),
-        cluster_ref,
+        cluster_ref.metadata(operator_name.clone()),
     )
     .await?;
 
@@ -175,9 +198,10 @@ pub(crate) async fn ensure(
     })
 }
 
-/// Loads a leaf certificate Secret, reissuing it when [`ca::renewal_reason`] says so.
+/// Loads a leaf certificate Secret, reissuing it (as a Secret with `metadata`) when
+/// [`ca::renewal_reason`] says so.
 #[allow(clippy::too_many_arguments)]
-async fn ensure_leaf(
+pub(crate) async fn ensure_leaf(
     api: &Api<Secret>,
     name: &str,
     ca: &KeyedCertificate,
@@ -185,7 +209,7 @@ async fn ensure_leaf(
     now: OffsetDateTime,
     issued: &mut Vec<String>,
     issue: impl FnOnce() -> Result<KeyedCertificate, ca::CaError>,
-    cluster_ref: &ClusterRef,
+    metadata: ObjectMeta,
 ) -> Result<KeyedCertificate, ReconcileError> {
     let existing = api.get_opt(name).await?;
     let reason = match existing.as_ref().and_then(|secret| {
@@ -207,11 +231,7 @@ async fn ensure_leaf(
         },
     };
     let cert = issue()?;
-    apply(
-        api,
-        &tls_secret(cluster_ref, name.to_owned(), &cert, Some(&ca.cert_pem)),
-    )
-    .await?;
+    apply(api, &tls_secret(metadata, &cert, Some(&ca.cert_pem))).await?;
     issued.push(format!(
         "issued certificate in Secret {name} because {}",
         reason.unwrap_or("renewal was due")

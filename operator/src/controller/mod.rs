@@ -10,6 +10,7 @@ mod membership;
 pub mod metrics;
 mod reconcile;
 mod status;
+mod users;
 mod validation;
 
 use std::{
@@ -37,7 +38,10 @@ use kube::{
 pub use leader::{Attempt, LeaderElector, LeaseConfig};
 pub use metrics::Metrics;
 
-use crate::{admin::AdminError, builders::BuildError, ca::CaError, crd::ProgLogCluster};
+use crate::{
+    admin::AdminError, builders::BuildError, ca::CaError, crd::ProgLogCluster,
+    user_crd::ProgLogUser,
+};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "proglog-operator";
@@ -124,8 +128,8 @@ impl ReconcileError {
 /// Errors that stop the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    /// The ProgLogCluster CRD is not installed (or not served yet).
-    #[error("the ProgLogCluster CRD is not installed: {0}")]
+    /// The ProgLogCluster or ProgLogUser CRD is not installed (or not served yet).
+    #[error("a ProgLog CRD (ProgLogCluster, ProgLogUser) is not installed: {0}")]
     CrdMissing(kube::Error),
     /// Leadership was lost; the process should exit and restart as a follower.
     #[error("lost the leader Lease")]
@@ -180,6 +184,11 @@ fn error_policy(cluster: Arc<ProgLogCluster>, error: &ReconcileError, ctx: Arc<C
     Action::requeue(delay)
 }
 
+fn user_error_policy(user: Arc<ProgLogUser>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::warn!(user = %user.metadata.name.as_deref().unwrap_or_default(), %error, "user reconcile failed");
+    Action::requeue(backoff(2))
+}
+
 /// Runs the controller until shutdown (SIGTERM/ctrl-c) or, with leader election, until the
 /// Lease is lost. Waits for the Lease first when leader election is configured.
 pub async fn run(client: Client, config: OperatorConfig) -> Result<(), ControllerError> {
@@ -190,8 +199,12 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
         config.namespaces.iter().cloned().map(Some).collect()
     };
     for scope in &scopes {
-        // Fail fast with a clear message when the CRD is missing.
+        // Fail fast with a clear message when a CRD is missing.
         api::<ProgLogCluster>(&client, scope.as_deref())
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(ControllerError::CrdMissing)?;
+        api::<ProgLogUser>(&client, scope.as_deref())
             .list(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(ControllerError::CrdMissing)?;
@@ -249,12 +262,37 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
             api::<PodDisruptionBudget>(&client, ns),
             watcher::Config::default(),
         )
+        // A user's rules live in its cluster's ACL: any change of a user reconciles the cluster.
+        .watches(
+            api::<ProgLogUser>(&client, ns),
+            watcher::Config::default(),
+            |user| {
+                let namespace = user.metadata.namespace.clone()?;
+                Some(ObjectRef::<ProgLogCluster>::new(&user.spec.cluster).within(&namespace))
+            },
+        )
         .shutdown_on_signal()
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, error_policy, ctx.clone())
         .boxed()
     });
-    futures::stream::select_all(controllers)
+    let user_controllers = scopes.iter().map(|scope| {
+        Controller::new(
+            api::<ProgLogUser>(&client, scope.as_deref()),
+            watcher::Config::default(),
+        )
+        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
+        .run(users::reconcile, user_error_policy, ctx.clone())
+        .map(|result| result.map(|_| ()).map_err(|e| e.to_string()))
+        .boxed()
+    });
+    let controllers = controllers.map(|stream| {
+        stream
+            .map(|result| result.map(|_| ()).map_err(|e| e.to_string()))
+            .boxed()
+    });
+    futures::stream::select_all(controllers.chain(user_controllers))
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");

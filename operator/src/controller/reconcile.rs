@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use super::{
     Context, FIELD_MANAGER, ReconcileError, certificates, member_failures, membership,
     status::{self, Problem, StatusInput},
+    users,
     validation::validate_spec,
 };
 use crate::{
@@ -255,7 +256,8 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     }
 
     // Configuration and Services: desired state, applied every pass (idempotent).
-    let config_map = builders::config_map(cluster, &cluster_ref)?;
+    let users = users::users_of(ctx, ns, &cluster_ref.name).await?;
+    let config_map = builders::config_map(cluster, &cluster_ref, &users)?;
     let node_config = builders::node_config(cluster)?;
     apply_object(&Api::namespaced(client.clone(), ns), &config_map).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);

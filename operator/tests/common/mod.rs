@@ -13,7 +13,11 @@ use kube::{
     Api, Client, CustomResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use proglog_operator::crd::ProgLogCluster;
+use proglog_operator::{
+    controller::{self, OperatorConfig},
+    crd::ProgLogCluster,
+    user_crd::ProgLogUser,
+};
 
 /// Generous bound for anything the API server or controller does; never a performance assertion.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -50,8 +54,24 @@ where
 
 /// Applies the generated CRD and waits until it is Established.
 pub async fn install_crd(client: &Client) {
+    install_one(client, ProgLogCluster::crd()).await;
+    install_one(client, ProgLogUser::crd()).await;
+    // Discovery may lag Established slightly: wait until the resources are listable.
+    let clusters: Api<ProgLogCluster> = Api::all(client.clone());
+    let users: Api<ProgLogUser> = Api::all(client.clone());
+    eventually("ProgLogClusters and ProgLogUsers to be served", || {
+        let (clusters, users) = (clusters.clone(), users.clone());
+        async move {
+            clusters.list(&Default::default()).await.ok()?;
+            users.list(&Default::default()).await.ok().map(|_| ())
+        }
+    })
+    .await;
+}
+
+/// Applies one CRD and waits until it is Established.
+async fn install_one(client: &Client, crd: CustomResourceDefinition) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ProgLogCluster::crd();
     let name = crd.metadata.name.clone().expect("CRD name");
     crds.patch(
         &name,
@@ -72,13 +92,6 @@ pub async fn install_crd(client: &Client) {
                 .any(|c| c.type_ == "Established" && c.status == "True");
             established.then_some(())
         }
-    })
-    .await;
-    // Discovery may lag Established slightly: wait until the resource is listable.
-    let any: Api<ProgLogCluster> = Api::all(client.clone());
-    eventually("ProgLogClusters to be served", || {
-        let any = any.clone();
-        async move { any.list(&Default::default()).await.ok().map(|_| ()) }
     })
     .await;
 }
@@ -117,4 +130,28 @@ pub fn cluster(name: &str, spec: serde_json::Value) -> ProgLogCluster {
         "spec": spec,
     }))
     .expect("ProgLogCluster object")
+}
+
+/// Runs the controller for one namespace in this process; aborted when dropped.
+pub struct RunningController(pub tokio::task::JoinHandle<()>);
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn start_controller(client: &Client, namespace: &str) -> RunningController {
+    let config = OperatorConfig {
+        namespaces: vec![namespace.to_owned()],
+        progress_requeue: Duration::from_secs(1),
+        admin_timeout: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    };
+    let client = client.clone();
+    RunningController(tokio::spawn(async move {
+        if let Err(error) = controller::run(client, config).await {
+            panic!("controller stopped: {error}");
+        }
+    }))
 }
