@@ -113,6 +113,12 @@ pub struct NodeArgs {
     #[arg(long, env = "PROGLOG_HANDSHAKE_TIMEOUT")]
     #[serde(default, deserialize_with = "de_duration")]
     pub handshake_timeout: Option<humantime::Duration>,
+    /// Fail a call whose client, having announced a request message, keeps the node waiting
+    /// for its bytes longer than this in all (the message's memory budget is released)
+    /// [default: 30s].
+    #[arg(long, env = "PROGLOG_MESSAGE_TIMEOUT")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub message_timeout: Option<humantime::Duration>,
     /// Memory budget for record bytes in flight in client calls (requests being received and
     /// appended, responses being read and sent); calls wait while it is spent, and one record
     /// larger than it runs alone [default: 268435456 (256 MiB); at least 1 MiB].
@@ -256,6 +262,7 @@ impl NodeArgs {
             keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
             keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
             handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
+            message_timeout: self.message_timeout.or(file.message_timeout),
             memory_budget_bytes: self.memory_budget_bytes.or(file.memory_budget_bytes),
             max_connections: self.max_connections.or(file.max_connections),
             max_unauthenticated_connections: self
@@ -390,6 +397,7 @@ impl NodeArgs {
             keepalive_interval: duration(args.keepalive_interval, 30, "keepalive-interval")?,
             keepalive_timeout: duration(args.keepalive_timeout, 10, "keepalive-timeout")?,
             handshake_timeout: duration(args.handshake_timeout, 10, "handshake-timeout")?,
+            message_timeout: duration(args.message_timeout, 30, "message-timeout")?,
             ..ServerLimits::default()
         });
         let otlp = args

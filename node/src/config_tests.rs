@@ -26,6 +26,11 @@ fn defaults_apply() {
     assert_eq!(config.shutdown_grace, Duration::from_secs(10));
     assert!(!config.raft);
     assert_eq!(config.otlp, None, "OTLP export is off by default");
+    assert_eq!(config.limits.message_timeout, Duration::from_secs(30));
+    let mut argv = base();
+    argv.extend(["--message-timeout", "5s"]);
+    let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
+    assert_eq!(config.limits.message_timeout, Duration::from_secs(5));
     let mut argv = base();
     argv.extend(["--raft", "true"]);
     assert!(

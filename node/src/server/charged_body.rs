@@ -9,6 +9,11 @@
 //!   client stops once the stream's window is used. A header announcing more than the decoding
 //!   limit is not paid for: tonic refuses that message. Payments queue per message in the
 //!   call's [`RequestCredit`], in order, for the handler to take as it decodes them.
+//! - **Stalled requests**: a paid message must then arrive. The time the body spends waiting
+//!   for the client to send the rest of it (not the time the node itself does not read) may add
+//!   up to `message_timeout`; past it the call fails with `DEADLINE_EXCEEDED` and its payment is
+//!   released. Otherwise a client that announces large messages and stops sending would hold
+//!   the budget for good, and every other call of the node would wait behind it.
 //! - **Responses** ([`PaidBody`]): each chunk tonic encoded takes its size from the call's
 //!   response credit, where the handler put the responses' permits, and carries it
 //!   ([`Bytes::from_owner`]): the bytes are released when HTTP/2 has written the chunk and
@@ -17,12 +22,17 @@
 //! Only the client API is wrapped: Raft and admin traffic has bounds of its own (entry and
 //! snapshot chunk sizes) and must not wait behind clients.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use parking_lot::Mutex;
+use tokio::time::{Instant, Sleep};
 use tonic::Status;
 use tonic::server::NamedService;
 
@@ -38,14 +48,22 @@ pub struct Budgeted<S> {
     budget: MemoryBudget,
     /// Messages announced larger than this are not paid for (tonic refuses them).
     max_message_bytes: usize,
+    /// How long a paid message's client may keep the node waiting for the rest of it.
+    message_timeout: Duration,
 }
 
 impl<S> Budgeted<S> {
-    pub fn new(inner: S, budget: MemoryBudget, max_message_bytes: usize) -> Self {
+    pub fn new(
+        inner: S,
+        budget: MemoryBudget,
+        max_message_bytes: usize,
+        message_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             budget,
             max_message_bytes,
+            message_timeout,
         }
     }
 }
@@ -72,16 +90,13 @@ where
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(requests.clone());
         parts.extensions.insert(ResponseCredit(responses.clone()));
-        let body = ChargedBody {
-            inner: body,
-            budget: self.budget.clone(),
-            max_message_bytes: self.max_message_bytes,
-            credit: requests,
-            header: Vec::with_capacity(HEADER),
-            message_left: 0,
-            rest: None,
-            waiting: None,
-        };
+        let body = ChargedBody::new(
+            body,
+            self.budget.clone(),
+            self.max_message_bytes,
+            self.message_timeout,
+            requests,
+        );
         let response = self.inner.call(http::Request::from_parts(parts, body));
         Box::pin(async move {
             let response = response.await?;
@@ -100,6 +115,7 @@ pub struct ChargedBody {
     inner: tonic::body::Body,
     budget: MemoryBudget,
     max_message_bytes: usize,
+    message_timeout: Duration,
     credit: RequestCredit,
     /// The bytes seen so far of a message header (fewer than [`HEADER`]).
     header: Vec<u8>,
@@ -109,6 +125,85 @@ pub struct ChargedBody {
     rest: Option<Bytes>,
     /// The payment for the message `rest` belongs to.
     waiting: Option<BoxFuture<'static, BudgetPermit>>,
+    /// The paid message being received, whose client the body may wait for only so long.
+    stall: Option<StallClock>,
+    /// Set once the call failed: the body ends.
+    failed: bool,
+}
+
+/// The time a body has spent waiting for the client to send the rest of a paid message.
+///
+/// A wait runs from the poll that found no data to the moment the inner body signalled data
+/// (its wake-up, recorded by [`WakeTime`]), not to the next poll: when the handler does not read
+/// for a while (a `ProduceStream` whose window is full), that time is the node's, not the
+/// client's.
+struct StallClock {
+    /// The message's announced length.
+    announced: usize,
+    timeout: Duration,
+    /// Waiting time of earlier waits for this message.
+    waited: Duration,
+    /// The current wait: since when, and when it runs out.
+    wait: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// The waker the inner body was last polled with.
+    woken: Option<Arc<WakeTime>>,
+}
+
+/// A waker that records when it was woken, then wakes the task.
+struct WakeTime {
+    task: Waker,
+    at: Mutex<Option<Instant>>,
+}
+
+impl Wake for WakeTime {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.at.lock().get_or_insert_with(Instant::now);
+        self.task.wake_by_ref();
+    }
+}
+
+impl StallClock {
+    /// Polls the inner body, timing how long the client keeps it waiting.
+    fn poll_client(
+        &mut self,
+        inner: &mut tonic::body::Body,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let woken = Arc::new(WakeTime {
+            task: cx.waker().clone(),
+            at: Mutex::new(None),
+        });
+        let waker = Waker::from(Arc::clone(&woken));
+        let polled = Pin::new(inner).poll_frame(&mut Context::from_waker(&waker));
+        let previous = self.woken.replace(woken);
+        if polled.is_ready()
+            && let Some((since, _)) = self.wait.take()
+        {
+            // The wait ended when the data was signalled, or now if that was not seen.
+            let signalled = previous
+                .and_then(|w| *w.at.lock())
+                .unwrap_or_else(Instant::now);
+            self.waited += signalled.saturating_duration_since(since);
+        }
+        polled
+    }
+
+    /// The body waits for the client: whether its time for this message is up (registers for
+    /// the wake-up otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let left = self.timeout.saturating_sub(self.waited);
+        if left.is_zero() {
+            return true;
+        }
+        let (_, sleep) = self
+            .wait
+            .get_or_insert_with(|| (Instant::now(), Box::pin(tokio::time::sleep(left))));
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl std::fmt::Debug for ChargedBody {
@@ -121,6 +216,46 @@ impl std::fmt::Debug for ChargedBody {
 }
 
 impl ChargedBody {
+    fn new(
+        inner: tonic::body::Body,
+        budget: MemoryBudget,
+        max_message_bytes: usize,
+        message_timeout: Duration,
+        credit: RequestCredit,
+    ) -> Self {
+        Self {
+            inner,
+            budget,
+            max_message_bytes,
+            message_timeout,
+            credit,
+            header: Vec::with_capacity(HEADER),
+            message_left: 0,
+            rest: None,
+            waiting: None,
+            stall: None,
+            failed: false,
+        }
+    }
+
+    /// Polls the client's body, on the stall clock while a paid message is incomplete.
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        match &mut self.stall {
+            Some(stall) => stall.poll_client(&mut self.inner, cx),
+            None => Pin::new(&mut self.inner).poll_frame(cx),
+        }
+    }
+
+    /// The status of a call whose client stalled in the middle of a paid message.
+    fn stalled_status(&self, stall: &StallClock) -> Status {
+        Status::deadline_exceeded(format!(
+            "a request message announced {} bytes and {} of them are still missing after \
+             {:?} of waiting for the client (--message-timeout); the call is closed to release \
+             the memory reserved for it",
+            stall.announced, self.message_left, stall.timeout
+        ))
+    }
+
     /// Walks `data` through gRPC's framing. Returns the part to hand on now; when a message
     /// header completes inside it, the data after the header is kept in `rest` and the
     /// message's payment started.
@@ -131,6 +266,9 @@ impl ChargedBody {
                 let n = self.message_left.min(data.len() - at);
                 self.message_left -= n;
                 at += n;
+                if self.message_left == 0 {
+                    self.stall = None;
+                }
                 continue;
             }
             let n = (HEADER - self.header.len()).min(data.len() - at);
@@ -145,6 +283,14 @@ impl ChargedBody {
                 } else {
                     HEADER + self.message_left
                 };
+                // Only a paid message holds budget that a stalled client could keep.
+                self.stall = (cost > 0 && self.message_left > 0).then(|| StallClock {
+                    announced: self.message_left,
+                    timeout: self.message_timeout,
+                    waited: Duration::ZERO,
+                    wait: None,
+                    woken: None,
+                });
                 if let Some(permit) = self.budget.try_acquire(cost) {
                     self.credit.push(permit);
                     continue;
@@ -170,6 +316,9 @@ impl HttpBody for ChargedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
         loop {
             if let Some(wait) = &mut this.waiting {
                 let permit = ready!(wait.as_mut().poll(cx));
@@ -178,12 +327,22 @@ impl HttpBody for ChargedBody {
             }
             let data = match this.rest.take() {
                 Some(rest) => rest,
-                None => match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                    Some(Ok(frame)) => match frame.into_data() {
+                None => match this.poll_inner(cx) {
+                    Poll::Pending => {
+                        if let Some(mut stall) = this.stall.take() {
+                            if stall.expired(cx) {
+                                this.failed = true;
+                                return Poll::Ready(Some(Err(this.stalled_status(&stall))));
+                            }
+                            this.stall = Some(stall);
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     },
-                    other => return Poll::Ready(other),
+                    Poll::Ready(other) => return Poll::Ready(other),
                 },
             };
             let now = this.split_at_message(data);
@@ -194,7 +353,7 @@ impl HttpBody for ChargedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_none() && self.waiting.is_none() && self.inner.is_end_stream()
+        self.failed || (self.rest.is_none() && self.waiting.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

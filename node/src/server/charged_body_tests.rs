@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 
 use super::*;
@@ -21,16 +22,13 @@ fn header(len: u32) -> Vec<u8> {
 }
 
 fn charged(inner: tonic::body::Body, budget: &MemoryBudget, credit: &RequestCredit) -> ChargedBody {
-    ChargedBody {
+    ChargedBody::new(
         inner,
-        budget: budget.clone(),
-        max_message_bytes: 1000,
-        credit: credit.clone(),
-        header: Vec::new(),
-        message_left: 0,
-        rest: None,
-        waiting: None,
-    }
+        budget.clone(),
+        1000,
+        Duration::from_secs(3600),
+        credit.clone(),
+    )
 }
 
 async fn next_data(body: &mut ChargedBody) -> Vec<u8> {
@@ -110,4 +108,73 @@ async fn a_response_chunk_carries_its_budget_until_dropped() {
     assert_eq!(budget.available(), 6);
     drop(more);
     assert_eq!(budget.available(), 10);
+}
+
+/// A body that sends `frames` and then nothing, without ending.
+fn stalling_body(frames: Vec<Vec<u8>>) -> tonic::body::Body {
+    let frames = frames
+        .into_iter()
+        .map(|f| Ok::<_, Status>(Frame::data(Bytes::from(f))));
+    let stream = futures::stream::iter(frames).chain(futures::stream::pending());
+    tonic::body::Body::new(StreamBody::new(stream))
+}
+
+#[tokio::test]
+async fn a_paid_message_whose_client_stalls_fails_the_call_and_releases_its_payment() {
+    let budget = MemoryBudget::new(100);
+    let credit = RequestCredit::default();
+    let mut first = header(40);
+    first.extend_from_slice(b"abc");
+    let inner = stalling_body(vec![first.clone()]);
+    let mut body = ChargedBody::new(
+        inner,
+        budget.clone(),
+        1000,
+        Duration::from_millis(50),
+        credit.clone(),
+    );
+    assert_eq!(next_data(&mut body).await, first);
+    assert_eq!(credit.bytes(), 45, "the whole message is paid for");
+    let status = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .expect("the stall ends the call")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("37 of them are still missing"));
+    assert!(
+        body.frame().await.is_none(),
+        "the body ends after the failure"
+    );
+    drop((body, credit));
+    assert_eq!(budget.available(), 100, "the payment is released");
+}
+
+#[tokio::test]
+async fn time_the_node_does_not_read_is_not_held_against_the_client() {
+    let budget = MemoryBudget::new(100);
+    let credit = RequestCredit::default();
+    let (client, frames) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, Status>>();
+    let data = |bytes: &[u8]| Ok(Frame::data(Bytes::copy_from_slice(bytes)));
+    let timeout = Duration::from_millis(500);
+    let inner = tonic::body::Body::new(StreamBody::new(frames));
+    let mut body = ChargedBody::new(inner, budget.clone(), 1000, timeout, credit.clone());
+    let mut first = header(8);
+    first.extend_from_slice(b"abc");
+    client.unbounded_send(data(&first)).unwrap();
+    assert_eq!(next_data(&mut body).await, first);
+    // The node waits for the client, which sends more of the message at once...
+    assert!(futures::poll!(body.frame()).is_pending());
+    client.unbounded_send(data(b"de")).unwrap();
+    // ... but the node reads it only after twice the timeout (its own backpressure).
+    tokio::time::sleep(2 * timeout).await;
+    assert_eq!(next_data(&mut body).await, b"de");
+    // Waiting for the rest again: the client kept the node waiting for almost nothing so far.
+    assert!(
+        futures::poll!(body.frame()).is_pending(),
+        "the node's own time counted against the client"
+    );
+    client.unbounded_send(data(b"fgh")).unwrap();
+    assert_eq!(next_data(&mut body).await, b"fgh");
+    assert_eq!(credit.bytes(), 13, "one message, paid once");
 }

@@ -78,6 +78,9 @@ pub struct ServerLimits {
     pub handshake_timeout: Duration,
     /// Node-wide budget for record bytes in flight in `log.v1` calls ([`budget`]).
     pub memory_budget_bytes: usize,
+    /// A `log.v1` request message, once paid for from the budget, may keep the node waiting for
+    /// its bytes this long in all; then the call fails (`DEADLINE_EXCEEDED`) and releases them.
+    pub message_timeout: Duration,
     /// Connections at once; further ones wait in the listen backlog.
     pub max_connections: usize,
     /// Connections at once without a verified client identity (handshakes in progress, or
@@ -99,6 +102,7 @@ impl Default for ServerLimits {
             keepalive_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             memory_budget_bytes: budget::DEFAULT_MEMORY_BUDGET_BYTES,
+            message_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_unauthenticated_connections: 128,
             unauthenticated_timeout: Duration::from_secs(10),
@@ -304,6 +308,7 @@ impl BoundServer {
                 log_server,
                 budget,
                 limits.max_message_bytes,
+                limits.message_timeout,
             ))
             .add_service(reflection)
             .add_service(reflection_alpha)
