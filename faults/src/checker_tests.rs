@@ -216,6 +216,34 @@ fn p5_stale_linearizable_read() {
     assert_only(&h, &[]);
 }
 
+/// The workload's tail reads (`reads.rs`): from a recent offset with no upper bound, ending
+/// where the node's linearizable bounds said the log ended. A `next` that was stale shows as a
+/// missing acknowledged offset; acknowledged offsets below `from` are not asked for.
+#[test]
+fn p5_tail_read_ending_at_a_stale_next_is_stale() {
+    use Consistency::Linearizable;
+    let mut h = base();
+    // Ended at next = 2 although offset 2 was acknowledged (at 50) before the read (at 60).
+    h.ops
+        .push(read(4, (60, 70), Linearizable, "n2", 1, &[(1, "b")]));
+    let report = assert_only(&h, &[K::StaleRead]);
+    assert!(
+        report.anomalies[0]
+            .to_string()
+            .contains("op 3 was acknowledged at offset 2")
+    );
+    // Up to the real end: valid, although offset 0 (below `from`) is not returned.
+    h.ops[3] = read(4, (60, 70), Linearizable, "n2", 1, &[(1, "b"), (2, "c")]);
+    assert_only(&h, &[]);
+    // Invoked before offset 2 was acknowledged: it may end before it.
+    h.ops[3] = read(4, (45, 70), Linearizable, "n2", 1, &[(1, "b")]);
+    assert_only(&h, &[]);
+    // A tail read returning another value at an acknowledged offset is a conflict.
+    h.ops[3] = read(4, (60, 70), Linearizable, "n2", 1, &[(1, "b"), (2, "x")]);
+    let kinds = kinds(&check(&h));
+    assert!(kinds.contains(&K::ConflictingValues), "{kinds:?}");
+}
+
 #[test]
 fn p5_stale_linearizable_bounds() {
     let mut h = base();

@@ -145,6 +145,12 @@ impl Cluster {
 
     /// Starts node `i` (its stderr appended to `nI.log`).
     pub fn start(&mut self, i: usize) -> Result<()> {
+        self.start_armed(i, None)
+    }
+
+    /// Starts node `i` with failpoint `extra` armed too (`PROGLOG_FAILPOINT`, after the run's
+    /// own), e.g. `crash-at:install-copying`.
+    pub fn start_armed(&mut self, i: usize, extra: Option<&str>) -> Result<()> {
         if self.nodes[i].child.is_some() {
             bail!("node {i} is already running");
         }
@@ -159,10 +165,17 @@ impl Cluster {
         let clock = self.clock(i);
         clock.init()?;
         command.envs(crate::clock::node_env(clock.spec()));
-        match &c.node_failpoint {
-            Some(failpoint) => command.env("PROGLOG_FAILPOINT", failpoint),
-            None => command.env_remove("PROGLOG_FAILPOINT"),
-        };
+        let failpoints: Vec<&str> = c
+            .node_failpoint
+            .as_deref()
+            .into_iter()
+            .chain(extra)
+            .collect();
+        if failpoints.is_empty() {
+            command.env_remove("PROGLOG_FAILPOINT");
+        } else {
+            command.env("PROGLOG_FAILPOINT", failpoints.join(","));
+        }
         let child = command
             .args(&cmd[1..])
             .env("PROGLOG_SYNC_JOURNAL", self.sync_journal(i))

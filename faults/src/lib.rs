@@ -3,9 +3,9 @@
 //! a linearizable, durable commit log ([`checker`], [`report`]), and the harness that produces
 //! such histories from real `proglog-node` processes under faults (`make test-faults`):
 //! [`netns`] (one network namespace per node), [`cluster`] (the node processes), [`tls`]
-//! (certificates and client channels), [`workload`]
+//! (certificates and client channels), [`workload`] and [`reads`]
 //! (the clients), [`schedule`], [`nemesis`], [`rules`], [`delay`], [`delayers`] and
-//! [`power_cut`], [`disk`], [`membership`] and [`clock`] (the faults),
+//! [`power_cut`], [`disk`], [`membership`], [`install_crash`] and [`clock`] (the faults),
 //! [`tally`] (the per-fault table) and [`runner`] (one run, end to end; the `proglog-faults`
 //! binary is a thin wrapper).
 //!
@@ -27,11 +27,13 @@ pub mod delay;
 pub mod delayers;
 pub mod disk;
 pub mod history;
+pub mod install_crash;
 pub mod jsonl;
 pub mod membership;
 pub mod nemesis;
 pub mod netns;
 pub mod power_cut;
+pub mod reads;
 pub mod report;
 pub mod rules;
 pub mod runner;

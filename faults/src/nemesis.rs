@@ -20,8 +20,8 @@ use crate::delayers::Delayers;
 use crate::history::RunClock;
 use crate::netns::argv;
 use crate::rules::{
-    drop_from, duplicate_rules, heal_qdiscs, heal_rules, isolate, netem_all, netem_args,
-    netem_dup_reorder, netem_link,
+    cut_clients_from, drop_from, duplicate_rules, heal_qdiscs, heal_rules, isolate, netem_all,
+    netem_args, netem_dup_reorder, netem_link,
 };
 pub use crate::schedule::{Fault, KINDS, LinkFault, Step, schedule};
 use crate::workload::{ClientSettings, Recorder, probe_read};
@@ -405,6 +405,29 @@ impl Nemesis {
                     elapsed += 2000;
                 }
                 format!("n{node} {}s ahead in all", clock.offset()?)
+            }
+            Fault::IsolateClients { ms, leader, pick } => {
+                let (current, how) = self.leader_or(pick).await;
+                let cut: Vec<usize> = if leader {
+                    vec![current]
+                } else {
+                    // A minority: (n - 1) / 2 followers, from the `pick`th on.
+                    let followers: Vec<usize> = (0..n).filter(|&i| i != current).collect();
+                    (0..(n - 1) / 2)
+                        .map(|k| followers[(pick + k) % followers.len()])
+                        .collect()
+                };
+                self.exec_all(&cut_clients_from(&topo, &cut)).await?;
+                sleep(ms).await;
+                let names: Vec<String> = cut.iter().map(|i| format!("n{i}")).collect();
+                let leads = match how {
+                    "leader" => format!("n{current} leads"),
+                    other => other.to_owned(),
+                };
+                format!("clients cut from {} ({leads})", names.join(", "))
+            }
+            Fault::SnapshotInstallCrash { pick, step } => {
+                crate::install_crash::snapshot_install_crash(&mut self.cluster, pick, step).await?
             }
         })
     }

@@ -45,6 +45,28 @@ pub fn isolate(topo: &Topology, x: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `iptables -w ARGS` inside the clients' namespace.
+fn ipt_clients(topo: &Topology, args: &[&str]) -> Vec<String> {
+    let mut cmd = argv(&["iptables", "-w"]);
+    cmd.extend(argv(args));
+    in_ns(&topo.client_ns(), &cmd)
+}
+
+/// The clients cannot talk to the nodes `cut` (both ways, in the clients' namespace: the nodes
+/// still reach each other and the other nodes still reach the clients).
+pub fn cut_clients_from(topo: &Topology, cut: &[usize]) -> Vec<Vec<String>> {
+    let mut cmds = Vec::new();
+    for &x in cut {
+        let ip = topo.node_ip(x).to_string();
+        cmds.push(ipt_clients(topo, &["-A", "INPUT", "-s", &ip, "-j", "DROP"]));
+        cmds.push(ipt_clients(
+            topo,
+            &["-A", "OUTPUT", "-d", &ip, "-j", "DROP"],
+        ));
+    }
+    cmds
+}
+
 /// Removes every rule the nemesis may have added (must succeed).
 pub fn heal_rules(topo: &Topology) -> Vec<Vec<String>> {
     (0..topo.nodes)
@@ -55,6 +77,10 @@ pub fn heal_rules(topo: &Topology) -> Vec<Vec<String>> {
                 ipt(topo, i, &["-t", "mangle", "-F", "POSTROUTING"]),
             ]
         })
+        .chain([
+            ipt_clients(topo, &["-F", "INPUT"]),
+            ipt_clients(topo, &["-F", "OUTPUT"]),
+        ])
         .collect()
 }
 
@@ -233,13 +259,28 @@ mod tests {
             )
         );
         let heal = lines(&heal_rules(&topo));
-        assert_eq!(heal.len(), 9);
+        assert_eq!(heal.len(), 11);
+        assert!(heal.contains(&"ip netns exec pflt-client iptables -w -F OUTPUT".into()));
         assert!(
             heal.contains(&"ip netns exec pflt-n2 iptables -w -t mangle -F POSTROUTING".into())
         );
         assert_eq!(
             lines(&heal_qdiscs(&topo))[0],
             "ip netns exec pflt-n0 tc qdisc del dev eth0 root"
+        );
+    }
+
+    #[test]
+    fn client_cuts_drop_inside_the_client_namespace_only() {
+        let topo = Topology::new(5);
+        assert_eq!(
+            lines(&cut_clients_from(&topo, &[1, 3])),
+            [
+                "ip netns exec pflt-client iptables -w -A INPUT -s 10.77.0.11 -j DROP",
+                "ip netns exec pflt-client iptables -w -A OUTPUT -d 10.77.0.11 -j DROP",
+                "ip netns exec pflt-client iptables -w -A INPUT -s 10.77.0.13 -j DROP",
+                "ip netns exec pflt-client iptables -w -A OUTPUT -d 10.77.0.13 -j DROP",
+            ]
         );
     }
 

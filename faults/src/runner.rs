@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub op_timeout: Duration,
     /// Interval of the linearizable bounds queries.
     pub bounds_every: Duration,
+    /// Interval of the linearizable record reads ([`crate::reads`]).
+    pub read_every: Duration,
     pub run_dir: PathBuf,
     /// Where `proglog-node` and `proglog` are.
     pub bin_dir: PathBuf,
@@ -58,6 +60,7 @@ impl RunConfig {
             format!("--clients={}", self.clients),
             format!("--op-timeout={}", d(self.op_timeout)),
             format!("--bounds-every={}", d(self.bounds_every)),
+            format!("--read-every={}", d(self.read_every)),
             format!("--run-dir={}", self.run_dir.display()),
             format!("--bin-dir={}", self.bin_dir.display()),
             format!("--snapshot-entries={}", self.snapshot_entries),
@@ -259,6 +262,13 @@ async fn drive(
     let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
     let every = config.bounds_every;
     tasks.spawn(async move { workload::bounds_poller(every, s, r, t).await.map(|()| 0) });
+    let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
+    let every = config.read_every;
+    tasks.spawn(async move {
+        crate::reads::linearizable_reader(every, s, r, t)
+            .await
+            .map(|()| 0)
+    });
     // Flush the history now and then, so a crashed run still leaves most of it.
     let (r, t) = (rec.clone(), stop.clone());
     tasks.spawn(async move {
@@ -317,10 +327,12 @@ async fn drive(
     let report = check(&history);
     let appends = report.counts.appends;
     println!(
-        "workload: {:.0} appends/s over {elapsed:.0}s ({} clients), {} bounds queries, {} records consumed; final logs: {}",
+        "workload: {:.0} appends/s over {elapsed:.0}s ({} clients), {} bounds queries, {} reads ({} ok), {} records consumed; final logs: {}",
         appends.total() as f64 / elapsed,
         config.clients,
         report.counts.bounds.total(),
+        report.counts.reads.total(),
+        report.counts.reads.ok,
         consumed,
         logs.iter()
             .map(|l| format!("{} next {}", l.node, l.committed_next.unwrap_or(0)))

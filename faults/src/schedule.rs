@@ -11,6 +11,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+/// The snapshot-install steps a node can be crashed at (the node's `crash-at:<step>` failpoints,
+/// see [`crate::install_crash`]).
+pub const INSTALL_CRASH_STEPS: [&str; 5] = proglog_node::raft::snapshot_install::INSTALL_STEPS;
+/// The step in the middle of the install: records partly copied into the live log.
+pub const MID_INSTALL: &str = "install-copying";
+
 /// The largest Raft election timeout of a node (node/src/raft/node.rs), for pause lengths.
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
 
@@ -89,6 +95,15 @@ pub enum Fault {
     },
     /// The clocks of node `node` run 1.5 times as fast for `ms`.
     ClockSkew { node: usize, ms: u64 },
+    /// The clients (the workload's namespace) cannot reach the leader (`leader`) or a minority
+    /// of followers (from the `pick`th on) for `ms`; the nodes still reach each other. Clients
+    /// must fail over to the nodes they still reach.
+    IsolateClients { ms: u64, leader: bool, pick: usize },
+    /// A follower (the `pick`th) is cut off until the others purged their Raft logs past it,
+    /// restarted with `crash-at:<step>` armed, let back in, and aborts at `step` of the snapshot
+    /// install it receives; restarted without the failpoint, it must catch up
+    /// ([`crate::install_crash`]).
+    SnapshotInstallCrash { pick: usize, step: &'static str },
 }
 
 /// Delay, jitter and loss of a degraded link.
@@ -100,7 +115,7 @@ pub struct LinkFault {
 }
 
 /// The kinds, in a fixed order (the table's rows).
-pub const KINDS: [&str; 17] = [
+pub const KINDS: [&str; 19] = [
     "kill",
     "pause-leader",
     "isolate-leader",
@@ -118,6 +133,8 @@ pub const KINDS: [&str; 17] = [
     "bit-flip",
     "clock-jump",
     "clock-skew",
+    "isolate-clients",
+    "snapshot-install-crash",
 ];
 
 impl Fault {
@@ -141,6 +158,8 @@ impl Fault {
             Self::BitFlip { .. } => KINDS[14],
             Self::ClockJump { .. } => KINDS[15],
             Self::ClockSkew { .. } => KINDS[16],
+            Self::IsolateClients { .. } => KINDS[17],
+            Self::SnapshotInstallCrash { .. } => KINDS[18],
         }
     }
 
@@ -160,11 +179,15 @@ impl Fault {
             | Self::DupReorder { ms, .. }
             | Self::FsyncError { ms, .. }
             | Self::DiskFull { ms, .. }
-            | Self::ClockSkew { ms, .. } => ms,
+            | Self::ClockSkew { ms, .. }
+            | Self::IsolateClients { ms, .. } => ms,
             // The node notices within a second; then its timers fire.
             Self::ClockJump { .. } => 3000,
             // Done when the member is back; budget for the catch-up.
             Self::ReplaceMember { .. } | Self::BitFlip { .. } => 5000,
+            // Waiting for the purge (about 15 s with the default snapshot policy: the Raft log
+            // grows by batches, not appends), the crash, the restart and the catch-up.
+            Self::SnapshotInstallCrash { .. } => 18000,
         }
     }
 
@@ -265,6 +288,19 @@ impl Fault {
                 node: rng.random_range(0..nodes),
                 ms: rng.random_range(6000..=10000),
             },
+            "isolate-clients" => Self::IsolateClients {
+                ms: rng.random_range(3000..=8000),
+                leader: rng.random_bool(0.5),
+                pick: rng.random_range(0..nodes),
+            },
+            "snapshot-install-crash" => {
+                // Any step; `schedule` makes a run's first one `MID_INSTALL`.
+                let steps = INSTALL_CRASH_STEPS;
+                Self::SnapshotInstallCrash {
+                    pick: rng.random_range(0..nodes),
+                    step: steps[rng.random_range(0..steps.len())],
+                }
+            }
             other => unreachable!("unknown fault kind {other}"),
         }
     }
@@ -375,6 +411,18 @@ impl fmt::Display for Fault {
             Self::ClockSkew { node, ms } => {
                 write!(f, "the clocks of n{node} run 1.5x fast for {:.1}s", s(*ms))
             }
+            Self::IsolateClients { ms, leader, .. } => {
+                let from = if *leader {
+                    "the leader"
+                } else {
+                    "a minority of followers"
+                };
+                write!(f, "cut the clients from {from} for {:.1}s", s(*ms))
+            }
+            Self::SnapshotInstallCrash { step, .. } => write!(
+                f,
+                "cut a follower off until the others purge past it, crash it at {step} of the snapshot install"
+            ),
         }
     }
 }
@@ -419,7 +467,17 @@ pub fn schedule(seed: u64, duration_ms: u64, nodes: usize, kinds: &[&'static str
     };
     for i in 0.. {
         let kind = next_kind(&mut rng, i);
-        let fault = Fault::draw(kind, &mut rng, nodes, kills);
+        let mut fault = Fault::draw(kind, &mut rng, nodes, kills);
+        // A run's first install crash is in the middle of the install: part of the snapshot's
+        // records copied into the live log, the install not complete.
+        let first_install_crash = !steps
+            .iter()
+            .any(|s: &Step| matches!(s.fault, Fault::SnapshotInstallCrash { .. }));
+        if let Fault::SnapshotInstallCrash { step, .. } = &mut fault
+            && first_install_crash
+        {
+            *step = MID_INSTALL;
+        }
         let gap_ms = rng.random_range(3000..=5000);
         // Allow for the time it takes to find the leader and run the commands.
         let cost = fault.active_ms() + gap_ms + 500;

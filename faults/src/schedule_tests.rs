@@ -17,14 +17,16 @@ fn a_seed_replays_the_same_schedule_and_every_kind_appears() {
 
 #[test]
 fn schedule_fits_the_duration_and_respects_the_bounds() {
+    // Longer than every kind once (about 200 s): the rest is filled with repeats.
+    const RUN_MS: u64 = 260_000;
     for seed in 0..50 {
-        let steps = schedule(seed, 200_000, 3, &[]);
+        let steps = schedule(seed, RUN_MS, 3, &[]);
         assert!(
             steps.len() > KINDS.len(),
-            "seed {seed}: a 200 s run repeats faults"
+            "seed {seed}: a {RUN_MS} ms run repeats faults"
         );
         let last = steps.last().unwrap();
-        assert!(last.start_ms + last.fault.active_ms() + last.gap_ms <= 200_000);
+        assert!(last.start_ms + last.fault.active_ms() + last.gap_ms <= RUN_MS);
         assert_eq!(steps[0].start_ms, WARMUP_MS);
         for w in steps.windows(2) {
             assert!(w[1].start_ms >= w[0].start_ms + w[0].fault.active_ms() + w[0].gap_ms);
@@ -92,4 +94,68 @@ fn a_run_can_be_limited_to_some_kinds() {
         tears.contains(&true) && tears.contains(&false),
         "some cuts tear, some not"
     );
+}
+
+#[test]
+fn the_first_install_crash_of_a_run_is_mid_install_later_ones_at_any_step() {
+    let mut later = std::collections::BTreeSet::new();
+    for seed in 0..20 {
+        let steps = schedule(seed, 120_000, 3, &["snapshot-install-crash"]);
+        let crash_steps: Vec<&str> = steps
+            .iter()
+            .map(|s| match s.fault {
+                Fault::SnapshotInstallCrash { step, pick } => {
+                    assert!(pick < 3);
+                    step
+                }
+                ref other => panic!("{other} was not asked for"),
+            })
+            .collect();
+        assert!(crash_steps.len() > 1, "seed {seed}: {crash_steps:?}");
+        assert_eq!(crash_steps[0], crate::schedule::MID_INSTALL);
+        later.extend(crash_steps[1..].iter().copied());
+    }
+    assert_eq!(
+        later.len(),
+        crate::schedule::INSTALL_CRASH_STEPS.len(),
+        "every step is drawn: {later:?}"
+    );
+}
+
+#[test]
+fn client_isolation_cuts_from_the_leader_or_a_minority() {
+    let faults: Vec<Fault> = (0..20)
+        .flat_map(|seed| schedule(seed, 60_000, 5, &["isolate-clients"]))
+        .map(|s| s.fault)
+        .collect();
+    let leader: Vec<bool> = faults
+        .iter()
+        .map(|f| match *f {
+            Fault::IsolateClients { ms, leader, pick } => {
+                assert!((3000..=8000).contains(&ms) && pick < 5);
+                leader
+            }
+            ref other => panic!("{other} was not asked for"),
+        })
+        .collect();
+    assert!(leader.contains(&true) && leader.contains(&false));
+}
+
+#[test]
+fn every_kind_once_fits_the_make_target_budget() {
+    // `make test-faults` runs 150 s with every kind; the mandatory faults (plus the warm-up)
+    // decide how far past that it goes. Printed, for the docs; bounded so growth is noticed.
+    let ends: Vec<u64> = (0..50)
+        .map(|seed| {
+            let steps = schedule(seed, 1_000, 3, &[]);
+            let last = steps.last().unwrap();
+            last.start_ms + last.fault.active_ms() + last.gap_ms + 500
+        })
+        .collect();
+    let max = *ends.iter().max().unwrap();
+    println!(
+        "every kind once: {} .. {max} ms",
+        ends.iter().min().unwrap()
+    );
+    assert!(max <= 210_000, "every kind once takes up to {max} ms");
 }

@@ -124,14 +124,14 @@ pub fn render(rows: &[Row]) -> String {
     let line = |out: &mut String, row: &Row| {
         let _ = writeln!(
             out,
-            "{:<18} {:>5} {:>8} {:>7} {:>7} {:>9}",
+            "{:<22} {:>5} {:>8} {:>7} {:>7} {:>9}",
             row.name, row.count, row.ops.ok, row.ops.fail, row.ops.info, row.anomalies
         );
     };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<18} {:>5} {:>8} {:>7} {:>7} {:>9}",
+        "{:<22} {:>5} {:>8} {:>7} {:>7} {:>9}",
         "fault", "count", "ok", "fail", "info", "anomalies"
     );
     let mut total = Row {

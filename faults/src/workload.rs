@@ -1,11 +1,13 @@
 //! The clients of a fault run, recording every operation into the history:
 //!
-//! - [`append_client`]: one sequential client pinned to one node, appending unique values
+//! - [`append_client`]: one sequential client, starting on one node, appending unique values
 //!   (`wW-S`: worker, sequence) at a fixed rate, one attempt per value with a deadline. A failed
 //!   append is `fail` only when [`produce_not_executed`] says so (the node's not-executed
 //!   metadata, or the call never reached a node), otherwise `info`. After an `info` the client
 //!   continues as a new process on a new connection (Jepsen's rule: the old one may still be in
-//!   flight).
+//!   flight). After any append that did not succeed it fails over to another node, as a real
+//!   client would (its node may be down, or cut off from the clients).
+//! - [`crate::reads::linearizable_reader`] (its own module): linearizable reads of the log's tail.
 //! - [`bounds_poller`]: periodic `GetLogBounds(LINEARIZABLE)` on a random node.
 //! - [`consumer`]: follows the log with `ConsumeStream`, moving to the next node when a stream
 //!   ends or stalls; each stream is recorded as one [`ConsumerRun`].
@@ -125,7 +127,7 @@ pub struct ClientSettings {
     pub op_timeout: Duration,
 }
 
-fn client(settings: &ClientSettings, node: usize) -> Result<LogClient<Channel>> {
+pub(crate) fn client(settings: &ClientSettings, node: usize) -> Result<LogClient<Channel>> {
     Ok(LogClient::new(
         settings.endpoints.channel(node, CONNECT_TIMEOUT)?,
     ))
@@ -150,10 +152,11 @@ pub async fn append_once(
     }
 }
 
-/// Appends `wWORKER-SEQ` values to node `node` every `period` until `stop`.
+/// Appends `wWORKER-SEQ` values every `period` until `stop`, first to node `node`, then, after
+/// each append that did not succeed, to a random other node.
 pub async fn append_client(
     worker: usize,
-    node: usize,
+    mut node: usize,
     period: Duration,
     settings: ClientSettings,
     rec: Arc<Recorder>,
@@ -174,10 +177,21 @@ pub async fn append_client(
         rec.append(process, invoke_ns, value, result, offset)?;
         if result == OpResult::Info {
             process = rec.process();
+        }
+        if result != OpResult::Ok {
+            node = other_node(node, settings.endpoints.addrs.len());
             log = client(&settings, node)?;
         }
     }
     Ok(())
+}
+
+/// A random node other than `node` (`node` itself in a cluster of one).
+fn other_node(node: usize, nodes: usize) -> usize {
+    if nodes < 2 {
+        return node;
+    }
+    (node + rand::rng().random_range(1..nodes)) % nodes
 }
 
 /// Asks a random node for the linearizable bounds every `period` until `stop`.

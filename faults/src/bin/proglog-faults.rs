@@ -43,6 +43,9 @@ struct Cli {
     /// Interval of the `GetLogBounds(LINEARIZABLE)` queries (to a random node).
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     bounds_every: Duration,
+    /// Interval of the linearizable record reads (the log's tail, through a random node).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    read_every: Duration,
     /// Where the history, node logs and data go [default: /tmp/proglog-faults/<time>-seed<seed>].
     #[arg(long)]
     run_dir: Option<PathBuf>,
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         clients: cli.clients,
         op_timeout: cli.op_timeout,
         bounds_every: cli.bounds_every,
+        read_every: cli.read_every,
         run_dir,
         bin_dir,
         snapshot_entries: cli.snapshot_entries,
