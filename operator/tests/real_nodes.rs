@@ -8,18 +8,18 @@
 //! `cargo test -p proglog-operator --test real_nodes -- --ignored`.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, SystemTime},
 };
 
 use proglog_operator::{
-    admin::{AdminClient, AdminCredentials},
+    admin::AdminCredentials,
     builders::{self, ClusterRef},
     ca,
+    controller::membership::{self, Observation, PodView},
     crd::ProgLogCluster,
-    planner::{self, NodeIdentity, ObservedMembership, ObservedPod, PlannerInput, Step},
+    planner::{self, PlannerInput, Step},
 };
 use time::OffsetDateTime;
 
@@ -178,64 +178,36 @@ impl LocalCluster {
         }
     }
 
-    async fn client(&self, ordinal: u32) -> Option<AdminClient> {
-        let node = &self.nodes[ordinal as usize];
-        node.child.as_ref()?;
-        AdminClient::connect(
-            &node.address(),
-            Some("localhost"),
-            &self.credentials,
-            CALL_TIMEOUT,
-        )
-        .await
-        .ok()
-    }
-
-    /// What the controller observes.
-    async fn observe(
-        &self,
-    ) -> (
-        Vec<ObservedPod>,
-        Option<ObservedMembership>,
-        BTreeMap<u32, AdminClient>,
-    ) {
-        let mut pods = Vec::new();
-        let mut clients = BTreeMap::new();
-        for ordinal in 0..self.replicas {
-            let mut node: Option<NodeIdentity> = None;
-            if let Some(mut client) = self.client(ordinal).await
-                && let Ok(info) = client.node_info().await
-            {
-                node = Some(info);
-                clients.insert(ordinal, client);
-            }
-            pods.push(ObservedPod { ordinal, node });
-        }
-        let mut membership = None;
-        for pod in &pods {
-            let Some(node) = pod.node.as_ref().filter(|n| n.has_raft_state) else {
-                continue;
-            };
-            let client = clients.get_mut(&pod.ordinal).unwrap();
-            if let Ok(status) = client.cluster_status().await
-                && status.leader_id == Some(node.node_id)
-            {
-                membership = Some(status);
-            }
-        }
-        (pods, membership, clients)
+    /// What the controller observes, by the controller's own code: the running node processes
+    /// stand for Running and Ready pods.
+    async fn observe(&self) -> Observation {
+        let pods: Vec<PodView> = (0..self.replicas)
+            .map(|ordinal| {
+                let running = self.nodes[ordinal as usize].child.is_some();
+                PodView {
+                    ordinal,
+                    running,
+                    ready: running,
+                }
+            })
+            .collect();
+        let endpoint = |ordinal: u32| {
+            let node = &self.nodes[ordinal as usize];
+            (node.address(), Some("localhost".to_owned()))
+        };
+        membership::observe_nodes(&pods, endpoint, &self.credentials, CALL_TIMEOUT).await
     }
 
     /// Runs observe → plan → act until the planner reports Steady.
     async fn converge(&mut self, desired: u32) {
         let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
         loop {
-            let (pods, membership, mut clients) = self.observe().await;
+            let mut observation = self.observe().await;
             let input = PlannerInput {
                 desired_replicas: desired,
                 statefulset_replicas: self.replicas,
-                pods,
-                membership: membership.clone(),
+                pods: observation.pods.clone(),
+                membership: observation.membership.clone(),
                 initialized: self.initialized,
                 max_promotion_lag: 100,
             };
@@ -251,45 +223,24 @@ impl LocalCluster {
                 !matches!(step, Step::Stuck { .. } | Step::RefuseScaleDown { .. }),
                 "{step}"
             );
-            let leader = membership
-                .as_ref()
-                .and_then(|m| m.leader_id)
-                .map(planner::ordinal_of);
             let result = match &step {
                 Step::Steady => return,
                 Step::Wait { .. } => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
+                // The StatefulSet's part: start or stop node processes.
                 Step::ScaleStatefulSet { replicas } => {
                     self.scale(*replicas);
                     Ok(())
                 }
-                Step::Initialize { .. } => {
-                    let result = clients.get_mut(&0).unwrap().initialize().await;
-                    self.initialized |= result.is_ok();
-                    result
-                }
-                membership_step => {
-                    let leader = clients
-                        .get_mut(&leader.expect("a leader"))
-                        .expect("leader client");
-                    match membership_step {
-                        Step::AddLearner {
-                            node_id, address, ..
-                        } => leader.add_learner(*node_id, address).await,
-                        Step::Promote { node_id } => leader.promote(*node_id).await,
-                        Step::RemoveVoter { node_id } | Step::RemoveLearner { node_id } => {
-                            leader.remove(*node_id).await
-                        }
-                        Step::ReplaceMember { old_node_id, .. } => {
-                            leader.remove(*old_node_id).await
-                        }
-                        Step::TransferLeadership { to, .. } => {
-                            leader.transfer_leadership(*to).await
-                        }
-                        other => unreachable!("handled above: {other}"),
+                // Everything else exactly as the controller executes it.
+                step => {
+                    let result = observation.execute(step).await;
+                    if matches!(step, Step::Initialize { .. }) {
+                        self.initialized |= result.is_ok();
                     }
+                    result
                 }
             };
             // Like the controller: a failed step is retried after observing again.
@@ -327,8 +278,10 @@ impl LocalCluster {
     }
 
     async fn voters(&self) -> Vec<u64> {
-        let (_, membership, _) = self.observe().await;
-        let mut voters: Vec<u64> = membership
+        let mut voters: Vec<u64> = self
+            .observe()
+            .await
+            .membership
             .expect("membership")
             .members
             .iter()

@@ -1,5 +1,7 @@
 //! Observes the cluster for the planner (pods, each node's identity, the Raft membership) over
-//! the nodes' admin API, and executes the planner's membership steps.
+//! the nodes' admin API, and executes the planner's membership steps. [`observe_nodes`] and
+//! [`Observation::execute`] take node addresses rather than Kubernetes objects, so the operator's
+//! tests drive real `proglog-node` processes with exactly this code.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,7 @@ use crate::{
 
 /// What the operator saw this pass.
 #[derive(Debug, Default)]
-pub(crate) struct Observation {
+pub struct Observation {
     /// Pods with their node identity (when their admin API answered).
     pub pods: Vec<ObservedPod>,
     /// Ready pods.
@@ -50,6 +52,21 @@ fn is_ready(pod: &Pod) -> bool {
         })
 }
 
+/// One pod of the StatefulSet as the observation needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodView {
+    /// Its ordinal.
+    pub ordinal: u32,
+    /// Running (and not being deleted): worth asking over the admin API.
+    pub running: bool,
+    /// Ready.
+    pub ready: bool,
+}
+
+/// Where the admin API of the pod with an ordinal is: its address and the name to verify its
+/// certificate against (`None`: the address's host).
+pub type Endpoint = (String, Option<String>);
+
 /// Asks every running pod for its identity, then the membership from the nodes with Raft state.
 pub(crate) async fn observe(
     ctx: &Context,
@@ -57,35 +74,51 @@ pub(crate) async fn observe(
     credentials: &AdminCredentials,
     pods: &[Pod],
 ) -> Observation {
+    let views: Vec<PodView> = pods
+        .iter()
+        .filter_map(|pod| {
+            let name = pod.metadata.name.as_deref()?;
+            Some(PodView {
+                ordinal: pod_ordinal(&cluster_ref.name, name)?,
+                running: is_running(pod),
+                ready: is_ready(pod),
+            })
+        })
+        .collect();
+    let endpoint = |ordinal| (cluster_ref.pod_address(ordinal), None);
+    observe_nodes(&views, endpoint, credentials, ctx.config.admin_timeout).await
+}
+
+/// [`observe`] over pods whose admin APIs are at `endpoint(ordinal)`.
+pub async fn observe_nodes(
+    pods: &[PodView],
+    endpoint: impl Fn(u32) -> Endpoint,
+    credentials: &AdminCredentials,
+    admin_timeout: std::time::Duration,
+) -> Observation {
     let mut observation = Observation::default();
     let mut running = Vec::new();
     for pod in pods {
-        let Some(ordinal) = pod
-            .metadata
-            .name
-            .as_deref()
-            .and_then(|name| pod_ordinal(&cluster_ref.name, name))
-        else {
-            continue;
-        };
-        if is_ready(pod) {
+        if pod.ready {
             observation.ready += 1;
         }
-        if is_running(pod) {
-            running.push(ordinal);
+        if pod.running {
+            running.push(pod.ordinal);
         } else {
             observation.pods.push(ObservedPod {
-                ordinal,
+                ordinal: pod.ordinal,
                 node: None,
             });
         }
     }
     // Ask the running pods concurrently, so unreachable pods cost one timeout, not one each.
+    let endpoint = &endpoint;
     let answers = futures::future::join_all(running.into_iter().map(|ordinal| async move {
-        let address = cluster_ref.pod_address(ordinal);
+        let (address, server_name) = endpoint(ordinal);
         let answer = async {
             let mut client =
-                AdminClient::connect(&address, None, credentials, ctx.config.admin_timeout).await?;
+                AdminClient::connect(&address, server_name.as_deref(), credentials, admin_timeout)
+                    .await?;
             let info = client.node_info().await?;
             Ok::<_, crate::admin::AdminError>((client, info))
         }
@@ -172,7 +205,7 @@ impl Observation {
     }
 
     /// Executes a membership step (other steps are handled by the reconciler).
-    pub(crate) async fn execute(&mut self, step: &Step) -> Result<(), ReconcileError> {
+    pub async fn execute(&mut self, step: &Step) -> Result<(), ReconcileError> {
         match step {
             Step::Initialize { .. } => self.client(0)?.initialize().await?,
             Step::AddLearner {

@@ -6,7 +6,7 @@
 mod certificates;
 mod leader;
 mod member_failures;
-mod membership;
+pub mod membership;
 pub mod metrics;
 mod reconcile;
 mod status;
