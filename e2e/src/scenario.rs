@@ -293,6 +293,7 @@ impl Scenario {
                     && status.leader.is_some()
                     && status.learners.is_empty()
                     && voter_pods == sorted_want
+                    && status.healthy_member_pods().as_ref() == Some(&sorted_want)
                     && pod_names == sorted_want
                     && pods.iter().all(|(_, ready)| *ready)
                     && sts_replicas == i32::try_from(replicas).ok();

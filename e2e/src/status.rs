@@ -35,6 +35,20 @@ pub struct Member {
     pub address: String,
 }
 
+/// One entry of `status.members`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Raft node id.
+    pub node_id: u64,
+    /// Its pod.
+    pub pod: String,
+    /// Leader, Voter or Learner.
+    pub role: String,
+    /// Pod Ready and keeping up with the leader.
+    pub healthy: bool,
+}
+
 /// The part of a ProgLogCluster's status the scenarios read.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,11 +71,25 @@ pub struct ClusterStatus {
     /// Learners.
     #[serde(default)]
     pub learners: Vec<Member>,
+    /// Every member with pod, role and health.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
     /// Node certificate expiry (RFC 3339).
     pub certificate_expiry: Option<String>,
 }
 
 impl ClusterStatus {
+    /// Pods of the members, sorted, if every member is healthy and exactly one leads.
+    pub fn healthy_member_pods(&self) -> Option<Vec<String>> {
+        let leaders = self.members.iter().filter(|m| m.role == "Leader").count();
+        if leaders != 1 || !self.members.iter().all(|m| m.healthy) {
+            return None;
+        }
+        let mut pods: Vec<String> = self.members.iter().map(|m| m.pod.clone()).collect();
+        pods.sort();
+        Some(pods)
+    }
+
     /// The condition of `type_`, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
@@ -133,5 +161,36 @@ mod tests {
         assert!(status.condition_is("Available", "True"));
         assert_eq!(status.voter_of_pod("d-1").unwrap().node_id, 10001);
         assert!(status.brief().contains("10001@d-1"));
+        assert_eq!(
+            status.healthy_member_pods(),
+            None,
+            "no members listed: not healthy"
+        );
+    }
+
+    #[test]
+    fn members_are_healthy_with_one_leader_all_healthy() {
+        let parse = |members: serde_json::Value| -> ClusterStatus {
+            serde_json::from_value(json!({ "members": members })).unwrap()
+        };
+        let member = |pod: &str, role: &str, healthy: bool| {
+            json!({ "nodeId": 1, "pod": pod, "role": role, "healthy": healthy,
+                    "matchedIndex": 7, "lag": 0 })
+        };
+        let good = parse(json!([
+            member("d-1", "Voter", true),
+            member("d-0", "Leader", true)
+        ]));
+        assert_eq!(
+            good.healthy_member_pods(),
+            Some(vec!["d-0".to_owned(), "d-1".to_owned()])
+        );
+        let sick = parse(json!([
+            member("d-1", "Voter", false),
+            member("d-0", "Leader", true)
+        ]));
+        assert_eq!(sick.healthy_member_pods(), None);
+        let leaderless = parse(json!([member("d-1", "Voter", true)]));
+        assert_eq!(leaderless.healthy_member_pods(), None);
     }
 }

@@ -236,6 +236,7 @@ pub fn membership_from_status(status: &ClusterStatusResponse) -> ObservedMembers
                 address: member.rpc_addr.clone(),
                 voter: m.is_voter,
                 lag: m.lag,
+                matched_index: m.matched_index,
             })
         })
         .collect();

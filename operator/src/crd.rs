@@ -33,6 +33,7 @@ pub const PAUSE_ANNOTATION: &str = "proglog.dev/pause-reconciliation";
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Pods that are Ready"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader","description":"Raft leader observed by the operator"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Lifecycle phase"}"#,
+    printcolumn = r#"{"name":"Operation","type":"string","priority":1,"jsonPath":".status.operation","description":"Membership or scaling operation in progress"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -383,12 +384,42 @@ pub struct ProgLogClusterStatus {
     /// Raft learners (non-voting members catching up), as reported by the cluster.
     #[serde(default)]
     pub learners: Vec<MemberSummary>,
+    /// Every Raft member with its pod, role, health and replication progress (from the
+    /// leader's view; lag and matched index are 0 when no leader answered).
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
+    /// The membership or scaling operation in progress, if any (the planner's current step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
     /// Expiry of the CA certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_expiry: Option<String>,
     /// Expiry of the node certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expiry: Option<String>,
+    /// Expiry of the operator's own client certificate for this cluster (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_certificate_expiry: Option<String>,
+}
+
+/// One Raft member as a person reading the status needs it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Raft node id (incarnation * 10000 + ordinal).
+    pub node_id: u64,
+    /// The pod running it.
+    pub pod: String,
+    /// Leader, Voter or Learner.
+    pub role: String,
+    /// Its pod is Ready and it is at most a few thousand entries behind the leader.
+    pub healthy: bool,
+    /// Index of the last Raft entry the leader knows it has.
+    #[serde(default)]
+    pub matched_index: u64,
+    /// Raft entries it is behind the leader.
+    #[serde(default)]
+    pub lag: u64,
 }
 
 /// One Raft member as seen by the operator.

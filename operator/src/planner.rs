@@ -50,6 +50,8 @@ pub struct ObservedMember {
     pub voter: bool,
     /// Entries behind the leader (0 if unknown).
     pub lag: u64,
+    /// Index of the last entry the leader knows this member has (0 if unknown).
+    pub matched_index: u64,
 }
 
 /// The Raft membership as reported by a node of the cluster (preferably the leader).
@@ -154,6 +156,26 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step's kind, as a metric label: `initialize`, `add_learner`, `promote`,
+    /// `remove_voter`, `remove_learner`, `replace_member`, `transfer_leadership`, `scale`, `wait`,
+    /// `refuse_scale_down`, `stuck` or `steady`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Initialize { .. } => "initialize",
+            Step::AddLearner { .. } => "add_learner",
+            Step::Promote { .. } => "promote",
+            Step::RemoveVoter { .. } => "remove_voter",
+            Step::RemoveLearner { .. } => "remove_learner",
+            Step::ReplaceMember { .. } => "replace_member",
+            Step::TransferLeadership { .. } => "transfer_leadership",
+            Step::ScaleStatefulSet { .. } => "scale",
+            Step::Wait { .. } => "wait",
+            Step::RefuseScaleDown { .. } => "refuse_scale_down",
+            Step::Stuck { .. } => "stuck",
+            Step::Steady => "steady",
+        }
+    }
+
     /// True for steps that change the Raft membership.
     pub fn changes_membership(&self) -> bool {
         matches!(

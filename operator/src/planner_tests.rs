@@ -37,6 +37,7 @@ fn voter(node_id: u64) -> ObservedMember {
         address: addr(ordinal_of(node_id)),
         voter: true,
         lag: 0,
+        matched_index: 0,
     }
 }
 

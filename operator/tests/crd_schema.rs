@@ -42,7 +42,10 @@ async fn crd_is_accepted_with_short_name_and_columns() {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    assert_eq!(columns, ["Replicas", "Ready", "Leader", "Phase", "Age"]);
+    assert_eq!(
+        columns,
+        ["Replicas", "Ready", "Leader", "Phase", "Operation", "Age"]
+    );
     // A structural schema has no NonStructuralSchema condition.
     let conditions = crd.status.unwrap().conditions.unwrap_or_default();
     assert!(

@@ -30,6 +30,8 @@ pub(crate) struct TlsState {
     pub ca_expiry: OffsetDateTime,
     /// Expiry of the node certificate.
     pub node_expiry: OffsetDateTime,
+    /// Expiry of the operator's client certificate.
+    pub operator_expiry: OffsetDateTime,
     /// Earliest time a certificate must be renewed (to requeue in time).
     pub next_renewal: OffsetDateTime,
     /// Human-readable notes of certificates issued in this pass (for events).
@@ -193,6 +195,7 @@ pub(crate) async fn ensure(
         },
         ca_expiry: ca_info.not_after,
         node_expiry: node_info.not_after,
+        operator_expiry: operator_info.not_after,
         next_renewal: node_info.renew_at().min(operator_info.renew_at()),
         issued,
     })

@@ -21,6 +21,8 @@ pub struct Observation {
     pub pods: Vec<ObservedPod>,
     /// Ready pods.
     pub ready: i32,
+    /// Ordinals of the Ready pods.
+    pub ready_ordinals: Vec<u32>,
     /// Membership from the leader (or any node that knows one).
     pub membership: Option<ObservedMembership>,
     /// Connected admin clients by ordinal.
@@ -101,6 +103,7 @@ pub async fn observe_nodes(
     for pod in pods {
         if pod.ready {
             observation.ready += 1;
+            observation.ready_ordinals.push(pod.ordinal);
         }
         if pod.running {
             running.push(pod.ordinal);

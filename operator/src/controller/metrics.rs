@@ -12,14 +12,26 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::{
-    encoding::text::encode,
+    encoding::{EncodeLabelSet, text::encode},
     metrics::{
         counter::Counter,
+        family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
+
+/// Labels of the per-cluster metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// The ProgLogCluster's namespace.
+    pub namespace: String,
+    /// The ProgLogCluster's name.
+    pub cluster: String,
+    /// What: the step kind (membership operations) or the certificate (expiry).
+    pub kind: String,
+}
 
 /// The operator's metrics, shared by the controller and the HTTP server.
 #[derive(Debug)]
@@ -29,6 +41,8 @@ pub struct Metrics {
     failures: Counter,
     duration: Histogram,
     leader: Gauge,
+    membership_operations: Family<ClusterLabels, Counter>,
+    certificate_expiry: Family<ClusterLabels, Gauge>,
     healthy: AtomicBool,
 }
 
@@ -66,14 +80,56 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controller",
             leader.clone(),
         );
+        let membership_operations = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "membership_operations",
+            "Raft membership operations the operator executed, by cluster and step kind (kind)",
+            membership_operations.clone(),
+        );
+        let certificate_expiry = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Expiry (Unix time) of each cluster's certificates the operator manages (kind: ca, node, operator)",
+            certificate_expiry.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
             leader,
+            membership_operations,
+            certificate_expiry,
             healthy: AtomicBool::new(true),
         }
+    }
+
+    fn labels(namespace: &str, cluster: &str, kind: &str) -> ClusterLabels {
+        ClusterLabels {
+            namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    /// Counts one executed membership step of `kind` (see `Step::kind`).
+    pub fn count_membership_operation(&self, namespace: &str, cluster: &str, kind: &str) {
+        self.membership_operations
+            .get_or_create(&Self::labels(namespace, cluster, kind))
+            .inc();
+    }
+
+    /// Records when `certificate` (ca, node, operator) of a cluster expires (Unix seconds).
+    pub fn set_certificate_expiry(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        certificate: &str,
+        at: i64,
+    ) {
+        self.certificate_expiry
+            .get_or_create(&Self::labels(namespace, cluster, certificate))
+            .set(at);
     }
 
     /// Records one reconciliation.
@@ -170,6 +226,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("proglog_operator_leader 1"), "{text}");
+    }
+
+    #[test]
+    fn membership_operations_and_certificate_expiry_are_per_cluster() {
+        let metrics = Metrics::new();
+        metrics.count_membership_operation("ns", "logs", "add_learner");
+        metrics.count_membership_operation("ns", "logs", "add_learner");
+        metrics.set_certificate_expiry("ns", "logs", "node", 1_900_000_000);
+        let text = metrics.encode();
+        for line in [
+            r#"proglog_operator_membership_operations_total{namespace="ns",cluster="logs",kind="add_learner"} 2"#,
+            r#"proglog_operator_certificate_expiry_timestamp_seconds{namespace="ns",cluster="logs",kind="node"} 1900000000"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
     }
 
     #[tokio::test]

@@ -97,6 +97,7 @@ async fn report_failure(
         new_status.leader = previous.leader.clone();
         new_status.voters = previous.voters.clone();
         new_status.learners = previous.learners.clone();
+        new_status.members = previous.members.clone();
     }
     if let Err(e) = status::write(api, &cluster.name_any(), &new_status).await {
         tracing::warn!(error = %e, "could not write the Degraded status");
@@ -330,6 +331,9 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     let mut initialized = previous.initialized;
     if step.changes_membership() || matches!(step, Step::TransferLeadership { .. }) {
         observation.execute(&step).await?;
+        ctx.config
+            .metrics
+            .count_membership_operation(ns, &cluster_ref.name, step.kind());
         publish(
             ctx,
             cluster,
@@ -372,7 +376,17 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         initialized,
         ca_expiry: Some(tls.ca_expiry),
         certificate_expiry: Some(tls.node_expiry),
+        operator_certificate_expiry: Some(tls.operator_expiry),
+        ready_ordinals: &observation.ready_ordinals,
     };
+    let metrics = &ctx.config.metrics;
+    for (certificate, expiry) in [
+        ("ca", tls.ca_expiry),
+        ("node", tls.node_expiry),
+        ("operator", tls.operator_expiry),
+    ] {
+        metrics.set_certificate_expiry(ns, &cluster_ref.name, certificate, expiry.unix_timestamp());
+    }
     status::write(
         &clusters,
         &cluster_ref.name,

@@ -11,7 +11,8 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     crd::{
-        ClusterCondition, MemberSummary, PAUSE_ANNOTATION, ProgLogCluster, ProgLogClusterStatus,
+        ClusterCondition, MemberStatus, MemberSummary, PAUSE_ANNOTATION, ProgLogCluster,
+        ProgLogClusterStatus,
     },
     planner::{ObservedMembership, Step},
 };
@@ -47,6 +48,44 @@ pub(crate) struct StatusInput<'a> {
     pub ca_expiry: Option<OffsetDateTime>,
     /// Node certificate expiry.
     pub certificate_expiry: Option<OffsetDateTime>,
+    /// The operator's client certificate expiry.
+    pub operator_certificate_expiry: Option<OffsetDateTime>,
+    /// Ordinals of the Ready pods.
+    pub ready_ordinals: &'a [u32],
+}
+
+/// A member further behind the leader than this is not healthy: it is catching up, not
+/// keeping up (a healthy follower is a batch or two behind at most).
+pub(crate) const HEALTHY_MAX_LAG: u64 = 5_000;
+
+/// Each observed member with its pod, role, readiness and progress.
+fn member_statuses(cluster: &ProgLogCluster, input: &StatusInput<'_>) -> Vec<MemberStatus> {
+    let Some(membership) = input.membership else {
+        return Vec::new();
+    };
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    membership
+        .members
+        .iter()
+        .map(|member| {
+            let ordinal = crate::planner::ordinal_of(member.node_id);
+            let role = if membership.leader_id == Some(member.node_id) {
+                "Leader"
+            } else if member.voter {
+                "Voter"
+            } else {
+                "Learner"
+            };
+            MemberStatus {
+                node_id: member.node_id,
+                pod: format!("{name}-{ordinal}"),
+                role: role.to_owned(),
+                healthy: input.ready_ordinals.contains(&ordinal) && member.lag <= HEALTHY_MAX_LAG,
+                matched_index: member.matched_index,
+                lag: member.lag,
+            }
+        })
+        .collect()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -209,6 +248,15 @@ pub(crate) fn compute(
         leader,
         voters,
         learners: summaries(false),
+        members: member_statuses(cluster, input),
+        operation: input
+            .step
+            .filter(|_| progressing)
+            .map(|step| step.to_string()),
+        operator_certificate_expiry: input
+            .operator_certificate_expiry
+            .map(rfc3339)
+            .or(previous.operator_certificate_expiry),
         ca_expiry: input.ca_expiry.map(rfc3339).or(previous.ca_expiry),
         certificate_expiry: input
             .certificate_expiry
@@ -309,6 +357,7 @@ mod tests {
                 address: "demo-0:8400".to_owned(),
                 voter: true,
                 lag: 0,
+                matched_index: 42,
             }],
             committed: true,
         };
@@ -328,6 +377,35 @@ mod tests {
         assert_eq!(status.leader.as_deref(), Some("demo-0:8400"));
         assert_eq!(status.voters.len(), 1);
         assert_eq!(status.observed_generation, Some(1));
+        // Node 1 runs in pod 1 (node ids end in the ordinal), not Ready here: listed, not healthy.
+        assert_eq!(
+            status.members,
+            vec![MemberStatus {
+                node_id: 1,
+                pod: "demo-1".to_owned(),
+                role: "Leader".to_owned(),
+                healthy: false,
+                matched_index: 42,
+                lag: 0,
+            }]
+        );
+        assert_eq!(status.operation, None, "steady: no operation");
+        let ready = compute(
+            &cluster(),
+            &StatusInput {
+                ready_ordinals: &[1],
+                step: Some(&Step::Promote { node_id: 1 }),
+                membership: Some(&membership),
+                initialized: true,
+                ..StatusInput::default()
+            },
+            now(),
+        );
+        assert!(ready.members[0].healthy);
+        assert_eq!(
+            ready.operation.as_deref(),
+            Some("promote learner 1 to voter")
+        );
     }
 
     #[test]
