@@ -8,7 +8,7 @@ export PROGLOG_CACHE_DIR := $(CACHE_DIR)
 CARGO            ?= cargo
 BIN_DIR          := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all build release test test-unit test-operator chart-check lint fmt crds crds-check run certs \
+.PHONY: all build release install test test-unit test-operator chart-check lint fmt crds crds-check run certs \
         control-plane control-plane-up control-plane-down local-cluster local-cluster-up local-cluster-down \
         up down e2e-pods bench bench-log bench-server bench-raft e2e test-faults test-faults-long fuzz clean help
 
@@ -36,8 +36,12 @@ test: ## Run every test (what CI runs), the e2e suite against real pods on a loc
 	$(TIMED) doc-tests $(CARGO) test --workspace --doc
 	$(TIMED) test-operator $(MAKE) test-operator
 	$(TIMED) chart-check $(MAKE) chart-check
+	$(TIMED) examples-check scripts/tests/examples.sh
 	$(TIMED) test-faults $(MAKE) test-faults
+	$(TIMED) fuzz-smoke env FUZZ_SECONDS=15 scripts/fuzz.sh
 	$(TIMED) e2e-pods $(MAKE) e2e-pods
+	$(TIMED) install-check scripts/tests/install.sh
+	$(TIMED) client-tests $(MAKE) client-tests
 
 test-unit: ## Unit and integration tests only (no control plane)
 	$(CARGO) test --workspace --all-targets
@@ -57,19 +61,34 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 crds: ## Regenerate crds/ from the Rust types
-	$(CARGO) run -q -p proglog-operator --bin crdgen > crds/proglogcluster.yaml
-	cp crds/proglogcluster.yaml charts/proglog-operator/crds/proglogcluster.yaml
+	$(CARGO) run -q -p proglog-operator --bin crdgen -- cluster > crds/proglogcluster.yaml
+	$(CARGO) run -q -p proglog-operator --bin crdgen -- user > crds/progloguser.yaml
+	cp crds/proglogcluster.yaml crds/progloguser.yaml charts/proglog-operator/crds/
 
-crds-check: ## Fail if the committed CRD differs from a fresh crdgen
-	$(CARGO) run -q -p proglog-operator --bin crdgen > $(CACHE_DIR)/crd-fresh.yaml
+crds-check: ## Fail if the committed CRDs differ from a fresh crdgen
+	$(CARGO) run -q -p proglog-operator --bin crdgen -- cluster > $(CACHE_DIR)/crd-fresh.yaml
+	$(CARGO) run -q -p proglog-operator --bin crdgen -- user > $(CACHE_DIR)/crd-user-fresh.yaml
 	diff -u crds/proglogcluster.yaml $(CACHE_DIR)/crd-fresh.yaml
+	diff -u crds/progloguser.yaml $(CACHE_DIR)/crd-user-fresh.yaml
 	diff -u crds/proglogcluster.yaml charts/proglog-operator/crds/proglogcluster.yaml
+	diff -u crds/progloguser.yaml charts/proglog-operator/crds/progloguser.yaml
 
 run: release ## Start a local 3-node cluster on loopback with dev certificates (Ctrl-C stops it)
 	scripts/run-local-cluster.sh
 
 certs: ## Write a dev CA, node and client certificates to .proglog/certs
 	$(CARGO) run -q -p proglog-node --bin proglog -- certs --out .proglog/certs
+
+# `make install`: the release binaries onto PATH (~/.cargo/bin is on it wherever rustup installed
+# Rust) and bash completions where bash-completion looks for a user's own.
+PREFIX           ?= $(HOME)/.cargo
+COMPLETIONS_DIR  ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/bash-completion/completions
+
+install: release ## Put proglog, proglog-node and proglog-operator on PATH ($(PREFIX)/bin) with bash completions
+	install -d $(PREFIX)/bin $(COMPLETIONS_DIR)
+	install -m 0755 $(BIN_DIR)/proglog $(BIN_DIR)/proglog-node $(BIN_DIR)/proglog-operator $(PREFIX)/bin/
+	$(PREFIX)/bin/proglog completions bash > $(COMPLETIONS_DIR)/proglog
+	@echo "installed proglog, proglog-node and proglog-operator into $(PREFIX)/bin"
 
 control-plane: ## Build kube-apiserver, kube-controller-manager and etcd from source (cached)
 	scripts/control-plane/build.sh
@@ -146,3 +165,9 @@ fuzz: ## cargo fuzz (nightly): every target in fuzz/ for FUZZ_SECONDS (60) each,
 
 clean:
 	$(CARGO) clean
+
+# Builds the release binaries first (the workspace build `make release` and e2e-pods share, so no
+# second feature set is compiled) so the clients are tested against this checkout's node.
+.PHONY: client-tests
+client-tests: release ## Go (book's resolver/picker) and Python clients + buf lint against a local 3-node mTLS cluster
+	scripts/client-tests.sh
