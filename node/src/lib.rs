@@ -11,7 +11,6 @@
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and the plain HTTP port; tracing setup.
 //! - [`config`]: the node's command line, environment and config file.
 //! - [`durable_fs`]: creating and renaming directories and files durably (parent fsync).
-//! - [`client`]: the Rust client library (leader-aware routing, safe retries).
 //! - [`raft`]: replication with openraft (log storage, state machine, network, admin API).
 //! - [`cli`]: the subcommands of the `proglog` client CLI.
 //! - [`test_ports`]: loopback ports for tests that no outgoing connection can take.
@@ -23,7 +22,6 @@ pub mod acl;
 pub mod backend;
 pub mod certs;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod durable_fs;
 pub mod log;

@@ -6,7 +6,7 @@ mod raft_common;
 
 use std::time::Duration;
 
-use proglog_node::client::{ClientConfig, ClientError, ClusterClient};
+use proglog_client::{ClientConfig, ClientError, ClusterClient};
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use raft_common::*;
 

@@ -214,7 +214,7 @@ async fn without_a_leader_errors_say_no_leader_is_known() {
     assert!(
         produced
             .message()
-            .contains(proglog_node::client::NOT_EXECUTED_MARK),
+            .contains(proglog_client::NOT_EXECUTED_MARK),
         "and says so in words: {produced:?}"
     );
     assert_no_leader(

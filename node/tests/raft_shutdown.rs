@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use node_process::cluster::{ProcessCluster, WAIT};
-use proglog_node::client::{ClientConfig, ClusterClient};
+use proglog_client::{ClientConfig, ClusterClient};
 use proglog_proto::log::v1::ConsumeRequest;
 
 /// A formed 3-node cluster with some records.

@@ -1,5 +1,5 @@
 //! What makes a failed call safe to retry with the same request, in one place for the node's
-//! follower forwarding, the Rust client (`proglog_node::client`) and the e2e suite's load
+//! follower forwarding, the Rust client (`proglog_client`) and the e2e suite's load
 //! generator. Two kinds of failure certainly did not execute the request, and both are read from
 //! structured information, never from the status message:
 //!

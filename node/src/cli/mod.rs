@@ -5,7 +5,7 @@
 //! [`config_cmd`] (the config file of [`context`]s, so flags need not be repeated). [`output`]
 //! owns `--output text|json` and progress bars.
 //!
-//! `produce`, `consume` and `servers` go through the client library ([`crate::client`]) pinned
+//! `produce`, `consume` and `servers` go through the client library ([`proglog_client`]) pinned
 //! to `--addr` ([`ClientConfig::seeds_only`]: the address may be a port-forward or a Service,
 //! and the node forwards produces to the leader), so a produce is retried exactly when it was
 //! certainly not executed. The benchmarks call each RPC mode directly and retry nothing; the
@@ -29,8 +29,8 @@ use proglog_proto::log::v1::log_client::LogClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use self::output::OutputFormat;
-use crate::client::{ClientConfig, ClientError, ClusterClient, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::tls::{ClientTlsFiles, TlsError, client_tls_config};
+use proglog_client::{ClientConfig, ClientError, ClusterClient, DEFAULT_MAX_MESSAGE_BYTES};
 
 /// Largest message the CLI sends or accepts (the client library's default).
 const MAX_MESSAGE_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES;

@@ -24,6 +24,26 @@
 //! - With [`ClientConfig::seeds_only`] every call goes to the seeds instead (a cluster behind a
 //!   port-forward or a Service, whose advertised addresses this client cannot reach): any node
 //!   accepts every request and forwards produces to the leader; the retry rules are the same.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use proglog_client::{ClientConfig, ClusterClient, mutual_tls};
+//!
+//! let tls = mutual_tls(
+//!     std::fs::read("ca.pem")?,
+//!     std::fs::read("app.pem")?,
+//!     std::fs::read("app-key.pem")?,
+//! );
+//! let client = ClusterClient::connect(ClientConfig::new(vec!["logs:8400".into()], tls)).await?;
+//! let offset = client.produce("hello").await?;
+//! assert_eq!(client.consume(offset).await?.value, "hello".as_bytes());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Runnable examples: `examples/produce.rs`, `examples/consume_follow.rs`.
+
+#![warn(missing_docs)]
 
 mod routing;
 
@@ -36,7 +56,7 @@ use proglog_proto::log::v1::{
     GetServersRequest, ProduceRequest, Record, Server,
 };
 use proglog_proto::retry::{not_executed_status, produce_not_executed};
-use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Status, Streaming};
 
 use routing::Routing;
@@ -71,7 +91,22 @@ pub struct ClientConfig {
     pub max_message_bytes: usize,
 }
 
+/// Mutual TLS from PEM bytes: the CA that signed the nodes' certificates, and this client's
+/// certificate and key (its Common Name is its identity for the cluster's ACL). The node's name
+/// is checked against the host of each address; set [`ClientTlsConfig::domain_name`] on the
+/// result to check another name (e.g. behind a load balancer).
+pub fn mutual_tls(
+    ca_pem: impl AsRef<[u8]>,
+    cert_pem: impl AsRef<[u8]>,
+    key_pem: impl AsRef<[u8]>,
+) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .identity(Identity::from_pem(cert_pem, key_pem))
+}
+
 impl ClientConfig {
+    /// Defaults for a cluster reached through `seeds` with `tls`: 10 s per call, 5 attempts.
     pub fn new(seeds: Vec<String>, tls: ClientTlsConfig) -> Self {
         Self {
             seeds,
@@ -103,7 +138,12 @@ pub enum ClientError {
     /// Retries were exhausted on a retryable error (for a produce: every attempt was certainly
     /// not executed, so nothing was stored).
     #[error("gave up after {attempts} attempts: {:?}: {}", .last.code(), .last.message())]
-    Exhausted { attempts: u32, last: Status },
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's status.
+        last: Status,
+    },
     /// The server refused the request (bad input, permission, offset out of range...).
     #[error("{}: {}", .0.code(), .0.message())]
     Rejected(Status),
