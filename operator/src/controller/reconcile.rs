@@ -302,6 +302,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         Step::ScaleStatefulSet { replicas } => i32::try_from(*replicas).unwrap_or(i32::MAX),
         _ => sts_replicas,
     };
+    let mut volume_problem = None;
     let mut sts = builders::stateful_set(
         cluster,
         &cluster_ref,
@@ -313,7 +314,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         if let (Some(spec), Some(old)) = (sts.spec.as_mut(), existing.spec.as_ref()) {
             spec.volume_claim_templates = old.volume_claim_templates.clone();
         }
-        grow_volumes(ctx, cluster, &cluster_ref, &selector).await?;
+        volume_problem = grow_volumes(ctx, cluster, &cluster_ref, &selector).await?;
     }
     apply_object(&statefulsets, &sts).await?;
     if let Step::ScaleStatefulSet { replicas } = &step {
@@ -366,9 +367,25 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
             .iter()
             .any(|p| p.node.as_ref().is_some_and(|n| n.has_raft_state));
 
+    if let Some(problem) = &volume_problem
+        && previous
+            .conditions
+            .iter()
+            .all(|c| c.reason != problem.reason || c.status != "True")
+    {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            &problem.reason,
+            "GrowVolumes",
+            problem.message.clone(),
+        )
+        .await;
+    }
     let input = StatusInput {
         step: Some(&step),
-        problem: None,
+        problem: volume_problem,
         failed_members,
         replicas: target,
         ready: observation.ready,
@@ -435,10 +452,11 @@ async fn grow_volumes(
     cluster: &ProgLogCluster,
     cluster_ref: &ClusterRef,
     selector: &str,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<Problem>, ReconcileError> {
     let claims: Api<PersistentVolumeClaim> =
         Api::namespaced(ctx.client.clone(), &cluster_ref.namespace);
     let wanted = &cluster.spec.storage.size;
+    let mut refused = Vec::new();
     for claim in claims.list(&ListParams::default().labels(selector)).await? {
         let current = claim
             .spec
@@ -449,16 +467,32 @@ async fn grow_volumes(
             .map(|q| q.0.clone());
         if current.as_deref() != Some(wanted.as_str()) {
             let patch = json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
-            claims
+            let grown = claims
                 .patch(
                     &claim.name_any(),
                     &PatchParams::default(),
                     &Patch::Merge(&patch),
                 )
-                .await?;
+                .await;
+            match grown {
+                Ok(_) => {}
+                // Invalid or Forbidden: this claim cannot grow (a StorageClass without
+                // allowVolumeExpansion, a claim not bound yet). Say so; the rest of the
+                // cluster's changes must not wait for it.
+                Err(kube::Error::Api(e)) if matches!(e.code, 403 | 422) => {
+                    refused.push(format!("{}: {}", claim.name_any(), e.message));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-    Ok(())
+    Ok((!refused.is_empty()).then(|| Problem {
+        reason: "VolumeGrowthRefused".to_owned(),
+        message: format!(
+            "spec.storage.size is {wanted} but the API server refused to grow: {}",
+            refused.join("; ")
+        ),
+    }))
 }
 
 /// Finalizer: owned objects are garbage-collected through owner references; PersistentVolumeClaims
