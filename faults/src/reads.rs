@@ -20,13 +20,13 @@ use std::time::Duration;
 use anyhow::Result;
 use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{Consistency as WireConsistency, ConsumeRequest, GetLogBoundsRequest};
-use rand::Rng;
-use tokio::time::{Instant, MissedTickBehavior, timeout_at};
+
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::history::{Consistency, OpKind, OpResult, Operation, Record};
-use crate::workload::{ClientSettings, Recorder, client};
+use crate::workload::{ClientSettings, Prober, Recorder};
 
 /// How far below the log's end a read starts (the tail: what is being appended and replicated
 /// right now, where a stale read would show).
@@ -43,25 +43,14 @@ pub async fn linearizable_reader(
     rec: Arc<Recorder>,
     stop: CancellationToken,
 ) -> Result<()> {
-    let nodes = settings.endpoints.addrs.len();
-    let mut process = rec.process();
-    let mut clients: Vec<_> = (0..nodes)
-        .map(|i| client(&settings, i))
-        .collect::<Result<_>>()?;
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => break,
-        }
-        let node = rand::rng().random_range(0..nodes);
+    let mut prober = Prober::new(period, &settings, &rec)?;
+    while let Some(node) = prober.next(&stop).await {
         let invoke_ns = rec.clock.now_ns();
         let deadline = Instant::now() + settings.op_timeout;
-        let (result, from, records) = read_tail(&mut clients[node], deadline).await;
+        let (result, from, records) = read_tail(&mut prober.clients[node], deadline).await;
         rec.op(&Operation {
             id: rec.op_id(),
-            process,
+            process: prober.process,
             invoke_ns,
             complete_ns: rec.clock.now_ns(),
             result,
@@ -73,11 +62,7 @@ pub async fn linearizable_reader(
                 records,
             },
         })?;
-        if result == OpResult::Info {
-            // The call may still be in flight: a new process, on a new connection.
-            process = rec.process();
-            clients[node] = client(&settings, node)?;
-        }
+        prober.after(result, node, &settings, &rec)?;
     }
     Ok(())
 }

@@ -194,6 +194,58 @@ fn other_node(node: usize, nodes: usize) -> usize {
     (node + rand::rng().random_range(1..nodes)) % nodes
 }
 
+/// A periodic prober: one connection per node, a tick every `period`, a random node per tick,
+/// and a new process (on a new connection) after an `info` outcome — shared by the bounds
+/// poller and the linearizable reader.
+#[derive(Debug)]
+pub struct Prober {
+    /// One client per node.
+    pub clients: Vec<LogClient<Channel>>,
+    /// The history process the next operation belongs to.
+    pub process: u64,
+    tick: tokio::time::Interval,
+}
+
+impl Prober {
+    /// Connects to every node of `settings` and starts the ticks.
+    pub fn new(period: Duration, settings: &ClientSettings, rec: &Recorder) -> Result<Self> {
+        let clients = (0..settings.endpoints.addrs.len())
+            .map(|i| client(settings, i))
+            .collect::<Result<_>>()?;
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Ok(Self {
+            clients,
+            process: rec.process(),
+            tick,
+        })
+    }
+
+    /// Waits for the next tick and picks a node, or `None` once `stop` is cancelled.
+    pub async fn next(&mut self, stop: &CancellationToken) -> Option<usize> {
+        tokio::select! {
+            _ = self.tick.tick() => Some(rand::rng().random_range(0..self.clients.len())),
+            _ = stop.cancelled() => None,
+        }
+    }
+
+    /// After an operation on `node` with `result`: an `info` call may still be in flight, so
+    /// later operations are another process, on a new connection.
+    pub fn after(
+        &mut self,
+        result: OpResult,
+        node: usize,
+        settings: &ClientSettings,
+        rec: &Recorder,
+    ) -> Result<()> {
+        if result == OpResult::Info {
+            self.process = rec.process();
+            self.clients[node] = client(settings, node)?;
+        }
+        Ok(())
+    }
+}
+
 /// Asks a random node for the linearizable bounds every `period` until `stop`.
 pub async fn bounds_poller(
     period: Duration,
@@ -201,24 +253,17 @@ pub async fn bounds_poller(
     rec: Arc<Recorder>,
     stop: CancellationToken,
 ) -> Result<()> {
-    let nodes = settings.endpoints.addrs.len();
-    let mut process = rec.process();
-    let mut clients: Vec<_> = (0..nodes)
-        .map(|i| client(&settings, i))
-        .collect::<Result<_>>()?;
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => break,
-        }
-        let node = rand::rng().random_range(0..nodes);
+    let mut prober = Prober::new(period, &settings, &rec)?;
+    while let Some(node) = prober.next(&stop).await {
         let invoke_ns = rec.clock.now_ns();
         let request = GetLogBoundsRequest {
             consistency: WireConsistency::Linearizable as i32,
         };
-        let answer = timeout(settings.op_timeout, clients[node].get_log_bounds(request)).await;
+        let answer = timeout(
+            settings.op_timeout,
+            prober.clients[node].get_log_bounds(request),
+        )
+        .await;
         let (result, lowest, next) = match answer {
             Ok(Ok(b)) => {
                 let b = b.into_inner();
@@ -230,7 +275,7 @@ pub async fn bounds_poller(
         };
         rec.op(&Operation {
             id: rec.op_id(),
-            process,
+            process: prober.process,
             invoke_ns,
             complete_ns: rec.clock.now_ns(),
             result,
@@ -241,10 +286,7 @@ pub async fn bounds_poller(
                 next,
             },
         })?;
-        if result == OpResult::Info {
-            process = rec.process();
-            clients[node] = client(&settings, node)?;
-        }
+        prober.after(result, node, &settings, &rec)?;
     }
     Ok(())
 }

@@ -9,21 +9,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use proglog_client::{ClientConfig, ClusterClient, mutual_tls};
+use proglog_client::{ClientConfig, ClusterClient};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = |name: &str| std::env::var(name).with_context(|| format!("set {name}"));
-    let read = |name: &str| -> anyhow::Result<Vec<u8>> {
-        let path = env(name)?;
-        std::fs::read(&path).with_context(|| format!("reading {path} ({name})"))
-    };
-    let tls = mutual_tls(
-        read("PROGLOG_CA")?,
-        read("PROGLOG_CERT")?,
-        read("PROGLOG_KEY")?,
-    );
-    let client = ClusterClient::connect(ClientConfig::new(vec![env("PROGLOG_ADDR")?], tls)).await?;
+    let client = ClusterClient::connect(ClientConfig::from_env()?).await?;
     let mut next: u64 = match std::env::args().nth(1) {
         Some(offset) => offset.parse().context("the first argument is an offset")?,
         None => 0,

@@ -5,22 +5,11 @@
 //! cargo run -p proglog-client --example produce -- hello world
 //! ```
 
-use anyhow::Context;
-use proglog_client::{ClientConfig, ClientError, ClusterClient, mutual_tls};
+use proglog_client::{ClientConfig, ClientError, ClusterClient};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = |name: &str| std::env::var(name).with_context(|| format!("set {name}"));
-    let read = |name: &str| -> anyhow::Result<Vec<u8>> {
-        let path = env(name)?;
-        std::fs::read(&path).with_context(|| format!("reading {path} ({name})"))
-    };
-    let tls = mutual_tls(
-        read("PROGLOG_CA")?,
-        read("PROGLOG_CERT")?,
-        read("PROGLOG_KEY")?,
-    );
-    let client = ClusterClient::connect(ClientConfig::new(vec![env("PROGLOG_ADDR")?], tls)).await?;
+    let client = ClusterClient::connect(ClientConfig::from_env()?).await?;
     for value in std::env::args().skip(1) {
         match client.produce(value.clone()).await {
             Ok(offset) => println!("{offset}\t{value}"),

@@ -106,6 +106,34 @@ pub fn mutual_tls(
 }
 
 impl ClientConfig {
+    /// From the environment the `proglog` CLI reads too: `PROGLOG_ADDR` (seed addresses,
+    /// comma-separated), `PROGLOG_CA`, `PROGLOG_CERT`, `PROGLOG_KEY` (PEM files) and, optionally,
+    /// `PROGLOG_SERVER_NAME` (the name to check the nodes' certificates against).
+    pub fn from_env() -> Result<Self, ClientError> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| ClientError::Config(format!("{name} is not set")))
+        };
+        let file = |name: &str| {
+            let path = var(name)?;
+            std::fs::read(&path)
+                .map_err(|e| ClientError::Config(format!("reading {path} ({name}): {e}")))
+        };
+        let seeds = var("PROGLOG_ADDR")?
+            .split(',')
+            .map(|addr| addr.trim().to_owned())
+            .filter(|addr| !addr.is_empty())
+            .collect();
+        let mut tls = mutual_tls(
+            file("PROGLOG_CA")?,
+            file("PROGLOG_CERT")?,
+            file("PROGLOG_KEY")?,
+        );
+        if let Ok(name) = std::env::var("PROGLOG_SERVER_NAME") {
+            tls = tls.domain_name(name);
+        }
+        Ok(Self::new(seeds, tls))
+    }
+
     /// Defaults for a cluster reached through `seeds` with `tls`: 10 s per call, 5 attempts.
     pub fn new(seeds: Vec<String>, tls: ClientTlsConfig) -> Self {
         Self {
@@ -127,6 +155,9 @@ pub enum ClientError {
     /// The configuration has no seed addresses.
     #[error("no seed addresses configured")]
     NoSeeds,
+    /// The configuration could not be read (a variable unset, a file unreadable).
+    #[error("configuration: {0}")]
+    Config(String),
     /// No server could be reached, or none answered the server list.
     #[error("no server reachable: {0}")]
     Unreachable(String),
