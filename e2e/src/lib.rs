@@ -37,6 +37,7 @@ pub mod provisioner;
 pub mod scenario;
 pub mod status;
 pub mod tls_probe;
+pub mod users;
 pub mod verify;
 pub mod wait;
 

@@ -1,5 +1,6 @@
 //! Pod scenarios: serving records, and surviving the loss of a pod or of a pod's volume.
-//! Scenarios 1 (apply, 10 000 records, consume from every pod), 2 (delete the leader pod) and 4
+//! Scenarios 1 (apply, 10 000 records, consume from every pod, then a ProgLogUser's access from
+//! creation to deletion), 2 (delete the leader pod) and 4
 //! (delete a pod and its PVC) of the table in docs/LOCAL_KUBERNETES.md.
 //!
 //! `#[ignore]`d: run by scripts/e2e-pods.sh (`make e2e-pods`) on a cluster where pods run. Each
@@ -23,6 +24,7 @@ use proglog_e2e::{
     scenario::{
         Cordon, GRPC_PORT, Scenario, cordon_all_nodes, pod_names, pod_of_address, pods_spec,
     },
+    users,
     wait::{Check, until},
 };
 use proglog_proto::log::v1::GetServersRequest;
@@ -104,6 +106,9 @@ async fn serve(sc: &Scenario) -> anyhow::Result<()> {
     let started = Instant::now();
     let verified = sc.verify_acks(&pod_names(NAME, 3), &acks).await?;
     sc.log(format!("read back in {:?}: {verified}", started.elapsed()));
+
+    // An application identity from a ProgLogUser: in through the Service, out on deletion.
+    sc.log(users::access_lifecycle(sc, NAME).await?);
     Ok(())
 }
 

@@ -1,0 +1,162 @@
+//! A `ProgLogUser` against real pods: the certificate the operator writes into the user's Secret
+//! gets an application in through the cluster's Service once the user's rules have reached the
+//! nodes' ACL (a ConfigMap the kubelet syncs into the pods), and deleting the user takes both the
+//! Secret and the access away.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams},
+};
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
+use serde_json::json;
+use tokio::time::Instant;
+use tonic::Code;
+
+use crate::{
+    E2eError, env,
+    log_client::{self, PemPair},
+    port_forward::PortForward,
+    scenario::{GRPC_PORT, Scenario},
+    wait::{Check, until},
+};
+
+/// The application identity the scenario creates.
+pub const USER: &str = "e2e-app";
+
+/// The ProgLogUser resource.
+pub fn user_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "proglog.dev",
+        "v1alpha1",
+        "ProgLogUser",
+    ))
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+/// Creates [`USER`] on `cluster`, produces and consumes with its certificate, deletes it and
+/// waits until its certificate is refused; returns what happened, for the scenario's log.
+pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2eError> {
+    let users: Api<DynamicObject> =
+        Api::namespaced_with(sc.client.clone(), &sc.ns, &user_resource());
+    let user: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "proglog.dev/v1alpha1",
+        "kind": "ProgLogUser",
+        "metadata": { "name": USER },
+        "spec": { "cluster": cluster, "acl": [{ "action": "produce" }, { "action": "consume" }] },
+    }))
+    .map_err(|e| E2eError::Unexpected(format!("bad ProgLogUser object: {e}")))?;
+    let started = Instant::now();
+    users.create(&PostParams::default(), &user).await?;
+    let secret_name = until("the user to be Ready", env::api_timeout(), || async {
+        let user = users.get(USER).await?;
+        let status = user.data.get("status").cloned().unwrap_or_default();
+        let ready = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        Ok(match status["secretName"].as_str() {
+            Some(name) if ready => Check::Done(name.to_owned()),
+            _ => Check::NotYet(format!("status {status}")),
+        })
+    })
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(sc.client.clone(), &sc.ns);
+    let secret = secrets.get(&secret_name).await?;
+    let pair = PemPair {
+        cert_pem: text(&secret, "tls.crt").unwrap_or_default(),
+        key_pem: text(&secret, "tls.key").unwrap_or_default(),
+    };
+    if text(&secret, "ca.crt").as_deref() != Some(sc.ca.cert_pem.as_str()) {
+        return Err(E2eError::Unexpected(format!(
+            "Secret {secret_name}'s ca.crt is not the cluster's CA"
+        )));
+    }
+
+    let forward = PortForward::to_service(&sc.ns, cluster, GRPC_PORT, env::api_timeout()).await?;
+    let log = log_client::connect(forward.local_port, &sc.ca.cert_pem, &pair).await?;
+    let value = format!("written by {USER}");
+    // Denied until the kubelet has synced the ACL into the pods (up to about a minute).
+    let offset = until(
+        "a produce with the user's certificate",
+        env::pod_timeout(),
+        || {
+            let mut log = log.clone();
+            let value = value.clone();
+            async move {
+                let request = ProduceRequest {
+                    record: Some(Record {
+                        value: value.into(),
+                        ..Record::default()
+                    }),
+                };
+                match log.produce(request).await {
+                    Ok(response) => Ok(Check::Done(response.into_inner().offset)),
+                    Err(status) if status.code() == Code::PermissionDenied => {
+                        Ok(Check::NotYet(format!("denied: {}", status.message())))
+                    }
+                    Err(status) => Err(status.into()),
+                }
+            }
+        },
+    )
+    .await?;
+    let granted_after = started.elapsed();
+    let record = log
+        .clone()
+        .consume(ConsumeRequest { offset })
+        .await?
+        .into_inner()
+        .record
+        .unwrap_or_default();
+    if record.value != value.as_bytes() {
+        return Err(E2eError::Unexpected(format!(
+            "offset {offset} holds {:?}, not the user's record",
+            String::from_utf8_lossy(&record.value)
+        )));
+    }
+
+    let deleted = Instant::now();
+    users.delete(USER, &DeleteParams::foreground()).await?;
+    until(
+        "the user's Secret to be deleted",
+        env::api_timeout(),
+        || async {
+            Ok(match secrets.get_opt(&secret_name).await? {
+                None => Check::Done(()),
+                Some(_) => Check::NotYet("the Secret still exists".to_owned()),
+            })
+        },
+    )
+    .await?;
+    until(
+        "the deleted user's certificate to be refused",
+        env::pod_timeout(),
+        || {
+            let mut log = log.clone();
+            async move {
+                let request = ProduceRequest {
+                    record: Some(Record {
+                        value: "after deletion".into(),
+                        ..Record::default()
+                    }),
+                };
+                Ok(match log.produce(request).await {
+                    Err(status) if status.code() == Code::PermissionDenied => Check::Done(()),
+                    other => Check::NotYet(format!("{other:?}")),
+                })
+            }
+        },
+    )
+    .await?;
+    Ok(format!(
+        "user {USER}: Ready with Secret {secret_name}, its first produce accepted after \
+         {granted_after:.1?} (offset {offset}, read back), refused {:.1?} after deletion",
+        deleted.elapsed()
+    ))
+}
