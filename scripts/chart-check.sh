@@ -11,7 +11,9 @@
 #       severity label, summary and description annotations and a `for:`;
 #     - `promtool test rules` with ci/prometheusrule-tests.yaml (alerts firing and not firing);
 #     - the Grafana dashboard as shipped in its ConfigMap: valid JSON, every panel has queries,
-#       every query parses (`promtool check rules` on a rules file built from them);
+#       every query parses (`promtool check rules` on a rules file built from them); it matches
+#       Grafana's dashboard schema and its data source and variable references resolve
+#       (scripts/tools/grafana-dashboard-check.sh), and broken copies of it are rejected;
 #     - every metric name the alerts and the dashboard use is registered in node/src/metrics/
 #       or operator/src/controller/metrics.rs (kubelet_volume_stats_* excepted: the kubelet's).
 #     promtool is built by scripts/tools/promtool.sh.

@@ -1,6 +1,7 @@
 # Monitoring checks of scripts/chart-check.sh (sourced by it; no cluster needed): the
-# PrometheusRule and the Grafana dashboard the chart ships, checked with promtool, and every
-# metric name they use checked against the names the node and the operator register.
+# PrometheusRule and the Grafana dashboard the chart ships, checked with promtool, the dashboard
+# against Grafana's schema, and every metric name they use checked against the names the node and
+# the operator register.
 # Uses the caller's log/fail functions and variables.
 # shellcheck shell=bash
 
@@ -46,6 +47,49 @@ check_metric_names() {
     done < <(grep -oE '\b(proglog|kubelet)_[a-z0-9_]+' "$file" | sort -u)
     ((count > 0)) || fail "found no metric names in $what"
     log "ok: the $count metric names $what uses are registered in the source"
+}
+
+# check_dashboard_schema DASHBOARD DIR: DASHBOARD against Grafana's dashboard schema, and its
+# data source and variable references (scripts/tools/grafana-dashboard-check.sh). Then broken
+# copies of it must be rejected, each for the reason it was broken: a check that passes
+# everything would otherwise look the same as a valid dashboard.
+check_dashboard_schema() {
+    local dashboard="$1" dir="$2" checker rejected=0
+    checker="$("$SCRIPT_DIR/tools/grafana-dashboard-check.sh")"
+    "$checker" "$dashboard" >&2 || fail "the dashboard does not match Grafana's schema, or a reference in it does not resolve (above)"
+    # must_reject WHAT JQ-FILTER EXPECTED: the copy JQ-FILTER makes fails with EXPECTED in the
+    # output; in JQ-FILTER, $i is the index of the first timeseries panel.
+    must_reject() {
+        local what="$1" filter="$2" expected="$3" copy="$dir/dashboard-broken.json"
+        jq "(.panels | map(.type) | index(\"timeseries\")) as \$i | $filter" "$dashboard" >"$copy" ||
+            fail "jq could not break the dashboard ($what)"
+        if "$checker" "$copy" >"$dir/dashboard-broken.out" 2>&1; then
+            fail "the dashboard schema check accepts a dashboard with $what"
+        fi
+        grep -qF -- "$expected" "$dir/dashboard-broken.out" ||
+            fail "the dashboard with $what was rejected, but not for it: $(cat "$dir/dashboard-broken.out")"
+        rejected=$((rejected + 1))
+    }
+    # shellcheck disable=SC2016 # jq's $i and Grafana's variables, not the shell's
+    {
+        must_reject "a field of the wrong type" '.panels[$i].gridPos.w = "8"' \
+            'gridPos.w: json: cannot unmarshal string'
+        must_reject "an unknown field in a closed panel option" '.panels[$i].options.legend.showLegends = true' \
+            "unexpected field 'showLegends'"
+        must_reject "a misspelt field config" '.panels[$i].fieldConfig.defaults.unitt = "s"' \
+            "unexpected field 'unitt'"
+        must_reject "an unknown field in a Prometheus query" '.panels[$i].targets[0].exp = .panels[$i].targets[0].expr' \
+            "unexpected field 'exp'"
+        must_reject "a required field missing" 'del(.schemaVersion)' \
+            'schemaVersion: required field is missing'
+        must_reject "a panel wider than the grid" '.panels[$i].gridPos.w = 25' \
+            'gridPos.w: must be <= 24'
+        must_reject "a data source that is no variable" '.panels[$i].datasource.uid = "${prometheus}"' \
+            'data source uid "${prometheus}" names no dashboard variable'
+        must_reject "a query using an undefined variable" '.panels[$i].targets[0].expr |= sub("\\$cluster"; "$clusters")' \
+            'uses $clusters, not a dashboard variable'
+    }
+    log "ok: the dashboard matches Grafana's dashboard schema and its references resolve; $rejected broken copies rejected, each for its defect"
 }
 
 check_monitoring() {
@@ -104,6 +148,7 @@ check_monitoring() {
         >"$dir/dashboard-rules.yaml"
     "$promtool" check rules "$dir/dashboard-rules.yaml" >&2 || fail "a dashboard query does not parse (promtool check rules $dir/dashboard-rules.yaml)"
     log "ok: the dashboard is valid JSON and its $(wc -l <"$dir/dashboard-exprs.txt") queries parse"
+    check_dashboard_schema "$dir/dashboard.json" "$dir"
 
     # Metric names against the source; first, the check must be able to fail.
     registered_metrics >"$dir/registered.txt"
