@@ -77,7 +77,7 @@ run: release ## Start a local 3-node cluster on loopback with dev certificates (
 	scripts/run-local-cluster.sh
 
 certs: ## Write a dev CA, node and client certificates to .proglog/certs
-	$(CARGO) run -q -p proglog-node --bin proglog -- certs --out .proglog/certs
+	$(CARGO) run -q -p proglog-cli --bin proglog -- certs --out .proglog/certs
 
 # `make install`: the release binaries onto PATH (~/.cargo/bin is on it wherever rustup installed
 # Rust) and bash completions where bash-completion looks for a user's own.
@@ -103,7 +103,7 @@ bench: bench-log bench-server bench-raft ## Run every benchmark (figures go to d
 
 bench-log: ## Storage engine benchmarks + this machine's fsync'd write bandwidth
 	scripts/bench/disk-limits.sh
-	$(CARGO) bench -p proglog-node --bench log
+	$(CARGO) bench -p proglog-log --bench log
 
 bench-server: release ## Single-node gRPC benchmarks over mTLS on loopback
 	scripts/bench/server.sh
@@ -146,7 +146,7 @@ e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 test-faults: ## Fault injection: nodes in network namespaces, kills, power cuts, pauses, partitions, lossy links; history check (root)
 	scripts/local-cluster/install-deps.sh
 	$(CARGO) build -p proglog-node --features failpoints --bins
-	$(CARGO) build -p proglog-faults --bins
+	$(CARGO) build -p proglog-cli -p proglog-faults --bins
 	scripts/faults/run.sh --duration 150s
 	scripts/faults/run.sh --nodes 5 --duration 45s \
 	  --kinds kill,power-cut,power-cut-all,isolate-leader,replace-member,bit-flip
@@ -156,7 +156,7 @@ test-faults: ## Fault injection: nodes in network namespaces, kills, power cuts,
 test-faults-long: ## Longer fault runs (not in CI): 3 nodes for 20 min, 5 nodes for 10 min, every fault kind (root)
 	scripts/local-cluster/install-deps.sh
 	$(CARGO) build -p proglog-node --features failpoints --bins
-	$(CARGO) build -p proglog-faults --bins
+	$(CARGO) build -p proglog-cli -p proglog-faults --bins
 	scripts/faults/run.sh --duration 1200s
 	scripts/faults/run.sh --nodes 5 --duration 600s
 

@@ -5,9 +5,9 @@
 //! The tests themselves live in `e2e/tests/` and are `#[ignore]`d so that `cargo test` never
 //! needs a cluster; `make e2e` runs them. The scenarios that need running pods (a kubelet and
 //! the images) fail unless `PROGLOG_E2E_PODS=1` says pods can run (`scripts/e2e-pods.sh` sets
-//! it); see [`env`].
+//! it); see [`env`](mod@env).
 //!
-//! - [`env`]: the environment switches of the suite;
+//! - [`env`](mod@env): the environment switches of the suite;
 //! - [`namespace`]: a throwaway namespace per test;
 //! - [`crd`]: installs `crds/*.yaml` read at run time;
 //! - [`operator`]: runs the operator binary locally, or relies on one deployed in the cluster;

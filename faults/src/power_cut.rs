@@ -2,7 +2,7 @@
 //! it never shows what a real power cut takes: every write no fsync covered. Nodes of a fault
 //! run are built with the `failpoints` feature and started with `PROGLOG_SYNC_JOURNAL`; each
 //! successful fsync then appends `seq dev ino len` to that journal
-//! (`node/src/durable_fs/power_cut.rs`). After killing a node, [`cut`] shortens every file of
+//! (`node/log/src/durable_fs/power_cut.rs`). After killing a node, [`cut`] shortens every file of
 //! its data directory to the length its newest fsync covered — a file never fsynced becomes
 //! empty — optionally keeping a random part of the unsynced tail (a torn write), and then
 //! rewrites the journal to say that what is left is on disk.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use proglog_node::certs::{CertUsage, DEV_VALIDITY, DevCa};
+use proglog_cli::dev_ca::{CertUsage, DEV_VALIDITY, DevCa};
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn reissued_node_cert_covers_the_namespace_addresses() {
         let dir = tempfile::tempdir().unwrap();
-        proglog_node::certs::write_dev_certs(dir.path()).unwrap();
+        proglog_cli::dev_ca::write_dev_certs(dir.path()).unwrap();
         let topo = Topology::new(3);
         let ips: Vec<_> = (0..3).map(|i| topo.node_ip(i)).collect();
         reissue_node_cert(dir.path(), &ips).unwrap();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proglog_node::log::{Log, LogConfig};
+use proglog_log::{Log, LogConfig};
 
 fuzz_target!(|data: &[u8]| {
     let (split, rest) = match data {

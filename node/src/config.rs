@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use proglog_log::{LogConfig, RetentionPolicy};
 use proglog_proto::limits;
 use serde::Deserialize;
 
 use crate::backend::GroupCommitConfig;
-use crate::log::{LogConfig, RetentionPolicy};
 use crate::server::{ServerLimits, ServiceLimits};
 use crate::telemetry::{LogFormat, OtlpExport};
 use crate::tls::ServerTlsFiles;
@@ -25,20 +25,33 @@ pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 /// An unusable configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The `--config` file could not be read.
     #[error("reading config file {path}: {source}")]
     ReadFile {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The `--config` file is not valid TOML for the node (unknown keys are refused).
     #[error("config file {path}: {source}")]
     ParseFile {
+        /// The file.
         path: PathBuf,
+        /// Where and why parsing failed.
         source: Box<toml::de::Error>,
     },
+    /// A setting without a default was given nowhere (its flag name).
     #[error("{0} is required (flag --{0}, or env/config file)")]
     Missing(&'static str),
+    /// A setting's value is out of range or inconsistent with another.
     #[error("{name}: {reason}")]
-    Invalid { name: &'static str, reason: String },
+    Invalid {
+        /// The setting's flag name.
+        name: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
 }
 
 /// Flags of `proglog-node`. Every field is optional here so the file can fill the gaps.
@@ -204,19 +217,33 @@ where
 /// A validated node configuration.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// Where the logs and the Raft state live.
     pub data_dir: PathBuf,
+    /// The gRPC (mTLS) listening address.
     pub bind_addr: SocketAddr,
+    /// The address other nodes and clients reach this node at (`HOST:PORT`).
     pub advertise_addr: String,
+    /// The plain HTTP port: metrics, health and readiness probes.
     pub metrics_addr: SocketAddr,
+    /// This node's ordinal in its StatefulSet (the low digits of its Raft id).
     pub ordinal: u64,
+    /// The node's certificate, key and the CA client certificates must chain to.
     pub tls: ServerTlsFiles,
+    /// The ACL policy file (reloaded when it changes).
     pub acl_file: PathBuf,
+    /// Segment and record limits of the logs.
     pub log: LogConfig,
+    /// What the user log keeps; the default keeps everything.
     pub retention: RetentionPolicy,
+    /// How a single node batches appends into one fsync.
     pub group_commit: GroupCommitConfig,
+    /// Connection, request and memory limits of the gRPC server.
     pub limits: ServerLimits,
+    /// How often certificate and ACL files are checked for changes.
     pub reload_interval: Duration,
+    /// Log output format (text or JSON lines).
     pub log_format: LogFormat,
+    /// How long in-flight calls may take to finish on SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// Replicate with Raft instead of running a single node.
     pub raft: bool,

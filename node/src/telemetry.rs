@@ -38,17 +38,22 @@ pub struct OtlpExport {
     pub endpoint: String,
     /// Resource attributes identifying this node (besides `service.name`).
     pub node_ordinal: u64,
+    /// The node's advertised address, so traces of one node can be told from another's.
     pub node_address: String,
 }
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// A global tracing subscriber was already installed.
     #[error("installing the tracing subscriber: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),
+    /// The OTLP exporter could not be built (a configuration error: exit status 64).
     #[error("building the OTLP exporter for {endpoint}: {source}")]
     Exporter {
+        /// The collector's endpoint.
         endpoint: String,
+        /// Why the exporter could not be built.
         source: opentelemetry_otlp::ExporterBuildError,
     },
 }

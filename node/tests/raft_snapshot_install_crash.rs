@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use node_process::cluster::{ProcessCluster, WAIT};
-use proglog_node::log::LogConfig;
+use proglog_log::LogConfig;
 use proglog_node::raft::failpoint;
 use proglog_node::raft::snapshot_install::INSTALL_STEPS;
 use proglog_node::raft::state_machine::{UserLogStateMachine, decode_record};

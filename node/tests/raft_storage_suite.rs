@@ -3,7 +3,7 @@
 
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
-use proglog_node::log::LogConfig;
+use proglog_log::LogConfig;
 use proglog_node::raft::TypeConfig;
 use proglog_node::raft::log_store::RaftLogStore;
 use proglog_node::raft::state_machine::UserLogStateMachine;

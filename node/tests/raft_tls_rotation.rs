@@ -15,7 +15,7 @@ mod raft_common;
 use std::path::Path;
 use std::time::Duration;
 
-use proglog_node::certs::{CertUsage, DevCa, dev_node_sans};
+use proglog_cli::dev_ca::{CertUsage, DevCa, dev_node_sans};
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use proglog_proto::log::v1::log_client::LogClient;
 use raft_common::*;

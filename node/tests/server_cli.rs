@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 mod node_process;
 
-use node_process::{CLI, NODE, cli, free_port, node_args, produce_when_up, stop};
+use node_process::{NODE, cli, cli_bin, free_port, node_args, produce_when_up, stop};
 
 #[test]
 fn invalid_configuration_exits_with_status_64_and_says_why() {
@@ -32,7 +32,7 @@ fn invalid_configuration_exits_with_status_64_and_says_why() {
 #[test]
 fn certs_then_node_then_produce_consume_servers_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(CLI)
+    let out = Command::new(cli_bin())
         .args(["certs", "--out"])
         .arg(dir.path().join("certs"))
         .output()

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use proglog_node::certs::write_dev_certs;
+use proglog_cli::dev_ca::write_dev_certs;
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{ConsumeRequest, GetLogBoundsRequest, ProduceBatchRequest, Record};

@@ -415,9 +415,9 @@ async fn graceful_shutdown_ends_followers_and_keeps_every_acknowledged_record() 
 async fn offsets_removed_by_retention_are_out_of_range_and_say_so() {
     let node = TestNode::start_with(NodeOptions {
         // Tiny segments (two records each) so whole segments can be dropped.
-        log: proglog_node::log::LogConfig {
+        log: proglog_log::LogConfig {
             max_index_bytes: 24,
-            ..proglog_node::log::LogConfig::default()
+            ..proglog_log::LogConfig::default()
         },
         ..NodeOptions::default()
     })

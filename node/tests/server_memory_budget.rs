@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use proglog_node::certs::write_dev_certs;
+use proglog_cli::dev_ca::write_dev_certs;
 use proglog_node::tls::{ClientTlsFiles, client_tls_config};
 use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{

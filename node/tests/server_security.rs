@@ -7,7 +7,7 @@ mod server_support;
 
 use std::time::Duration;
 
-use proglog_node::certs::{CertUsage, DevCa};
+use proglog_cli::dev_ca::{CertUsage, DevCa};
 use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest};
 use server_support::{

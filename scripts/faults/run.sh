@@ -21,7 +21,7 @@ for tool in ip iptables tc; do
 done
 for bin in proglog-faults proglog-node proglog; do
   if [[ ! -x $BIN_DIR/$bin ]]; then
-    echo "$BIN_DIR/$bin is missing: cargo build -p proglog-node --features failpoints --bins && cargo build -p proglog-faults --bins" >&2
+    echo "$BIN_DIR/$bin is missing: cargo build -p proglog-node --features failpoints --bins && cargo build -p proglog-cli -p proglog-faults --bins" >&2
     exit 2
   fi
 done

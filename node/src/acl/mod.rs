@@ -25,15 +25,23 @@ pub use policy::{Action, Policy, Rule};
 /// A policy file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AclError {
+    /// The policy file could not be read.
     #[error("reading ACL file {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A line of the policy file is not a valid rule; the whole file is refused, so a typo can
+    /// never silently drop a rule (a reload keeps the previous policy).
     #[error("{path}:{line}: {reason}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// The line, counted from 1.
         line: usize,
+        /// What is wrong with it.
         reason: String,
     },
 }

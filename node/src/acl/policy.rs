@@ -56,8 +56,11 @@ impl FromStr for Action {
 /// One allow rule; `None` in a position is the `*` wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// The identity allowed (a client certificate's Common Name).
     pub subject: Option<String>,
+    /// What it may act on (the log's name, e.g. `log`).
     pub object: Option<String>,
+    /// What it may do.
     pub action: Option<Action>,
 }
 

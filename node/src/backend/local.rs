@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use proglog_log::{Log, LogConfig};
 use proglog_proto::log::v1::{Record, Server};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
-use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
 
 /// Limits of one group commit.

@@ -17,7 +17,9 @@ pub use local::{GroupCommitConfig, LocalBackend};
 /// (Serializable: it is also what applying a Raft entry answers, `raft::types::ProduceApplied`.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
+    /// Offset of the batch's first record.
     pub first_offset: u64,
+    /// Records in the batch (they have consecutive offsets).
     pub count: u64,
 }
 
@@ -44,13 +46,28 @@ pub enum Consistency {
 pub enum BackendError {
     /// The offset has not been written (or not committed) yet.
     #[error("offset {offset} is past the end of the log (next offset {next})")]
-    OffsetPastEnd { offset: u64, next: u64 },
+    OffsetPastEnd {
+        /// The offset asked for.
+        offset: u64,
+        /// The offset the next record will get.
+        next: u64,
+    },
     /// The offset was removed by retention.
     #[error("offset {offset} is below the log's retention start (lowest offset {lowest})")]
-    OffsetBelowStart { offset: u64, lowest: u64 },
+    OffsetBelowStart {
+        /// The offset asked for.
+        offset: u64,
+        /// The lowest offset still held.
+        lowest: u64,
+    },
     /// A record is larger than the log accepts.
     #[error("record of {size} bytes exceeds the maximum of {max} bytes")]
-    RecordTooLarge { size: u64, max: u64 },
+    RecordTooLarge {
+        /// The record's size in bytes.
+        size: u64,
+        /// The largest record accepted, in bytes.
+        max: u64,
+    },
     /// The request is malformed (for example an empty batch).
     #[error("{0}")]
     InvalidArgument(String),
@@ -71,9 +88,9 @@ pub enum BackendError {
     Storage(String),
 }
 
-impl From<crate::log::LogError> for BackendError {
-    fn from(error: crate::log::LogError) -> Self {
-        use crate::log::LogError;
+impl From<proglog_log::LogError> for BackendError {
+    fn from(error: proglog_log::LogError) -> Self {
+        use proglog_log::LogError;
         match error {
             LogError::OffsetBelowStart { offset, lowest } => {
                 BackendError::OffsetBelowStart { offset, lowest }

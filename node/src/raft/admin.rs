@@ -29,10 +29,12 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// The admin service of `node`; every call needs the admin permission of `authorizer`.
     pub fn new(node: Arc<RaftNode>, authorizer: Authorizer) -> Self {
         Self { node, authorizer }
     }
 
+    /// The tonic service to add to the node's gRPC server.
     pub fn into_server(self) -> admin_server::AdminServer<Self> {
         admin_server::AdminServer::new(self)
     }

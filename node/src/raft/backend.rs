@@ -20,6 +20,7 @@ pub struct RaftBackend {
 }
 
 impl RaftBackend {
+    /// The backend the gRPC services use when the node runs Raft.
     pub fn new(node: Arc<RaftNode>) -> Self {
         Self { node }
     }
@@ -52,7 +53,7 @@ impl LogBackend for RaftBackend {
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
-        self.node.user_log().subscribe()
+        self.node.subscribe_user_log()
     }
 
     fn servers(&self) -> BackendFuture<'_, Vec<Server>> {

@@ -8,13 +8,13 @@
 use futures::StreamExt;
 use openraft::EntryPayload;
 use openraft::storage::{IOFlushed, RaftLogStorage, RaftStateMachine};
+use proglog_log::LogConfig;
+use proglog_log::durable_fs::hook::{fsyncs_on, fsyncs_under};
 use proglog_proto::log::v1::Record;
 
 use super::log_store::RaftLogStore;
 use super::state_machine::UserLogStateMachine;
 use super::types::{Entry, LogId, ProduceBatch, Vote};
-use crate::durable_fs::hook::{fsyncs_on, fsyncs_under};
-use crate::log::LogConfig;
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(

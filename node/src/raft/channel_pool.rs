@@ -102,8 +102,8 @@ impl ChannelPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::{CertUsage, DEV_VALIDITY, DevCa, dev_node_sans, write_dev_certs};
     use crate::tls::ClientTlsFiles;
+    use proglog_cli::dev_ca::{CertUsage, DEV_VALIDITY, DevCa, dev_node_sans, write_dev_certs};
 
     #[tokio::test]
     async fn channels_are_replaced_after_the_client_certificates_reload() {

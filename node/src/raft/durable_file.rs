@@ -1,5 +1,5 @@
 //! Small state files replaced atomically: write a temporary file with a name of its own, fsync
-//! it, rename it over the old one and fsync the directory ([`crate::durable_fs::rename`]). A
+//! it, rename it over the old one and fsync the directory ([`proglog_log::durable_fs::rename`]). A
 //! crash leaves either the old or the new content, never a mix — which is what the Raft vote and
 //! the state machine's applied position need.
 //!
@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use proglog_log::durable_fs::{self, DurableFsError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::RaftStoreError;
-use crate::durable_fs::{self, DurableFsError};
 
 fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> RaftStoreError + '_ {
     move |source| RaftStoreError::File {
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(read_json::<Vec<u64>>(&path).unwrap(), Some(vec![3]));
         assert!(temps(dir.path()).is_empty());
         // The rename is durable: the directory was fsynced after it.
-        assert!(crate::durable_fs::hook::sync_count(dir.path()) >= 2);
+        assert!(proglog_log::durable_fs::hook::sync_count(dir.path()) >= 2);
     }
 
     #[test]

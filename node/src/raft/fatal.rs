@@ -93,6 +93,7 @@ impl CoreFailureKind {
     advice = self.kind.advice()
 )]
 pub struct CoreFailure {
+    /// What stopped the core; decides the exit status.
     pub kind: CoreFailureKind,
     /// openraft's error, e.g. "when Write Apply(...): ...: disk I/O error".
     pub cause: String,
@@ -271,7 +272,7 @@ pub fn write_termination_message(path: &Path, message: &str) {
     let written = file.and_then(|mut file| {
         use std::io::Write;
         file.write_all(&message.as_bytes()[..end])?;
-        crate::durable_fs::sync_file_all(&file, path)
+        proglog_log::durable_fs::sync_file_all(&file, path)
     });
     if let Err(error) = written {
         // Not fatal: the exit status and the logs still say why.

@@ -28,9 +28,17 @@ pub enum Handover {
     /// No other voter to hand over to (a single-voter cluster).
     NoCandidate,
     /// `to` became the leader.
-    Done { to: NodeId },
+    Done {
+        /// The new leader.
+        to: NodeId,
+    },
     /// The hand-over to `to` did not complete within [`HANDOVER_BOUND`] or failed.
-    Failed { to: NodeId, reason: String },
+    Failed {
+        /// The voter leadership was offered to.
+        to: NodeId,
+        /// Why it did not take over in time.
+        reason: String,
+    },
 }
 
 impl RaftNode {

@@ -18,7 +18,10 @@ pub const ORDINAL_SPAN: u64 = 10_000;
 /// The persisted identity of a data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {
+    /// Drawn at random when the data directory is first used: a node that lost its volume
+    /// comes back with a new one, hence a new id.
     pub incarnation: u64,
+    /// The StatefulSet ordinal the data directory was created for.
     pub ordinal: u32,
 }
 

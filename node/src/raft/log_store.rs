@@ -10,7 +10,7 @@
 //! are versioned [`StateFile`]s: the background writer and `close_log` race, and the one holding
 //! the older committed id must not overwrite the newer.
 //!
-//! The newest entries' encoded bytes are also kept in memory ([`TailCache`], bounded): the leader
+//! The newest entries' encoded bytes are also kept in memory (`TailCache`, bounded): the leader
 //! reads every entry back once per follower to replicate it, and serving those reads from memory
 //! saves a `pread` and a CRC check per entry per follower; the decoded records of both followers
 //! then share the same bytes.
@@ -26,6 +26,7 @@ use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use parking_lot::Mutex;
+use proglog_log::{Log, LogConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -34,7 +35,6 @@ use super::durable_file::{self, StateFile};
 use super::error::RaftStoreError;
 use super::tail_cache::TailCache;
 use super::types::{Entry, LogId, TypeConfig, Vote};
-use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
 
 const STATE_FILE: &str = "raft-state.json";
@@ -286,8 +286,8 @@ impl RaftLogStoreReader {
     /// Syncs and closes the Raft log, releasing its directory lock, once Raft has stopped (the
     /// flush thread and openraft's tasks may still hold the `Log` for a moment after that).
     /// The last committed log id is written first, since the background writer may be up to
-    /// [`COMMITTED_WRITE_INTERVAL`] behind.
-    pub fn close_log(&self) -> Result<(), crate::log::LogError> {
+    /// `COMMITTED_WRITE_INTERVAL` (500 ms) behind.
+    pub fn close_log(&self) -> Result<(), proglog_log::LogError> {
         if let Err(e) = self.shared.persist_committed() {
             tracing::warn!(error = %e, "persisting the raft committed index on close failed");
         }

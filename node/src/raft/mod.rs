@@ -36,6 +36,8 @@ pub mod batcher;
 mod blocking_io_tests;
 pub mod channel_pool;
 pub mod codec;
+#[cfg(test)]
+mod durable_dirs_tests;
 pub mod durable_file;
 pub mod error;
 #[cfg(feature = "failpoints")]

@@ -91,6 +91,7 @@ pub struct RaftNetwork {
 }
 
 impl RaftNetwork {
+    /// openraft's network, reaching peers through the connections of `pool`.
     pub fn new(pool: Arc<ChannelPool>) -> Self {
         Self { pool }
     }

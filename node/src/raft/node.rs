@@ -1,6 +1,6 @@
 //! The Raft node runtime: opens the Raft log and the state machine under the data directory,
 //! starts openraft with the gRPC network, proposes produces (forwarding them to the leader when
-//! this node follows), and implements [`LogBackend`] so the `log.v1` service serves a cluster.
+//! this node follows), and is what [`super::RaftBackend`] serves the `log.v1` service from.
 //!
 //! Data directory layout: `node-identity.json` (see [`super::identity`]), `raft/` (Raft log and
 //! vote), `raft/sm/` (the user-visible log and the applied position), `raft/snapshot-staging/`
@@ -15,6 +15,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
+use proglog_log::{Log, LogConfig};
 use proglog_proto::log::v1::{Record, Server};
 
 use super::batcher::Batcher;
@@ -29,8 +30,8 @@ use super::proposer::{Proposer, start_proposer};
 use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, Raft};
 use crate::backend::{Appended, BackendError, LogBounds};
-use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics as NodeMetrics;
+use crate::storage::OffsetWatch;
 use crate::tls::ReloadingClientTls;
 
 /// Forward RPCs a follower keeps in flight at once; produces arriving meanwhile share the next.
@@ -108,12 +109,16 @@ pub fn default_raft_config() -> openraft::Config {
 /// Failures starting a node.
 #[derive(Debug, thiserror::Error)]
 pub enum RaftNodeError {
+    /// The Raft log, the state machine or a state file could not be opened.
     #[error("raft storage: {0}")]
     Storage(#[from] RaftStoreError),
+    /// The election and heartbeat timings are inconsistent.
     #[error("invalid raft configuration: {0}")]
     Config(#[from] openraft::ConfigError),
+    /// The node's client certificate for its peers cannot be loaded.
     #[error("TLS for node-to-node connections: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// openraft could not start, or a start-up task failed.
     #[error("starting raft: {0}")]
     Start(String),
     /// openraft failed while recovering (e.g. re-applying committed entries).
@@ -132,6 +137,8 @@ pub struct RaftNode {
     prometheus: Arc<NodeMetrics>,
     state_machine: UserLogStateMachine,
     user_log: Arc<Log>,
+    /// The user log's committed end, for followers of the log (consume `--follow`).
+    user_log_offsets: OffsetWatch,
     log_reader: RaftLogStoreReader,
     pool: Arc<ChannelPool>,
     network_config: NetworkConfig,
@@ -188,6 +195,7 @@ impl RaftNode {
             .map_err(|e| RaftNodeError::Start(format!("opening the raft storage: {e}")))??;
         let log_reader = log_store.reader();
         let user_log = state_machine.user_log();
+        let user_log_offsets = OffsetWatch::attach(&user_log);
         let pool = Arc::new(ChannelPool::new(
             config.client_tls.clone(),
             config.network.clone(),
@@ -222,6 +230,7 @@ impl RaftNode {
             raft,
             state_machine,
             user_log,
+            user_log_offsets,
             log_reader,
             pool,
             network_config: config.network,
@@ -270,6 +279,12 @@ impl RaftNode {
     /// The user-visible log (committed records only).
     pub fn user_log(&self) -> &Arc<Log> {
         &self.user_log
+    }
+
+    /// A watch of the user log's next offset (the committed end), changed after every apply,
+    /// truncation and snapshot install.
+    pub fn subscribe_user_log(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.user_log_offsets.subscribe()
     }
 
     /// `ForwardProduce` RPCs this node has sent to a leader since start (each carries a batch

@@ -1,5 +1,5 @@
 //! The server half of the Raft transport: the `proglog.raft.v1.Raft` gRPC service, callable only
-//! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`],
+//! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`](super::types::Raft),
 //! receives snapshots into a staging log on disk chunk by chunk (never whole in memory; a stalled
 //! sender is dropped after a timeout) and executes produces, linearizable reads and admin
 //! membership changes forwarded by followers. Raft RPCs addressed (by [`TARGET_NODE_HEADER`]) to
@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use proglog_log::{Log, LogConfig};
 use proglog_proto::proglog::raft::v1 as pb;
 use proglog_proto::proglog::raft::v1::raft_server;
 use serde::Serialize;
@@ -26,7 +27,6 @@ use super::snapshot::{StagingDir, UserLogSnapshot};
 use super::state_machine::committed_records_config;
 use super::types::{TypeConfig, UserSnapshot};
 use crate::acl::Action;
-use crate::log::{Log, LogConfig};
 use crate::server::auth::Authorizer;
 use crate::server::status::backend_status;
 
@@ -45,6 +45,7 @@ pub struct RaftService {
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl RaftService {
+    /// The service peers call on `node`; only node certificates pass `authorizer`.
     pub fn new(node: Arc<RaftNode>, authorizer: Authorizer) -> Self {
         let staging_root = node.snapshot_staging_dir();
         let stall_timeout = node.network_config().snapshot_stall_timeout;

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use proglog_log::Log;
 
 use super::error::RaftStoreError;
-use crate::log::Log;
 
 /// Records handed over per chunk when a snapshot is read (bounds memory while streaming).
 pub const CHUNK_RECORDS: usize = 1024;

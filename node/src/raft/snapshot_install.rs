@@ -22,12 +22,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use proglog_log::{Log, LogConfig};
 use serde::{Deserialize, Serialize};
 
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
 use super::state_machine::committed_records_config;
-use crate::log::{Log, LogConfig};
 
 /// Directory (under the state machine's) holding a snapshot's records while it is installed.
 pub const INSTALL_DIR: &str = "snapshot-install";
@@ -81,7 +81,7 @@ pub(super) fn stage(
             // The transfer wrote the records to disk already: make them durable and move the
             // directory. The open log keeps reading through its file handles.
             snapshot.log.sync()?;
-            crate::durable_fs::rename(&staging.0, &dir)
+            proglog_log::durable_fs::rename(&staging.0, &dir)
                 .map_err(|e| file_error(e.into_io(), &dir))?;
             Ok(snapshot.log.clone())
         }
@@ -167,7 +167,9 @@ fn replace_from(live: &Log, staged: &Log, pending: PendingInstall) -> Result<(),
 pub(super) fn remove_leftover(sm_dir: &Path) -> Result<(), RaftStoreError> {
     let dir = install_dir(sm_dir);
     match std::fs::remove_dir_all(&dir) {
-        Ok(()) => crate::durable_fs::sync_dir(sm_dir).map_err(|e| file_error(e.into_io(), sm_dir)),
+        Ok(()) => {
+            proglog_log::durable_fs::sync_dir(sm_dir).map_err(|e| file_error(e.into_io(), sm_dir))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(file_error(e, &dir)),
     }

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use proglog_log::{Log, LogConfig};
 
 use super::log_store::RaftLogStore;
 use super::snapshot::UserLogSnapshot;
 use super::state_machine::UserLogStateMachine;
 use super::types::{LogId, SnapshotMeta, StoredMembership};
-use crate::log::{Log, LogConfig};
 
 const HAMMER_FOR: Duration = Duration::from_secs(2);
 

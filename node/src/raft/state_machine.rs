@@ -26,6 +26,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
+use proglog_log::{Joined, Log, LogConfig};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -38,7 +39,6 @@ use super::snapshot_install::{self as install, PendingInstall, crash_point};
 use super::types::{
     LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
 };
-use crate::log::{Joined, Log, LogConfig};
 use crate::metrics::Metrics;
 
 const STATE_FILE: &str = "sm-state.json";

@@ -1,4 +1,4 @@
-//! [`TailCache`]: the newest Raft entries' encoded bytes, kept in memory (bounded) so the leader
+//! `TailCache`: the newest Raft entries' encoded bytes, kept in memory (bounded) so the leader
 //! serves replication of new entries to every follower from one copy instead of a `pread` and a
 //! checksum per entry per follower.
 

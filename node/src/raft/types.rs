@@ -46,6 +46,7 @@ pub type Raft = openraft::Raft<TypeConfig, super::state_machine::UserLogStateMac
 /// them to the user log with contiguous offsets.
 #[derive(Clone, Default)]
 pub struct ProduceBatch {
+    /// The records, in offset order.
     pub records: Vec<Record>,
     /// The whole encoded entry (see [`super::codec`]) this batch was decoded from, when it was:
     /// entries read back from the Raft log or received from the leader. Replication sends these

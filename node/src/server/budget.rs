@@ -5,7 +5,7 @@
 //! holds record bytes on their way through the node holds a [`BudgetPermit`] for them:
 //!
 //! - **Requests**: each gRPC message of a `log.v1.Log` request is paid for, whole, as soon as its
-//!   5-byte header shows its length and before tonic buffers any of it ([`super::charged_body`]);
+//!   5-byte header shows its length and before tonic buffers any of it (`charged_body`);
 //!   the payments queue in the call's [`RequestCredit`]. A `ProduceStream` moves each decoded
 //!   message's payment onto its records and releases it when the backend has appended them; a
 //!   unary call holds its credit until it returns.

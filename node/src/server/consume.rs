@@ -197,7 +197,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::open(
             dir.path(),
-            crate::log::LogConfig::default(),
+            proglog_log::LogConfig::default(),
             GroupCommitConfig::default(),
             Arc::new(Metrics::new()),
             "proglog-0".to_owned(),

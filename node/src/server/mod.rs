@@ -2,7 +2,7 @@
 //! mutual-TLS port, with limits and graceful shutdown.
 //!
 //! - [`NodeServer`]: assembles the services; other modules add theirs with
-//!   [`NodeServer::add_routes`] and authorize them with [`NodeServer::authorizer`].
+//!   [`NodeServer::add_service`] and authorize them with [`NodeServer::authorizer`].
 //! - [`auth`]: caller identity and the ACL check ([`Authorizer::authorize`]).
 //! - [`status`]: the one mapping from errors to gRPC statuses.
 //! - [`run_node`]: a whole single node from its configuration, with graceful shutdown.
@@ -48,15 +48,21 @@ use crate::tls::ReloadingServerTls;
 /// Failures of the server itself (not of single calls).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The gRPC port could not be bound (in use, or not permitted).
     #[error("binding {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The gRPC reflection descriptors could not be loaded.
     #[error("building the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed while serving.
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The backend failed to close cleanly at shutdown.
     #[error("closing the log: {0}")]
     Backend(#[from] crate::backend::BackendError),
 }
@@ -183,7 +189,7 @@ impl NodeServer {
         self
     }
 
-    /// The authorizer for services added with [`NodeServer::add_routes`].
+    /// The authorizer for services added with [`NodeServer::add_service`].
     pub fn authorizer(&self) -> Authorizer {
         self.authorizer.clone()
     }

@@ -20,24 +20,35 @@ use crate::tls::{ReloadingServerTls, TlsError};
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The node's certificate, key or CA cannot be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The ACL policy file cannot be loaded.
     #[error("ACL: {0}")]
     Acl(#[from] AclError),
+    /// The single node's log could not be opened (locked, corrupt, or unreadable).
     #[error("opening the log in {dir}: {source}")]
     OpenLog {
+        /// The data directory.
         dir: std::path::PathBuf,
+        /// Why opening failed.
         source: BackendError,
     },
+    /// The plain HTTP port could not be bound.
     #[error("binding the metrics port {addr}: {source}")]
     BindMetrics {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The gRPC server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The Raft side could not start.
     #[error("starting Raft: {0}")]
     Raft(crate::raft::RaftNodeError),
+    /// The Raft core stopped while the node ran (fail-stop: the node exits).
     #[error(transparent)]
     CoreStopped(#[from] CoreFailure),
 }
@@ -95,8 +106,8 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
                 other => RunError::Raft(other),
             })?;
         crate::raft::fatal::install_panic_hook(node.core().clone(), Arc::clone(&metrics));
-        if config.retention != crate::log::RetentionPolicy::default() {
-            crate::log::spawn_retention(
+        if config.retention != proglog_log::RetentionPolicy::default() {
+            crate::storage::spawn_retention(
                 Arc::clone(node.user_log()),
                 config.retention.clone(),
                 RETENTION_INTERVAL,
@@ -248,8 +259,8 @@ async fn open_local_backend(
             dir: config.data_dir.clone(),
             source,
         })?;
-    if config.retention != crate::log::RetentionPolicy::default() {
-        crate::log::spawn_retention(
+    if config.retention != proglog_log::RetentionPolicy::default() {
+        crate::storage::spawn_retention(
             Arc::clone(local.log()),
             config.retention.clone(),
             RETENTION_INTERVAL,

@@ -149,7 +149,7 @@ impl ReloadingClientTls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::{CertUsage, DEV_VALIDITY, DevCa, write_dev_certs};
+    use proglog_cli::dev_ca::{CertUsage, DEV_VALIDITY, DevCa, write_dev_certs};
 
     fn node_files(dir: &std::path::Path) -> ClientTlsFiles {
         ClientTlsFiles {

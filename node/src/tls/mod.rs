@@ -25,26 +25,49 @@ pub use server::{ReloadingServerTls, build_server_config};
 /// Failures while loading certificates or building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A PEM file could not be read.
     #[error("reading {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file holds no PEM certificate (or is not PEM).
     #[error("{path} holds no PEM certificate")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds no PEM private key (or is not PEM).
     #[error("{path} holds no PEM private key")]
-    NoPrivateKey { path: PathBuf },
+    NoPrivateKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is damaged PEM.
     #[error("{path} is not valid PEM: {reason}")]
-    BadPem { path: PathBuf, reason: String },
+    BadPem {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A certificate of the CA file cannot be a trust anchor.
     #[error("invalid CA certificate in {path}: {source}")]
     BadCa {
+        /// The CA file.
         path: PathBuf,
+        /// Why rustls refused it.
         source: rustls::Error,
     },
+    /// The verifier of client certificates could not be built from the CA.
     #[error("building the client-certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// Only one of certificate and key was given.
     #[error("a client certificate needs both a certificate file and a key file")]
     IncompleteClientIdentity,
+    /// The key does not belong to the certificate (e.g. read in the middle of a rotation).
     #[error("the certificate and key do not form a usable TLS identity: {0}")]
     Rustls(#[from] rustls::Error),
 }

@@ -5,12 +5,35 @@
 
 pub mod cluster;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const NODE: &str = env!("CARGO_BIN_EXE_proglog-node");
-pub const CLI: &str = env!("CARGO_BIN_EXE_proglog");
+
+/// The `proglog` binary, which belongs to the package `proglog-cli`. Cargo hands a test only
+/// its own package's binaries, so the first call builds it with the cargo running the tests,
+/// into the target directory and profile of `proglog-node` (a no-op when it is up to date;
+/// cargo holds no lock on that directory while tests run).
+pub fn cli_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let profile_dir = Path::new(NODE).parent().expect("a target directory");
+        let target_dir = profile_dir.parent().expect("a profile directory");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "-p", "proglog-cli", "--bin", "proglog"])
+            .arg("--target-dir")
+            .arg(target_dir);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build -p proglog-cli");
+        assert!(status.success(), "building the proglog CLI: {status}");
+        profile_dir.join("proglog")
+    })
+}
 
 /// A loopback port no outgoing connection can take before the node binds it.
 pub fn free_port() -> u16 {
@@ -19,7 +42,7 @@ pub fn free_port() -> u16 {
 
 /// Writes the dev CA and certificates into `dir/certs` with `proglog certs`.
 pub fn make_certs(dir: &Path) {
-    let out = Command::new(CLI)
+    let out = Command::new(cli_bin())
         .args(["certs", "--out"])
         .arg(dir.join("certs"))
         .output()
@@ -53,7 +76,7 @@ pub fn node_args(dir: &Path, port: u16, metrics_port: u16) -> Vec<String> {
 /// in `dir`, so the user's `~/.config/proglog` never matters).
 pub fn cli(dir: &Path, port: u16, args: &[&str]) -> Output {
     let certs = dir.join("certs");
-    Command::new(CLI)
+    Command::new(cli_bin())
         .env("PROGLOG_CONFIG", dir.join("proglog-config.toml"))
         .arg("--addr")
         .arg(format!("127.0.0.1:{port}"))

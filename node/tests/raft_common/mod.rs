@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use proglog_cli::dev_ca::write_dev_certs;
+use proglog_log::LogConfig;
 use proglog_node::acl::Acl;
 use proglog_node::backend::{
     Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds,
 };
-use proglog_node::certs::write_dev_certs;
-use proglog_node::log::LogConfig;
 use proglog_node::metrics::Metrics;
 use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
 use proglog_node::server::{NodeServer, ServerLimits};

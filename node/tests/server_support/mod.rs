@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use proglog_cli::dev_ca::{CertUsage, DevCa, PemPair, write_dev_certs};
+use proglog_log::LogConfig;
 use proglog_node::acl::Acl;
 use proglog_node::backend::{GroupCommitConfig, LocalBackend, LogBackend};
-use proglog_node::certs::{CertUsage, DevCa, PemPair, write_dev_certs};
-use proglog_node::log::LogConfig;
 use proglog_node::metrics::Metrics;
 use proglog_node::server::{NodeServer, ServerError, ServerLimits};
 use proglog_node::tls::{ClientTlsFiles, ReloadingServerTls, ServerTlsFiles, client_tls_config};

@@ -91,7 +91,7 @@ pub(crate) async fn observe(
     observe_nodes(&views, endpoint, credentials, ctx.config.admin_timeout).await
 }
 
-/// [`observe`] over pods whose admin APIs are at `endpoint(ordinal)`.
+/// `observe` over pods whose admin APIs are at `endpoint(ordinal)`.
 pub async fn observe_nodes(
     pods: &[PodView],
     endpoint: impl Fn(u32) -> Endpoint,
