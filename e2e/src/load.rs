@@ -4,8 +4,8 @@
 //! Every value is produced until it is acknowledged, refused, or its outcome becomes unknown.
 //! A failed produce is retried with the same value only when it certainly was not executed
 //! (`UNAVAILABLE` carrying the node's not-executed metadata, or a failure to connect at all:
-//! `proglog_proto::retry::produce_not_executed`), exactly the rule of the node's own client
-//! (node/src/client): anything else could have stored the record, so it is recorded as a failure
+//! `proglog_proto::retry::produce_not_executed`), exactly the rule of the client library
+//! (`proglog-client`, node/client): anything else could have stored the record, so it is recorded as a failure
 //! with an unknown outcome and never retried.
 //! [`Load::stop`] returns the [`History`]: every acknowledged `(value, offset)` and every failure.
 

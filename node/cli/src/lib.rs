@@ -13,8 +13,8 @@
 //! admin commands use the admin service.
 //!
 //! [`dev_ca`] is the development certificate authority behind `proglog certs` (also the TLS
-//! fixture of the node's and the fault suite's tests); [`tls`] loads the PEM files the CLI
-//! connects with. This crate talks to nodes only over gRPC: it does not depend on the node
+//! fixture of the node's and the fault suite's tests); the PEM files the CLI connects with are
+//! loaded by [`proglog_client::tls_files`]. This crate talks to nodes only over gRPC: it does not depend on the node
 //! (`proglog-node`), so neither Raft nor the server is compiled into the CLI.
 
 #![warn(missing_docs)]
@@ -29,7 +29,6 @@ pub mod dev_ca;
 pub mod output;
 pub mod produce;
 pub mod servers;
-pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,7 +38,7 @@ use proglog_proto::log::v1::log_client::LogClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use self::output::OutputFormat;
-use crate::tls::{ClientTlsFiles, TlsError, client_tls_config};
+use proglog_client::tls_files::{ClientTlsFiles, TlsFileError, client_tls_config};
 use proglog_client::{ClientConfig, ClientError, ClusterClient, DEFAULT_MAX_MESSAGE_BYTES};
 
 /// Largest message the CLI sends or accepts (the client library's default).
@@ -54,7 +53,7 @@ pub enum CliError {
     Usage(String),
     /// A CA, certificate or key file cannot be used.
     #[error("TLS: {0}")]
-    Tls(#[from] TlsError),
+    Tls(#[from] TlsFileError),
     /// No connection to the node could be made.
     #[error("connecting to {addr}: {source}")]
     Connect {

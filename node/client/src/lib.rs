@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod routing;
+pub mod tls_files;
 
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ use tonic::{Code, Status, Streaming};
 use routing::Routing;
 
 pub use proglog_proto::retry::NOT_EXECUTED_MARK;
+pub use tls_files::{ClientTlsFiles, TlsFileError, client_tls_config};
 
 /// Default largest message sent or accepted: one record of the largest size any node accepts (a
 /// consume of it must work whatever the node's current limits are), with room for framing.

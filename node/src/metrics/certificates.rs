@@ -42,11 +42,15 @@ impl CertificateGauges {
     /// Sets the expiry of `certificate` from the first certificate of the PEM file at `path`
     /// (blocking file I/O). On error the previous value stays: a half-written Secret must not
     /// make the certificate look expired.
-    pub fn observe_file(&self, certificate: &str, path: &Path) -> Result<(), crate::tls::TlsError> {
+    pub fn observe_file(
+        &self,
+        certificate: &str,
+        path: &Path,
+    ) -> Result<(), crate::tls::TlsFileError> {
         let certs = crate::tls::load_certs(path)?;
         let not_after = X509Certificate::from_der(certs[0].as_ref())
             .map(|(_, parsed)| parsed.validity().not_after.timestamp())
-            .map_err(|e| crate::tls::TlsError::BadPem {
+            .map_err(|e| crate::tls::TlsFileError::BadPem {
                 path: path.to_path_buf(),
                 reason: format!("not an X.509 certificate: {e}"),
             })?;

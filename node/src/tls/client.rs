@@ -2,60 +2,14 @@
 //! present a client certificate; for long-lived clients (a node's connections to its peers), a
 //! configuration that follows its files with a generation that changes on every reload.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::transport::ClientTlsConfig;
 
-use super::TlsError;
-
-/// PEM files a client connects with. Without `cert`/`key` the client presents no certificate
-/// (enough for health checks only).
-#[derive(Debug, Clone, Default)]
-pub struct ClientTlsFiles {
-    /// The CA that signed the node's certificate.
-    pub ca: PathBuf,
-    /// The client certificate (its CN is the caller's identity for the ACL).
-    pub cert: Option<PathBuf>,
-    /// The private key of `cert`.
-    pub key: Option<PathBuf>,
-    /// Name to verify the node's certificate against; default: the host of the address.
-    pub server_name: Option<String>,
-}
-
-/// A tonic client TLS configuration from PEM files.
-pub fn client_tls_config(files: &ClientTlsFiles) -> Result<ClientTlsConfig, TlsError> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.clone(),
-            source,
-        })
-    };
-    // Parse once here so a bad file is reported with its path rather than at connect time.
-    super::load_root_store(&files.ca)?;
-    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&files.ca)?));
-    match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => {
-            // Also checks that the key belongs to the certificate: during a rotation a reader
-            // may see the new certificate next to the old key, which must not be accepted.
-            rustls::sign::CertifiedKey::from_der(
-                super::load_certs(cert)?,
-                super::load_private_key(key)?,
-                &super::crypto_provider(),
-            )?;
-            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        (None, None) => {}
-        _ => return Err(TlsError::IncompleteClientIdentity),
-    }
-    if let Some(name) = &files.server_name {
-        config = config.domain_name(name.clone());
-    }
-    Ok(config)
-}
+use super::{ClientTlsFiles, TlsError, client_tls_config};
 
 /// A client TLS configuration that follows its files (certificate renewal without restart).
 ///
@@ -72,7 +26,7 @@ pub struct ReloadingClientTls {
 impl ReloadingClientTls {
     /// Loads the files once; fails if they do not form a valid configuration.
     pub fn load(files: ClientTlsFiles) -> Result<Arc<Self>, TlsError> {
-        let config = client_tls_config(&files)?;
+        let config = client_tls_config(&files).map_err(TlsError::File)?;
         Ok(Arc::new(Self {
             files: Some(files),
             current: RwLock::new((0, config)),
@@ -118,11 +72,7 @@ impl ReloadingClientTls {
         cancel: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let files = self.files.as_ref()?;
-        let paths = [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let paths = files.paths();
         let this = Arc::clone(self);
         Some(super::watch::spawn_watcher(
             "client-tls",
@@ -149,6 +99,7 @@ impl ReloadingClientTls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::TlsFileError;
     use proglog_cli::dev_ca::{CertUsage, DEV_VALIDITY, DevCa, write_dev_certs};
 
     fn node_files(dir: &std::path::Path) -> ClientTlsFiles {
@@ -176,7 +127,7 @@ mod tests {
         std::fs::write(dir.path().join("node.pem"), &new_node.cert_pem).unwrap();
         let error = tls.reload().unwrap_err();
         assert!(
-            matches!(error, TlsError::Rustls(_)),
+            matches!(error, TlsError::File(TlsFileError::Identity(_))),
             "unexpected error: {error}"
         );
         assert_eq!(tls.generation(), 0);
