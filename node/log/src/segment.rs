@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::config::LogConfig;
 use super::error::{LogError, Result};
 use super::index::{ENTRY_BYTES, Index};
-use super::store::{FRAME_HEADER_BYTES, FrameDecode, Store, decode_frame};
+use super::store::{FRAME_HEADER_BYTES, FrameDecode, Store, StoreScan, decode_frame};
 
 /// File name extension of store files.
 pub(crate) const STORE_EXTENSION: &str = "store";
@@ -136,12 +136,23 @@ impl Segment {
         let store = Store::open(&store_path(dir, base))?;
         let index = Index::open(&index_path(dir, base), config.index_capacity())?;
         let scan = store.scan()?;
+        let indexed = index.entries_from_content();
         if let Some(damage) = &scan.damage {
             if damage.followed_by_valid_frame {
                 return Err(LogError::corruption(
                     store.path(),
                     scan.valid_len,
                     format!("{} (valid records follow it)", damage.reason),
+                ));
+            }
+            if let Some(next) = Self::indexed_frame_after(&store, &index, indexed, &scan)? {
+                return Err(LogError::corruption(
+                    store.path(),
+                    scan.valid_len,
+                    format!(
+                        "{} (valid records follow it: the index has one at {next})",
+                        damage.reason
+                    ),
                 ));
             }
             tracing::warn!(
@@ -153,7 +164,6 @@ impl Segment {
             );
             store.truncate(scan.valid_len)?;
         }
-        let indexed = index.entries_from_content();
         if indexed != scan.positions.len() as u64 {
             tracing::warn!(
                 index = %index.path().display(),
@@ -165,6 +175,32 @@ impl Segment {
         index.rebuild(&scan.positions)?;
         let modified = store.modified()?;
         Ok(Segment::assemble(base, store, index, config, modified))
+    }
+
+    /// The position of a valid frame that the index places after the damaged one, if any.
+    ///
+    /// The scan walks frame by frame, so when the damage is in a length field it cannot find
+    /// the next frame and the damage looks like a torn tail. The index (written on every
+    /// append, not fsynced for the active segment) may still hold where the later records
+    /// start: a valid frame there means records were written after the damaged one, so the
+    /// damage is not a torn tail and cutting it could drop durable records.
+    fn indexed_frame_after(
+        store: &Store,
+        index: &Index,
+        indexed: u64,
+        scan: &StoreScan,
+    ) -> Result<Option<u64>> {
+        index.set_len_from_content(indexed);
+        let file_len = store.size();
+        for i in scan.positions.len() as u64 + 1..indexed {
+            let Some(position) = index.position(i) else {
+                break;
+            };
+            if position > scan.valid_len && store.valid_frame_at(position, file_len)? {
+                return Ok(Some(position));
+            }
+        }
+        Ok(None)
     }
 
     fn assemble(

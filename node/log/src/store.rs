@@ -326,7 +326,7 @@ impl Store {
     }
 
     /// Whether a complete, checksum-valid frame starts at `position`.
-    fn valid_frame_at(&self, position: u64, file_len: u64) -> Result<bool> {
+    pub(crate) fn valid_frame_at(&self, position: u64, file_len: u64) -> Result<bool> {
         if position + FRAME_HEADER_BYTES > file_len {
             return Ok(false);
         }

@@ -47,6 +47,10 @@ fn set_len(path: &Path, len: u64) {
 }
 
 fn flip_byte(path: &Path, position: u64) {
+    flip_byte_with(path, position, 0x5a);
+}
+
+fn flip_byte_with(path: &Path, position: u64, mask: u8) {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -54,7 +58,7 @@ fn flip_byte(path: &Path, position: u64) {
         .unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, position).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x5a], position).unwrap();
+    file.write_all_at(&[byte[0] ^ mask], position).unwrap();
 }
 
 fn assert_records(log: &Log, range: std::ops::Range<u64>) {
@@ -122,6 +126,31 @@ fn damage_before_valid_records_of_active_segment_is_corruption() {
         } => {
             assert_eq!(path, active.store_path);
             assert_eq!(p, position);
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+}
+
+#[test]
+fn damaged_length_before_valid_records_of_active_segment_is_corruption() {
+    // A flipped bit in a length field makes the frame claim more bytes than the file holds,
+    // which alone looks like a torn tail; the index still knows where record 10 starts, and
+    // it is intact, so cutting here would drop a durable record.
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path(), 11);
+    let active = segments.last().unwrap();
+    let position = FRAME + RECORD;
+    flip_byte_with(&active.store_path, position + 3, 0x40);
+    let err = Log::open(dir.path(), config()).unwrap_err();
+    match err {
+        LogError::Corruption {
+            path,
+            position: p,
+            reason,
+        } => {
+            assert_eq!(path, active.store_path);
+            assert_eq!(p, position);
+            assert!(reason.contains("valid records follow"), "{reason}");
         }
         other => panic!("expected corruption, got {other}"),
     }
