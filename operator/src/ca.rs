@@ -139,12 +139,23 @@ fn validity(params: &mut CertificateParams, now: OffsetDateTime, lifetime: Durat
 
 /// Creates a CA for a cluster.
 pub fn generate_ca(cluster: &ClusterRef, now: OffsetDateTime) -> Result<KeyedCertificate, CaError> {
+    generate_ca_generation(cluster, 1, now)
+}
+
+/// Creates the CA of rotation `generation` (1 is the first); later generations name theirs in
+/// the subject, so a person (and a path builder) tells the old and new CA apart.
+pub fn generate_ca_generation(
+    cluster: &ClusterRef,
+    generation: u64,
+    now: OffsetDateTime,
+) -> Result<KeyedCertificate, CaError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(&format!(
-        "ProgLog CA {}/{}",
-        cluster.namespace, cluster.name
-    ));
+    let mut name = format!("ProgLog CA {}/{}", cluster.namespace, cluster.name);
+    if generation > 1 {
+        name.push_str(&format!(" generation {generation}"));
+    }
+    params.distinguished_name = distinguished_name(&name);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -253,6 +264,32 @@ pub fn issue_client_certificate(
     lifetime: Duration,
 ) -> Result<KeyedCertificate, CaError> {
     issue(ca, common_name, &BTreeSet::new(), false, now, lifetime)
+}
+
+/// Whether the leaf certificate `leaf_pem` chains to one of the CAs in `roots_pem` (a PEM
+/// bundle) and is valid at `now`: the proof that a leaf was signed by a given CA, whatever its
+/// subject says.
+pub fn verifies(leaf_pem: &str, roots_pem: &str, now: OffsetDateTime) -> bool {
+    use rustls::pki_types::{CertificateDer, UnixTime, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()).flatten() {
+        if roots.add(cert).is_err() {
+            return false;
+        }
+    }
+    let Ok(leaf) = CertificateDer::from_pem_slice(leaf_pem.as_bytes()) else {
+        return false;
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(verifier) =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider).build()
+    else {
+        return false;
+    };
+    let at = UnixTime::since_unix_epoch(Duration::from_secs(
+        u64::try_from(now.unix_timestamp()).unwrap_or(0),
+    ));
+    verifier.verify_client_cert(&leaf, &[], at).is_ok()
 }
 
 /// Why a stored certificate must be reissued, or `None` when it is still good.

@@ -400,6 +400,22 @@ pub struct ProgLogClusterStatus {
     /// Expiry of the operator's own client certificate for this cluster (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_certificate_expiry: Option<String>,
+    /// The CAs nodes and clients trust: one, or two while a CA rotation
+    /// (annotation proglog.dev/rotate-ca) replaces the signing CA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_cas: Vec<TrustedCa>,
+}
+
+/// A CA in the cluster's trust bundle.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedCa {
+    /// Rotation generation of the CA (1 for the first; each rotation adds one).
+    pub generation: u64,
+    /// Expiry of the CA certificate (RFC 3339).
+    pub expiry: String,
+    /// Whether this CA signs new certificates (the other one is being added or retired).
+    pub signing: bool,
 }
 
 /// One Raft member as a person reading the status needs it.

@@ -3,6 +3,7 @@
 //! - [`crd`]: the custom resource and its schema;
 //! - [`builders`]: pure functions from a ProgLogCluster to the Kubernetes objects it needs;
 //! - [`ca`]: the per-cluster certificate authority and certificate renewal;
+//! - [`ca_rotation`]: the phases of replacing the CA without downtime;
 //! - [`planner`]: the pure membership planner (observed state → next single step);
 //! - [`admin`]: the mTLS client of the nodes' `proglog.admin.v1.Admin` API;
 //! - [`controller`]: the kube-runtime controller, leader election, metrics and health.
@@ -10,6 +11,7 @@
 pub mod admin;
 pub mod builders;
 pub mod ca;
+pub mod ca_rotation;
 pub mod controller;
 pub mod crd;
 pub mod planner;

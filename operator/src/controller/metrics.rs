@@ -43,6 +43,7 @@ pub struct Metrics {
     leader: Gauge,
     membership_operations: Family<ClusterLabels, Counter>,
     certificate_expiry: Family<ClusterLabels, Gauge>,
+    ca_rotation_phases: Family<ClusterLabels, Counter>,
     healthy: AtomicBool,
 }
 
@@ -92,6 +93,12 @@ impl Metrics {
             "Expiry (Unix time) of each cluster's certificates the operator manages (kind: ca, node, operator)",
             certificate_expiry.clone(),
         );
+        let ca_rotation_phases = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "ca_rotation_phases",
+            "CA rotation phases entered, by cluster and phase (kind: TrustBoth, Reissue, DropOld, Idle = a rotation completed)",
+            ca_rotation_phases.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -100,6 +107,7 @@ impl Metrics {
             leader,
             membership_operations,
             certificate_expiry,
+            ca_rotation_phases,
             healthy: AtomicBool::new(true),
         }
     }
@@ -116,6 +124,13 @@ impl Metrics {
     pub fn count_membership_operation(&self, namespace: &str, cluster: &str, kind: &str) {
         self.membership_operations
             .get_or_create(&Self::labels(namespace, cluster, kind))
+            .inc();
+    }
+
+    /// Counts one CA rotation phase entered (`Idle`: a rotation completed).
+    pub fn count_ca_rotation_phase(&self, namespace: &str, cluster: &str, phase: &str) {
+        self.ca_rotation_phases
+            .get_or_create(&Self::labels(namespace, cluster, phase))
             .inc();
     }
 

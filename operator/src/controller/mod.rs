@@ -3,6 +3,7 @@
 //! apply, drives Raft membership one planner step at a time, and writes the status.
 //! [`run`] is what the `proglog-operator` binary and the integration tests call.
 
+pub mod ca_rotation;
 mod certificates;
 mod leader;
 mod member_failures;

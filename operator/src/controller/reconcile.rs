@@ -22,7 +22,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{
-    Context, FIELD_MANAGER, ReconcileError, certificates, member_failures, membership,
+    Context, FIELD_MANAGER, ReconcileError, ca_rotation, member_failures, membership,
     status::{self, Problem, StatusInput},
     users,
     validation::validate_spec,
@@ -243,7 +243,14 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     let current = u32::try_from(sts_replicas).unwrap_or(0);
     let named_pods = desired.max(current).max(1);
 
-    let tls = certificates::ensure(ctx, cluster, &cluster_ref, named_pods).await?;
+    let tls = ca_rotation::ensure_certificates(
+        client,
+        cluster,
+        named_pods,
+        None,
+        ctx.config.admin_timeout,
+    )
+    .await?;
     for note in &tls.issued {
         publish(
             ctx,
@@ -254,6 +261,23 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
             note.clone(),
         )
         .await;
+    }
+    for (phase, note) in &tls.rotation_notes {
+        // The action names the phase entered: the recorder folds events with equal
+        // reason and action into one series, which would hide all phases but the first.
+        let phase = phase.to_string();
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "CARotation",
+            &phase,
+            note.clone(),
+        )
+        .await;
+        ctx.config
+            .metrics
+            .count_ca_rotation_phase(ns, &cluster_ref.name, &phase);
     }
 
     // Configuration and Services: desired state, applied every pass (idempotent).
@@ -395,6 +419,8 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         certificate_expiry: Some(tls.node_expiry),
         operator_certificate_expiry: Some(tls.operator_expiry),
         ready_ordinals: &observation.ready_ordinals,
+        ca_rotation: tls.rotation.clone(),
+        trusted_cas: tls.trusted_cas.clone(),
     };
     let metrics = &ctx.config.metrics;
     for (certificate, expiry) in [
@@ -411,7 +437,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     )
     .await?;
 
-    let requeue = if step == Step::Steady {
+    let requeue = if step == Step::Steady && tls.rotation.is_none() {
         let until_renewal = (tls.next_renewal - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(std::time::Duration::ZERO)

@@ -12,7 +12,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use crate::{
     crd::{
         ClusterCondition, MemberStatus, MemberSummary, PAUSE_ANNOTATION, ProgLogCluster,
-        ProgLogClusterStatus,
+        ProgLogClusterStatus, TrustedCa,
     },
     planner::{ObservedMembership, Step},
 };
@@ -52,6 +52,10 @@ pub(crate) struct StatusInput<'a> {
     pub operator_certificate_expiry: Option<OffsetDateTime>,
     /// Ordinals of the Ready pods.
     pub ready_ordinals: &'a [u32],
+    /// "CA rotation: PHASE …" while a CA rotation runs (the operation shown before the step's).
+    pub ca_rotation: Option<String>,
+    /// The CAs trusted now (empty: keep the previous status' list).
+    pub trusted_cas: Vec<TrustedCa>,
 }
 
 /// A member further behind the leader than this is not healthy: it is catching up, not
@@ -249,10 +253,17 @@ pub(crate) fn compute(
         voters,
         learners: summaries(false),
         members: member_statuses(cluster, input),
-        operation: input
-            .step
-            .filter(|_| progressing)
-            .map(|step| step.to_string()),
+        operation: input.ca_rotation.clone().or_else(|| {
+            input
+                .step
+                .filter(|_| progressing)
+                .map(|step| step.to_string())
+        }),
+        trusted_cas: if input.trusted_cas.is_empty() {
+            previous.trusted_cas.clone()
+        } else {
+            input.trusted_cas.clone()
+        },
         operator_certificate_expiry: input
             .operator_certificate_expiry
             .map(rfc3339)
@@ -406,6 +417,18 @@ mod tests {
             ready.operation.as_deref(),
             Some("promote learner 1 to voter")
         );
+        let rotating = compute(
+            &cluster(),
+            &StatusInput {
+                step: Some(&Step::Promote { node_id: 1 }),
+                membership: Some(&membership),
+                initialized: true,
+                ca_rotation: Some("CA rotation: Reissue".to_owned()),
+                ..StatusInput::default()
+            },
+            now(),
+        );
+        assert_eq!(rotating.operation.as_deref(), Some("CA rotation: Reissue"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! ProgLogUsers: one reconciliation issues (and renews) the user's client certificate from its
-//! cluster's CA into the user's Secret and reports it in the status. The ACL half lives with the
+//! cluster's signing CA, with the cluster's trust bundle, into the user's Secret and reports it in the status. The ACL half lives with the
 //! cluster: the cluster controller watches users and writes every user's rules into the cluster's
 //! ACL ([`users_of`]); deleting a user garbage-collects its Secret (owner reference) and that
 //! watch removes its rules.
@@ -130,19 +130,21 @@ async fn issue(
             message: format!("cluster {} has no CA yet", cluster_ref.name),
         }));
     };
-    let lifetime =
-        Duration::from_secs(u64::from(cluster.spec.tls.certificate_lifetime_hours) * 3600);
+    let lifetime = certificates::leaf_lifetime(&cluster);
     let secret_name = user.secret_name();
     let mut issued = Vec::new();
     let cert = certificates::ensure_leaf(
         &secrets,
-        &secret_name,
+        certificates::Leaf {
+            name: &secret_name,
+            metadata: secret_metadata(user, &secret_name),
+            expected_sans: &Default::default(),
+            accept_previous: false,
+        },
         &ca,
-        &Default::default(),
         now,
         &mut issued,
-        || ca::issue_client_certificate(&ca, &identity, now, lifetime),
-        secret_metadata(user, &secret_name),
+        |signing| ca::issue_client_certificate(signing, &identity, now, lifetime),
     )
     .await?;
     for note in issued {
@@ -169,7 +171,7 @@ async fn issue(
 }
 
 /// The Secret's metadata: owned by the user, so deleting the user deletes it.
-fn secret_metadata(user: &ProgLogUser, name: &str) -> ObjectMeta {
+pub(crate) fn secret_metadata(user: &ProgLogUser, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: user.namespace(),
