@@ -39,21 +39,25 @@ impl CertificateGauges {
         gauges
     }
 
-    /// Sets the expiry of `certificate` from the first certificate of the PEM file at `path`
-    /// (blocking file I/O). On error the previous value stays: a half-written Secret must not
+    /// Sets the expiry of `certificate` to the earliest notAfter of the PEM file at `path` (a
+    /// chain or a CA bundle stops working when its first certificate expires; during a CA
+    /// rotation `ca.crt` holds two CAs) (blocking file I/O). On error the previous value stays: a half-written Secret must not
     /// make the certificate look expired.
     pub fn observe_file(
         &self,
         certificate: &str,
         path: &Path,
     ) -> Result<(), crate::tls::TlsFileError> {
-        let certs = crate::tls::load_certs(path)?;
-        let not_after = X509Certificate::from_der(certs[0].as_ref())
-            .map(|(_, parsed)| parsed.validity().not_after.timestamp())
-            .map_err(|e| crate::tls::TlsFileError::BadPem {
-                path: path.to_path_buf(),
-                reason: format!("not an X.509 certificate: {e}"),
-            })?;
+        let mut not_after = i64::MAX;
+        for cert in crate::tls::load_certs(path)? {
+            let expiry = X509Certificate::from_der(cert.as_ref())
+                .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+                .map_err(|e| crate::tls::TlsFileError::BadPem {
+                    path: path.to_path_buf(),
+                    reason: format!("not an X.509 certificate: {e}"),
+                })?;
+            not_after = not_after.min(expiry);
+        }
         self.expiry
             .get_or_create(&CertificateLabels {
                 certificate: certificate.to_owned(),
@@ -120,6 +124,30 @@ mod tests {
 
         std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
         assert!(metrics.certificates.observe_file("node", &path).is_err());
+        assert!(
+            metrics.encode().lines().any(|l| l == line),
+            "{}",
+            metrics.encode()
+        );
+    }
+
+    #[test]
+    fn a_bundle_reports_its_earliest_expiry() {
+        // During a CA rotation ca.crt holds the old CA first and the new one after it; the
+        // bundle stops working as a whole when its earliest certificate expires.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = |year| {
+            let mut params = rcgen::CertificateParams::new(vec!["ca".to_owned()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(year, 1, 2);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().pem()
+        };
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, pem(2036) + &pem(2031)).unwrap();
+        let metrics = Metrics::new();
+        metrics.certificates.observe_file("ca", &path).unwrap();
+        let line =
+            "proglog_tls_certificate_expiry_timestamp_seconds{certificate=\"ca\"} 1925078400";
         assert!(
             metrics.encode().lines().any(|l| l == line),
             "{}",
