@@ -7,9 +7,11 @@
 //! `cargo build -p proglog-node`, which `make test` does first); run with
 //! `cargo test -p proglog-operator --test real_nodes -- --ignored`.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, SystemTime},
 };
 
@@ -26,18 +28,6 @@ use time::OffsetDateTime;
 /// Generous bound on one convergence; never a performance assertion.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(90);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let binary = dir.join("proglog-node");
-    assert!(
-        binary.exists(),
-        "{} not found: build it first with `cargo build -p proglog-node`",
-        binary.display()
-    );
-    binary
-}
 
 /// A loopback port no outgoing connection can take before the node binds it.
 fn free_port() -> u16 {
@@ -59,29 +49,13 @@ impl Node {
     }
 
     fn start(&mut self, files: &Path) {
-        let log = std::fs::File::create(files.join(format!("node-{}.log", self.ordinal))).unwrap();
-        let child = Command::new(node_binary())
-            .env_clear()
-            .env("PROGLOG_CONFIG", files.join("proglog.toml"))
-            .env("PROGLOG_DATA_DIR", &self.data_dir)
-            .env("PROGLOG_BIND_ADDR", self.address())
-            .env("PROGLOG_ADVERTISE_ADDR", self.address())
-            .env(
-                "PROGLOG_METRICS_ADDR",
-                format!("127.0.0.1:{}", self.metrics_port),
-            )
-            .env("PROGLOG_ORDINAL", self.ordinal.to_string())
-            .env("PROGLOG_TLS_CERT", files.join("tls.crt"))
-            .env("PROGLOG_TLS_KEY", files.join("tls.key"))
-            .env("PROGLOG_TLS_CA", files.join("ca.crt"))
-            .env("PROGLOG_ACL_FILE", files.join("acl.csv"))
-            .env("PROGLOG_RAFT", "true")
-            .env("PROGLOG_LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning proglog-node");
+        let child = common::node_process::spawn_node(
+            files,
+            &self.data_dir,
+            self.ordinal,
+            self.grpc_port,
+            self.metrics_port,
+        );
         self.child = Some(child);
     }
 

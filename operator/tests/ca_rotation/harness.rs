@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -30,21 +30,6 @@ pub const ROTATION_TIMEOUT: Duration = Duration::from_secs(180);
 /// counts as failed for good.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
-fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("proglog-node");
-    assert!(
-        binary.exists(),
-        "{} not found: build it first with `cargo build -p proglog-node`",
-        binary.display()
-    );
-    binary
-}
-
 pub fn text(secret: &Secret, key: &str) -> String {
     String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
 }
@@ -61,27 +46,13 @@ impl Node {
     pub fn start(ordinal: u32, files: &Path) -> Self {
         let port = proglog_node::test_ports::reserve_port();
         let metrics_port = proglog_node::test_ports::reserve_port();
-        let address = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(files.join(format!("node-{ordinal}.log"))).unwrap();
-        let child = Command::new(node_binary())
-            .env_clear()
-            .env("PROGLOG_CONFIG", files.join("proglog.toml"))
-            .env("PROGLOG_DATA_DIR", files.join(format!("data-{ordinal}")))
-            .env("PROGLOG_BIND_ADDR", &address)
-            .env("PROGLOG_ADVERTISE_ADDR", &address)
-            .env("PROGLOG_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .env("PROGLOG_ORDINAL", ordinal.to_string())
-            .env("PROGLOG_TLS_CERT", files.join("tls.crt"))
-            .env("PROGLOG_TLS_KEY", files.join("tls.key"))
-            .env("PROGLOG_TLS_CA", files.join("ca.crt"))
-            .env("PROGLOG_ACL_FILE", files.join("acl.csv"))
-            .env("PROGLOG_RAFT", "true")
-            .env("PROGLOG_LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning proglog-node");
+        let child = crate::common::node_process::spawn_node(
+            files,
+            &files.join(format!("data-{ordinal}")),
+            ordinal,
+            port,
+            metrics_port,
+        );
         Self {
             ordinal,
             port,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod node_process;
+
 use std::{future::Future, time::Duration};
 
 use k8s_openapi::{

@@ -1,0 +1,54 @@
+//! A `proglog-node` process started the way the pod template starts it: configured only
+//! through the files the operator writes (`proglog.toml`, `acl.csv`, `tls.crt`, `tls.key`,
+//! `ca.crt` in one directory, like the pod's mounts) and the per-pod environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The `proglog-node` binary of this build (`make test-operator` builds it first).
+pub fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("proglog-node");
+    assert!(
+        binary.exists(),
+        "{} not found: build it first with `cargo build -p proglog-node`",
+        binary.display()
+    );
+    binary
+}
+
+/// Starts a Raft node `ordinal` on 127.0.0.1 with its data in `data_dir`, reading its
+/// configuration and certificates from `files`; its output goes to `files/node-ORDINAL.log`.
+pub fn spawn_node(
+    files: &Path,
+    data_dir: &Path,
+    ordinal: u32,
+    grpc_port: u16,
+    metrics_port: u16,
+) -> Child {
+    let address = format!("127.0.0.1:{grpc_port}");
+    let log = std::fs::File::create(files.join(format!("node-{ordinal}.log"))).unwrap();
+    Command::new(node_binary())
+        .env_clear()
+        .env("PROGLOG_CONFIG", files.join("proglog.toml"))
+        .env("PROGLOG_DATA_DIR", data_dir)
+        .env("PROGLOG_BIND_ADDR", &address)
+        .env("PROGLOG_ADVERTISE_ADDR", &address)
+        .env("PROGLOG_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("PROGLOG_ORDINAL", ordinal.to_string())
+        .env("PROGLOG_TLS_CERT", files.join("tls.crt"))
+        .env("PROGLOG_TLS_KEY", files.join("tls.key"))
+        .env("PROGLOG_TLS_CA", files.join("ca.crt"))
+        .env("PROGLOG_ACL_FILE", files.join("acl.csv"))
+        .env("PROGLOG_RAFT", "true")
+        .env("PROGLOG_LOG_FORMAT", "text")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawning proglog-node")
+}
