@@ -252,14 +252,11 @@ async fn a_follower_that_lost_its_quorum_says_no_leader_is_known() {
     for i in (0..3).filter(|&i| i != survivor) {
         cluster.stop(i).await;
     }
-    // Its election timer fires and it campaigns without a quorum: no leader is known any more.
+    // Pre-Vote keeps it from campaigning without a quorum (so openraft still names the old
+    // leader), but once the leader has been silent past the contact bound the node knows no
+    // leader any more.
     wait_until("the survivor forgets the leader", || {
-        cluster
-            .node(survivor)
-            .metrics()
-            .current_leader
-            .is_none()
-            .then_some(())
+        cluster.node(survivor).leader().is_none().then_some(())
     })
     .await;
     let mut client = cluster.log_client(survivor).await;

@@ -44,17 +44,35 @@ impl HealthTiming {
 }
 
 /// When this node last heard from a leader.
-#[derive(Debug, Default)]
-pub struct LeaderContact(Mutex<Option<Instant>>);
+#[derive(Debug)]
+pub struct LeaderContact {
+    heard: Mutex<Option<Instant>>,
+    /// When this process started following: silence is counted from here before any contact.
+    started: Instant,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self {
+            heard: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+}
 
 impl LeaderContact {
     /// Records that a leader's AppendEntries or snapshot arrived now.
     pub fn heard(&self) {
-        *self.0.lock() = Some(Instant::now());
+        *self.heard.lock() = Some(Instant::now());
     }
 
     fn age(&self) -> Option<Duration> {
-        self.0.lock().map(|at| at.elapsed())
+        self.heard.lock().map(|at| at.elapsed())
+    }
+
+    /// How long no leader has been heard from (since start when none was yet).
+    fn silence(&self) -> Duration {
+        self.heard.lock().unwrap_or(self.started).elapsed()
     }
 }
 
@@ -130,6 +148,14 @@ impl RaftNode {
             &self.leader_contact,
             self.health_timing,
         )
+    }
+
+    /// Whether the leader openraft still names (another node) has been silent past the contact
+    /// bound. With Pre-Vote a follower cut off from its leader never campaigns, so openraft keeps
+    /// the old leader's id; past this bound the node treats the leader as unknown, as a Raft
+    /// pre-candidate does, and answers "no leader" instead of forwarding into the silence.
+    pub(crate) fn leader_out_of_touch(&self, leader: NodeId) -> bool {
+        leader != self.node_id() && self.leader_contact.silence() > self.health_timing.contact_bound
     }
 
     /// Records that a leader's replication or snapshot reached this node.
@@ -219,7 +245,7 @@ mod tests {
         metrics.last_applied = Some(log_id(500 - READY_MAX_APPLY_LAG));
         assert_eq!(readiness(ME, &metrics, &contact, TIMING), Ok(()));
         // Silence from the leader for longer than the bound.
-        *contact.0.lock() = Instant::now().checked_sub(Duration::from_secs(4));
+        *contact.heard.lock() = Instant::now().checked_sub(Duration::from_secs(4));
         let error = readiness(ME, &metrics, &contact, TIMING).unwrap_err();
         assert!(error.contains("no contact from leader 2"), "{error}");
     }

@@ -102,6 +102,10 @@ pub fn default_raft_config() -> openraft::Config {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
         max_in_snapshot_log_to_keep: 5_000,
         max_payload_entries: 1024,
+        // A node that cannot hear the leader first asks whether a quorum would vote for it, so
+        // a cut-off, restarted or paused follower does not inflate its term and depose a
+        // healthy leader when it comes back (tests/raft_pre_vote.rs).
+        enable_pre_vote: Some(true),
         ..Default::default()
     }
 }
@@ -340,10 +344,14 @@ impl RaftNode {
         self.raft.metrics().borrow_watched().clone()
     }
 
-    /// The current leader and its address, if known.
+    /// The current leader and its address, if known: the one openraft names, unless another
+    /// node leads and has not been heard from within the contact bound (see
+    /// [`RaftNode::leader_out_of_touch`]).
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let metrics = self.metrics();
-        let leader = metrics.current_leader?;
+        let leader = metrics
+            .current_leader
+            .filter(|&l| !self.leader_out_of_touch(l))?;
         let addr = metrics
             .membership_config
             .membership()
@@ -433,8 +441,10 @@ impl RaftNode {
             Ok(applied) => Ok(applied),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 // Rejected before it was appended: safe to send to the leader instead.
-                match forward.leader_node {
-                    Some(node) if forward.leader_id != Some(self.node_id()) => {
+                match (forward.leader_id, forward.leader_node) {
+                    (Some(id), Some(node))
+                        if id != self.node_id() && !self.leader_out_of_touch(id) =>
+                    {
                         forward_produce(&self.pool, &node.addr, records, deadline).await
                     }
                     _ => Err(no_leader_error(NOT_EXECUTED_MARK)),

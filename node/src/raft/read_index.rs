@@ -9,7 +9,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::RaftError;
 use openraft::errors::LinearizableReadError;
 
-use super::forwarding::{forward_linearizable_bounds, linearizable_error};
+use super::forwarding::{forward_linearizable_bounds, linearizable_error, no_leader_error};
 use super::node::RaftNode;
 use crate::backend::{BackendError, LogBounds};
 
@@ -28,10 +28,17 @@ impl RaftNode {
             }
             // A leader was elected since we looked: ask it.
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)))
-                if forward.leader_node.is_some() && forward.leader_id != Some(self.node_id()) =>
+                if forward.leader_node.is_some()
+                    && forward.leader_id.is_some_and(|id| {
+                        id != self.node_id() && !self.leader_out_of_touch(id)
+                    }) =>
             {
                 let addr = forward.leader_node.map(|n| n.addr).unwrap_or_default();
                 forward_linearizable_bounds(self.pool(), &addr, self.propose_timeout()).await
+            }
+            // The leader openraft names has been silent past the contact bound.
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
+                Err(no_leader_error("the read was not executed"))
             }
             Err(e) => Err(linearizable_error(e)),
         }

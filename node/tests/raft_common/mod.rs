@@ -191,6 +191,28 @@ impl TestCluster {
         });
     }
 
+    /// Stops node `i`'s server while its Raft side keeps running: the others cannot reach it
+    /// (their connections are refused) but it still reaches them, as a node behind a one-way
+    /// partition. [`TestCluster::serve_again`] heals it.
+    pub async fn stop_serving(&mut self, i: usize) {
+        let running = self.nodes[i].as_mut().expect("node is running");
+        running.shutdown.cancel();
+        let task = std::mem::replace(&mut running.task, tokio::spawn(async {}));
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("server stops")
+            .expect("server task");
+    }
+
+    /// Serves node `i` again after [`TestCluster::stop_serving`].
+    pub async fn serve_again(&mut self, i: usize) {
+        let node = self.node(i).clone();
+        let (shutdown, task) = self.serve(i, node).await;
+        let running = self.nodes[i].as_mut().expect("node is running");
+        running.shutdown = shutdown;
+        running.task = task;
+    }
+
     /// Stops node `i` (its server, then Raft); its data directory stays.
     pub async fn stop(&mut self, i: usize) {
         let running = self.nodes[i].take().expect("node is running");
