@@ -4,6 +4,8 @@
 //! - [`builders`]: pure functions from a ProgLogCluster to the Kubernetes objects it needs;
 //! - [`ca`]: the per-cluster certificate authority and certificate renewal;
 //! - [`planner`]: the pure membership planner (observed state → next single step);
+//! - [`rollout`]: the pure rolling-restart planner (pod revisions, membership → next restart);
+//! - [`maintenance`]: maintenance windows, outside which voluntary restarts wait;
 //! - [`admin`]: the mTLS client of the nodes' `proglog.admin.v1.Admin` API;
 //! - [`controller`]: the kube-runtime controller, leader election, metrics and health.
 
@@ -12,5 +14,7 @@ pub mod builders;
 pub mod ca;
 pub mod controller;
 pub mod crd;
+pub mod maintenance;
 pub mod planner;
+pub mod rollout;
 pub mod user_crd;
