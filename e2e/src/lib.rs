@@ -20,6 +20,7 @@
 //! - [`load`]: a steady producer recording every acknowledged record and every failure;
 //! - [`verify`]: reads every pod's log and checks it against the acknowledged records;
 //! - [`tls_probe`]: which certificate a pod serves;
+//! - [`rolling`]: the operator's rolling-restart events and the check of their order;
 //! - [`diagnostics`]: pods, events, status and logs of a failed scenario.
 
 pub mod cordon;
@@ -34,6 +35,7 @@ pub mod operator;
 pub mod owned;
 pub mod port_forward;
 pub mod provisioner;
+pub mod rolling;
 pub mod scenario;
 pub mod status;
 pub mod tls_probe;

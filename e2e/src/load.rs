@@ -200,6 +200,22 @@ impl Load {
         identity: &PemPair,
         config: LoadConfig,
     ) -> Self {
+        Self::start_with_forwards(&[forward], ca_pem, identity, config)
+    }
+
+    /// [`Load::start`] with producer `i` going through `forwards[i % forwards.len()]`.
+    /// `kubectl port-forward` exits at the first connection it cannot open — a client dialling
+    /// a pod that is shutting down — and cuts every other connection through it, including a
+    /// produce the draining node would still have answered (its outcome is then unknown). A
+    /// forward per producer confines that to the producer whose dial failed, which had nothing
+    /// in flight: what a scenario restarting the forwarded pod under load needs.
+    pub fn start_with_forwards(
+        forwards: &[Arc<SharedForward>],
+        ca_pem: &str,
+        identity: &PemPair,
+        config: LoadConfig,
+    ) -> Self {
+        assert!(!forwards.is_empty(), "a load needs a forward");
         let (stop, stopped) = watch::channel(false);
         let acked = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -209,7 +225,7 @@ impl Load {
                 let producer = Producer {
                     id,
                     run: run.clone(),
-                    forward: forward.clone(),
+                    forward: forwards[id % forwards.len()].clone(),
                     ca_pem: ca_pem.to_owned(),
                     identity: identity.clone(),
                     config: config.clone(),

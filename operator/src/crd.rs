@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::maintenance::MaintenanceSpec;
+
 /// API group of every ProgLog resource.
 pub const GROUP: &str = "proglog.dev";
 /// Finalizer the operator puts on every ProgLogCluster it manages.
@@ -33,7 +35,7 @@ pub const PAUSE_ANNOTATION: &str = "proglog.dev/pause-reconciliation";
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Pods that are Ready"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader","description":"Raft leader observed by the operator"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Lifecycle phase"}"#,
-    printcolumn = r#"{"name":"Operation","type":"string","priority":1,"jsonPath":".status.operation","description":"Membership or scaling operation in progress"}"#,
+    printcolumn = r#"{"name":"Operation","type":"string","priority":1,"jsonPath":".status.operation","description":"Membership, scaling or rolling-restart operation in progress"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +78,12 @@ pub struct ProgLogClusterSpec {
     /// Overrides merged into the node pod template.
     #[serde(default)]
     pub pod_template: PodTemplateOverrides,
+    /// When the operator may restart pods to apply a change. A change of the pod template
+    /// (configuration, image, certificates, resources) is rolled by the operator one pod at a
+    /// time: followers first, highest ordinal first, the leader last after handing its
+    /// leadership over, each only while every member is Ready, a voter and caught up.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
 }
 
 fn default_replicas() -> i32 {
@@ -358,7 +366,8 @@ pub struct ProgLogClusterStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Lifecycle phase: Pending, Initializing, Scaling, Running, Degraded, or Paused (the
+    /// Lifecycle phase: Pending, Initializing, Scaling, RollingRestart (pods are being restarted
+    /// onto a new pod template), Running, Degraded, or Paused (the
     /// proglog.dev/pause-reconciliation annotation is "true").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
@@ -388,7 +397,9 @@ pub struct ProgLogClusterStatus {
     /// leader's view; lag and matched index are 0 when no leader answered).
     #[serde(default)]
     pub members: Vec<MemberStatus>,
-    /// The membership or scaling operation in progress, if any (the planner's current step).
+    /// The membership, scaling or rolling-restart operation in progress, if any (the planner's
+    /// current step, e.g. "rolling restart: 1/3 pods updated, restarting demo-1 (follower)", or
+    /// what it waits for, such as the maintenance window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// Expiry of the CA certificate (RFC 3339).

@@ -140,3 +140,81 @@ async fn schema_rejects_bad_input_and_defaults_the_rest() {
     assert!(message.contains("replicas"), "{message}");
     common::delete_namespace(&client, &ns).await;
 }
+
+/// spec.maintenance.windows: the API server accepts well-formed windows and rejects a bad start,
+/// a duration outside 1m..24h or not in hours and minutes, and a repeated day.
+#[tokio::test]
+#[ignore = "needs KUBECONFIG (make test-operator)"]
+async fn maintenance_windows_are_validated() {
+    let client = common::client().await;
+    common::install_crd(&client).await;
+    let ns = common::namespace(&client, "plc-window").await;
+    let api: Api<ProgLogCluster> = Api::namespaced(client.clone(), &ns);
+    let resource = ApiResource::erase::<ProgLogCluster>(&());
+    let untyped: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    let create = |name: &str, window: serde_json::Value| {
+        let untyped = untyped.clone();
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "proglog.dev/v1alpha1",
+            "kind": "ProgLogCluster",
+            "metadata": {"name": name},
+            "spec": {"maintenance": {"windows": [window]}},
+        }))
+        .expect("object");
+        async move { untyped.create(&PostParams::default(), &object).await }
+    };
+    for (name, window, words) in [
+        ("start", json!({"start": "2:00", "duration": "1h"}), "start"),
+        ("hour", json!({"start": "24:00", "duration": "1h"}), "start"),
+        (
+            "days",
+            json!({"start": "02:00", "duration": "1d"}),
+            "duration must be",
+        ),
+        (
+            "long",
+            json!({"start": "02:00", "duration": "25h"}),
+            "duration must be",
+        ),
+        (
+            "zero",
+            json!({"start": "02:00", "duration": "0m"}),
+            "duration must be",
+        ),
+        (
+            "secs",
+            json!({"start": "02:00", "duration": "1h30s"}),
+            "duration must be",
+        ),
+        (
+            "twice",
+            json!({"start": "02:00", "duration": "1h", "days": ["Sat", "Sat"]}),
+            "days must not repeat",
+        ),
+        (
+            "day",
+            json!({"start": "02:00", "duration": "1h", "days": ["Caturday"]}),
+            "days",
+        ),
+    ] {
+        let message = rejection(create(name, window).await);
+        assert!(message.contains(words), "{name}: {message}");
+    }
+    let accepted = api
+        .create(
+            &PostParams::default(),
+            &common::cluster(
+                "weekend",
+                json!({"maintenance": {"windows": [
+                    {"start": "23:30", "duration": "1h30m", "days": ["Sat", "Sun"]},
+                    {"start": "02:00", "duration": "24h"},
+                ]}}),
+            ),
+        )
+        .await
+        .expect("valid windows are accepted");
+    let windows = &accepted.spec.maintenance.windows;
+    assert_eq!(windows.len(), 2);
+    assert_eq!(windows[0].duration, "1h30m");
+    common::delete_namespace(&client, &ns).await;
+}

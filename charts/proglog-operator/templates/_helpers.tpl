@@ -82,6 +82,11 @@ per-pod external Services. scripts/chart-check.sh checks these against a real AP
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# Rolling restarts evict one pod at a time (the PodDisruptionBudget still applies); pods are
+# never deleted directly.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
 # Volume growth patches the claims; the finalizer deletes them only when retentionOnDelete is
 # Delete (by label selector).
 - apiGroups: [""]

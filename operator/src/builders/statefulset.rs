@@ -43,6 +43,12 @@ const CONFIG_DIR: &str = "/etc/proglog/config";
 /// few seconds to spare, so the kubelet never SIGKILLs a node that is still closing its logs.
 pub const TERMINATION_GRACE_SECONDS: i64 = 15;
 
+/// The StatefulSet's update strategy: pods are replaced only when the operator deletes them.
+pub const UPDATE_STRATEGY: &str = "OnDelete";
+/// The label the StatefulSet controller puts on each pod: the revision of the template it was
+/// created from (compared with the StatefulSet's `status.updateRevision`).
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
 /// Annotation carrying the hash of the node configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "proglog.dev/config-hash";
 /// The unprivileged user and group the node runs as (distroless "nonroot").
@@ -321,8 +327,12 @@ pub fn stateful_set(
             },
             // Pods start independently: the operator, not pod ordering, sequences membership.
             pod_management_policy: Some("Parallel".to_owned()),
+            // The operator, not the StatefulSet controller, decides when a pod moves to a new
+            // template: followers first, the leader last after a leadership transfer, each only
+            // while the Raft cluster keeps its quorum (crate::rollout). OnDelete makes the
+            // controller re-create a deleted pod from the new template and otherwise wait.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
+                type_: Some(UPDATE_STRATEGY.to_owned()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             persistent_volume_claim_retention_policy: Some(

@@ -107,6 +107,10 @@ fn statefulset_shape() {
     assert_eq!(spec.replicas, Some(3));
     assert_eq!(spec.service_name.as_deref(), Some("demo-headless"));
     assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    // The operator rolls the pods itself (crate::rollout): the controller must not.
+    let strategy = spec.update_strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    assert_eq!(strategy.rolling_update, None);
     let retention = spec.persistent_volume_claim_retention_policy.unwrap();
     assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
     assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));

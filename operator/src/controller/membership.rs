@@ -25,6 +25,8 @@ pub struct Observation {
     pub ready_ordinals: Vec<u32>,
     /// Membership from the leader (or any node that knows one).
     pub membership: Option<ObservedMembership>,
+    /// `membership` is the leader's own answer (only the leader knows every member's lag).
+    pub reported_by_leader: bool,
     /// Connected admin clients by ordinal.
     clients: BTreeMap<u32, AdminClient>,
 }
@@ -43,7 +45,7 @@ fn is_running(pod: &Pod) -> bool {
         && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -171,6 +173,7 @@ pub async fn observe_nodes(
                     .is_some_and(|node| Some(node.node_id) == membership.leader_id);
                 if answered_by_leader {
                     observation.membership = Some(membership);
+                    observation.reported_by_leader = true;
                     return observation;
                 }
                 if fallback.is_none() || membership.leader_id.is_some() {

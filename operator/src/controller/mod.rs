@@ -1,15 +1,18 @@
 //! The kube-runtime controller: watches ProgLogClusters (and the objects they own), reconciles
 //! each into Services, ConfigMap, Secrets, StatefulSet and PodDisruptionBudget by server-side
-//! apply, drives Raft membership one planner step at a time, and writes the status.
+//! apply, drives Raft membership one planner step at a time, rolls pods onto a new template one
+//! at a time (`rolling`), and writes the status.
 //! [`run`] is what the `proglog-operator` binary and the integration tests call.
 
 pub mod ca_rotation;
 mod certificates;
+mod events;
 mod leader;
 mod member_failures;
 pub mod membership;
 pub mod metrics;
 mod reconcile;
+mod rolling;
 mod status;
 mod users;
 mod validation;

@@ -1,5 +1,6 @@
 //! One reconciliation of a ProgLogCluster: validate, certificates, configuration, Services,
-//! PodDisruptionBudget, observe and plan membership, StatefulSet, one membership step, status.
+//! PodDisruptionBudget, observe and plan membership, StatefulSet, one membership step — or, once
+//! membership is steady, one rolling-restart step — and the status.
 //! Deletion (the finalizer) removes what garbage collection does not.
 
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
@@ -13,7 +14,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event as KubeEvent, EventType},
+        events::EventType,
         finalizer::{Error as FinalizerError, Event, finalizer},
         reflector::ObjectRef,
     },
@@ -22,7 +23,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{
-    Context, FIELD_MANAGER, ReconcileError, ca_rotation, member_failures, membership,
+    Context, FIELD_MANAGER, ReconcileError, ca_rotation,
+    events::publish,
+    member_failures, membership, rolling,
     status::{self, Problem, StatusInput},
     users,
     validation::validate_spec,
@@ -31,6 +34,7 @@ use crate::{
     builders::{self, BuildError, ClusterRef, INSTANCE_LABEL},
     crd::{FINALIZER, PAUSE_ANNOTATION, ProgLogCluster, VolumeRetention},
     planner::{self, PlannerInput, Step},
+    rollout::RolloutAction,
 };
 
 /// A learner at most this many Raft entries behind the leader is promoted.
@@ -113,38 +117,19 @@ async fn report_failure(
     .await;
 }
 
-async fn publish(
-    ctx: &Context,
-    cluster: &ProgLogCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(%error, "could not publish an event");
-    }
-}
-
-async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<(), ReconcileError>
+/// Server-side applies `object`; returns the object as the API server now has it.
+async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, ReconcileError>
 where
     K: Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?)
 }
 
 /// Whether the pause annotation is set to `"true"` (any other value is ignored, like an absent
@@ -340,7 +325,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         }
         volume_problem = grow_volumes(ctx, cluster, &cluster_ref, &selector).await?;
     }
-    apply_object(&statefulsets, &sts).await?;
+    let applied_sts = apply_object(&statefulsets, &sts).await?;
     if let Step::ScaleStatefulSet { replicas } = &step {
         publish(
             ctx,
@@ -385,6 +370,25 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         )
         .await;
     }
+    // Membership goes first: a rolling restart is safe only while every member is a caught-up
+    // voter, which a membership change in progress (a learner catching up, a lost member being
+    // replaced, a scale-down) means some member is not; and restoring redundancy matters more
+    // than applying a new template. Pods a scale-up creates start on the new template anyway.
+    let rollout = if step == Step::Steady {
+        Some(
+            rolling::roll(
+                ctx,
+                cluster,
+                &cluster_ref,
+                &applied_sts,
+                &pod_list.items,
+                &mut observation,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     initialized |= observation.membership.is_some()
         || observation
             .pods
@@ -421,6 +425,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         ready_ordinals: &observation.ready_ordinals,
         ca_rotation: tls.rotation.clone(),
         trusted_cas: tls.trusted_cas.clone(),
+        rollout: rollout.as_ref(),
     };
     let metrics = &ctx.config.metrics;
     for (certificate, expiry) in [
@@ -437,12 +442,23 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
     )
     .await?;
 
-    let requeue = if step == Step::Steady && tls.rotation.is_none() {
-        let until_renewal = (tls.next_renewal - OffsetDateTime::now_utc())
+    let until = |at: OffsetDateTime| {
+        (at - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(std::time::Duration::ZERO)
-            .max(ctx.config.progress_requeue);
-        ctx.config.steady_requeue.min(until_renewal)
+            .max(ctx.config.progress_requeue)
+    };
+    let rollout_action = rollout.as_ref().map(|plan| &plan.action);
+    // A CA rotation in progress is paced like any other operation in progress.
+    let requeue = if tls.rotation.is_some() {
+        ctx.config.progress_requeue
+    } else if let Some(RolloutAction::WaitForWindow { opens }) = rollout_action {
+        ctx.config
+            .steady_requeue
+            .min(until(tls.next_renewal))
+            .min(until(*opens))
+    } else if step == Step::Steady && rollout_action.is_none_or(|a| *a == RolloutAction::UpToDate) {
+        ctx.config.steady_requeue.min(until(tls.next_renewal))
     } else {
         ctx.config.progress_requeue
     };

@@ -1,6 +1,6 @@
 //! The ProgLogCluster status: phase, the Available/Progressing/Degraded conditions (keeping
 //! their transition times when unchanged), replica counts, observed membership and
-//! certificate expiry, written to the status subresource.
+//! certificate expiry, and the rolling restart in progress, written to the status subresource.
 
 use kube::{
     Api,
@@ -15,6 +15,7 @@ use crate::{
         ProgLogClusterStatus, TrustedCa,
     },
     planner::{ObservedMembership, Step},
+    rollout::{RolloutAction, RolloutPlan},
 };
 
 /// Why the cluster is degraded, if it is.
@@ -56,6 +57,8 @@ pub(crate) struct StatusInput<'a> {
     pub ca_rotation: Option<String>,
     /// The CAs trusted now (empty: keep the previous status' list).
     pub trusted_cas: Vec<TrustedCa>,
+    /// The rolling restart planned this pass (None: not planned, e.g. membership was changing).
+    pub rollout: Option<&'a RolloutPlan>,
 }
 
 /// A member further behind the leader than this is not healthy: it is catching up, not
@@ -113,6 +116,16 @@ fn step_reason(step: &Step) -> &'static str {
     }
 }
 
+fn rollout_reason(action: &RolloutAction) -> &'static str {
+    match action {
+        RolloutAction::UpToDate => "Reconciled",
+        RolloutAction::Wait { .. } => "RollingRestartWaiting",
+        RolloutAction::WaitForWindow { .. } => "WaitingForMaintenanceWindow",
+        RolloutAction::TransferLeadership { .. } => "TransferringLeadership",
+        RolloutAction::RestartPod { .. } => "RollingRestart",
+    }
+}
+
 /// Computes the new status from the previous one (for transition times) and this pass.
 pub(crate) fn compute(
     cluster: &ProgLogCluster,
@@ -159,12 +172,18 @@ pub(crate) fn compute(
     };
     let voters = summaries(true);
     let available = leader.is_some();
-    let progressing = input.step.is_some_and(|step| {
-        !matches!(
-            step,
-            Step::Steady | Step::RefuseScaleDown { .. } | Step::Stuck { .. }
-        )
-    });
+    // A rolling restart is planned only once membership is steady.
+    let rollout = input
+        .rollout
+        .filter(|plan| input.step == Some(&Step::Steady) && plan.in_progress());
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let progressing = rollout.is_some()
+        || input.step.is_some_and(|step| {
+            !matches!(
+                step,
+                Step::Steady | Step::RefuseScaleDown { .. } | Step::Stuck { .. }
+            )
+        });
 
     let (available_reason, available_message) = if available {
         (
@@ -179,9 +198,10 @@ pub(crate) fn compute(
     } else {
         ("NoLeader", "no node reported a Raft leader".to_owned())
     };
-    let (progress_reason, progress_message) = match input.step {
-        Some(step) => (step_reason(step), step.to_string()),
-        None => (
+    let (progress_reason, progress_message) = match (rollout, input.step) {
+        (Some(plan), _) => (rollout_reason(&plan.action), plan.describe(name)),
+        (None, Some(step)) => (step_reason(step), step.to_string()),
+        (None, None) => (
             "ReconcileFailed",
             "reconciliation failed; see Degraded".to_owned(),
         ),
@@ -237,6 +257,12 @@ pub(crate) fn compute(
         } else {
             "Pending"
         }
+    } else if let Some(plan) = rollout {
+        match plan.action {
+            // A change waiting for its window leaves a running cluster running.
+            RolloutAction::WaitForWindow { .. } => "Running",
+            _ => "RollingRestart",
+        }
     } else if progressing {
         "Scaling"
     } else {
@@ -253,11 +279,12 @@ pub(crate) fn compute(
         voters,
         learners: summaries(false),
         members: member_statuses(cluster, input),
-        operation: input.ca_rotation.clone().or_else(|| {
-            input
+        operation: input.ca_rotation.clone().or_else(|| match rollout {
+            Some(plan) => Some(plan.describe(name)),
+            None => input
                 .step
                 .filter(|_| progressing)
-                .map(|step| step.to_string())
+                .map(|step| step.to_string()),
         }),
         trusted_cas: if input.trusted_cas.is_empty() {
             previous.trusted_cas.clone()
@@ -346,201 +373,5 @@ pub(crate) async fn write(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::builders::test_support::cluster;
-    use crate::planner::ObservedMember;
-
-    fn now() -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
-    }
-
-    fn find<'a>(status: &'a ProgLogClusterStatus, type_: &str) -> &'a ClusterCondition {
-        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
-    }
-
-    #[test]
-    fn steady_cluster_is_available_and_running() {
-        let membership = ObservedMembership {
-            leader_id: Some(1),
-            members: vec![ObservedMember {
-                node_id: 1,
-                address: "demo-0:8400".to_owned(),
-                voter: true,
-                lag: 0,
-                matched_index: 42,
-            }],
-            committed: true,
-        };
-        let input = StatusInput {
-            step: Some(&Step::Steady),
-            membership: Some(&membership),
-            initialized: true,
-            replicas: 1,
-            ready: 1,
-            ..StatusInput::default()
-        };
-        let status = compute(&cluster(), &input, now());
-        assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert_eq!(find(&status, "Available").status, "True");
-        assert_eq!(find(&status, "Progressing").status, "False");
-        assert_eq!(find(&status, "Degraded").status, "False");
-        assert_eq!(status.leader.as_deref(), Some("demo-0:8400"));
-        assert_eq!(status.voters.len(), 1);
-        assert_eq!(status.observed_generation, Some(1));
-        // Node 1 runs in pod 1 (node ids end in the ordinal), not Ready here: listed, not healthy.
-        assert_eq!(
-            status.members,
-            vec![MemberStatus {
-                node_id: 1,
-                pod: "demo-1".to_owned(),
-                role: "Leader".to_owned(),
-                healthy: false,
-                matched_index: 42,
-                lag: 0,
-            }]
-        );
-        assert_eq!(status.operation, None, "steady: no operation");
-        let ready = compute(
-            &cluster(),
-            &StatusInput {
-                ready_ordinals: &[1],
-                step: Some(&Step::Promote { node_id: 1 }),
-                membership: Some(&membership),
-                initialized: true,
-                ..StatusInput::default()
-            },
-            now(),
-        );
-        assert!(ready.members[0].healthy);
-        assert_eq!(
-            ready.operation.as_deref(),
-            Some("promote learner 1 to voter")
-        );
-        let rotating = compute(
-            &cluster(),
-            &StatusInput {
-                step: Some(&Step::Promote { node_id: 1 }),
-                membership: Some(&membership),
-                initialized: true,
-                ca_rotation: Some("CA rotation: Reissue".to_owned()),
-                ..StatusInput::default()
-            },
-            now(),
-        );
-        assert_eq!(rotating.operation.as_deref(), Some("CA rotation: Reissue"));
-    }
-
-    #[test]
-    fn paused_keeps_what_was_observed_and_resuming_drops_the_condition() {
-        let mut demo = cluster();
-        let running = compute(
-            &demo,
-            &StatusInput {
-                step: Some(&Step::Steady),
-                initialized: true,
-                replicas: 3,
-                ready: 3,
-                ..StatusInput::default()
-            },
-            now(),
-        );
-        demo.status = Some(running.clone());
-        demo.metadata.generation = Some(2);
-        let paused = paused(&demo, now());
-        assert_eq!(paused.phase.as_deref(), Some("Paused"));
-        assert_eq!(paused.ready_replicas, 3);
-        assert_eq!(paused.observed_generation, running.observed_generation);
-        let condition = find(&paused, PAUSED_CONDITION);
-        assert_eq!(condition.status, "True");
-        assert_eq!(condition.observed_generation, Some(2));
-        assert!(condition.message.contains(PAUSE_ANNOTATION));
-        // Paused twice: still one condition, the same transition time.
-        demo.status = Some(paused.clone());
-        let again = super::paused(&demo, now() + time::Duration::hours(1));
-        assert_eq!(
-            again
-                .conditions
-                .iter()
-                .filter(|c| c.type_ == PAUSED_CONDITION)
-                .count(),
-            1
-        );
-        assert_eq!(
-            find(&again, PAUSED_CONDITION).last_transition_time,
-            condition.last_transition_time
-        );
-        let resumed = compute(&demo, &StatusInput::default(), now());
-        assert!(
-            resumed
-                .conditions
-                .iter()
-                .all(|c| c.type_ != PAUSED_CONDITION)
-        );
-    }
-
-    #[test]
-    fn problems_make_the_cluster_degraded_with_reason() {
-        let input = StatusInput {
-            problem: Some(Problem {
-                reason: "CASecretInvalid".to_owned(),
-                message: "Secret x: not found".to_owned(),
-            }),
-            ..StatusInput::default()
-        };
-        let status = compute(&cluster(), &input, now());
-        assert_eq!(status.phase.as_deref(), Some("Degraded"));
-        let degraded = find(&status, "Degraded");
-        assert_eq!(degraded.status, "True");
-        assert_eq!(degraded.reason, "CASecretInvalid");
-        let refused = Step::RefuseScaleDown {
-            reason: "quorum".to_owned(),
-        };
-        let input = StatusInput {
-            step: Some(&refused),
-            initialized: true,
-            ..StatusInput::default()
-        };
-        let status = compute(&cluster(), &input, now());
-        assert_eq!(find(&status, "Degraded").reason, "ScaleDownRefused");
-    }
-
-    #[test]
-    fn a_failed_member_makes_a_running_cluster_degraded() {
-        let failed = Problem {
-            reason: "MemberFailed".to_owned(),
-            message: "pod demo-1 failed (exited with status 74)".to_owned(),
-        };
-        let input = StatusInput {
-            step: Some(&Step::Steady),
-            failed_members: Some(failed.clone()),
-            initialized: true,
-            ..StatusInput::default()
-        };
-        let status = compute(&cluster(), &input, now());
-        assert_eq!(status.phase.as_deref(), Some("Degraded"));
-        let degraded = find(&status, "Degraded");
-        assert_eq!(degraded.status, "True");
-        assert_eq!(degraded.reason, "MemberFailed");
-        assert_eq!(degraded.message, failed.message);
-    }
-
-    #[test]
-    fn transition_time_is_kept_while_status_is_unchanged() {
-        let mut cluster = cluster();
-        let input = StatusInput {
-            step: Some(&Step::Wait {
-                reason: "pod 0".to_owned(),
-            }),
-            ..StatusInput::default()
-        };
-        cluster.status = Some(compute(&cluster, &input, now()));
-        let later = now() + time::Duration::hours(1);
-        let status = compute(&cluster, &input, later);
-        assert_eq!(
-            find(&status, "Progressing").last_transition_time,
-            rfc3339(now())
-        );
-        assert_eq!(status.phase.as_deref(), Some("Pending"));
-    }
-}
+#[path = "status_tests.rs"]
+mod tests;

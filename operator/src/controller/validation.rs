@@ -47,6 +47,11 @@ pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
             }
         }
     }
+    for (i, window) in spec.maintenance.windows.iter().enumerate() {
+        if let Some(problem) = window.problem() {
+            problems.push(format!("spec.maintenance.windows[{i}].{problem}"));
+        }
+    }
     problems
 }
 
