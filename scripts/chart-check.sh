@@ -234,6 +234,7 @@ check_rbac_live() {
         can "$ns" "$sa" yes delete services
         for verb in get create patch; do can "$ns" "$sa" yes "$verb" secrets; done
         can "$ns" "$sa" yes list pods
+        can "$ns" "$sa" yes delete pods
         for verb in list patch deletecollection; do can "$ns" "$sa" yes "$verb" persistentvolumeclaims; done
         can "$ns" "$sa" yes create events.events.k8s.io
         # Least privilege: what it must not do in a watched namespace.

@@ -5,6 +5,7 @@
 //! - [`ca`]: the per-cluster certificate authority and certificate renewal;
 //! - [`ca_rotation`]: the phases of replacing the CA without downtime;
 //! - [`planner`]: the pure membership planner (observed state → next single step);
+//! - [`replacement`]: replacing a failed member that stays down (`spec.replacement`);
 //! - [`admin`]: the mTLS client of the nodes' `proglog.admin.v1.Admin` API;
 //! - [`controller`]: the kube-runtime controller, leader election, metrics and health.
 
@@ -15,4 +16,5 @@ pub mod ca_rotation;
 pub mod controller;
 pub mod crd;
 pub mod planner;
+pub mod replacement;
 pub mod user_crd;

@@ -79,11 +79,13 @@ per-pod external Services. scripts/chart-check.sh checks these against a real AP
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
+# Pods are deleted only to replace a member that stays down (spec.replacement); the StatefulSet
+# re-creates them.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "delete"]
 # Volume growth patches the claims; the finalizer deletes them only when retentionOnDelete is
-# Delete (by label selector).
+# Delete (by label selector), a replacement with deleteVolume only the replaced pod's (by name).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "patch", "deletecollection"]

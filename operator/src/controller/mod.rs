@@ -10,6 +10,7 @@ mod member_failures;
 pub mod membership;
 pub mod metrics;
 mod reconcile;
+pub mod replacement;
 mod status;
 mod users;
 mod validation;
