@@ -235,6 +235,7 @@ check_rbac_live() {
         for verb in get create patch; do can "$ns" "$sa" yes "$verb" secrets; done
         can "$ns" "$sa" yes list pods
         can "$ns" "$sa" yes create pods --subresource=eviction
+        can "$ns" "$sa" yes delete pods
         for verb in list patch deletecollection; do can "$ns" "$sa" yes "$verb" persistentvolumeclaims; done
         can "$ns" "$sa" yes create events.events.k8s.io
         # Least privilege: what it must not do in a watched namespace.
@@ -243,7 +244,6 @@ check_rbac_live() {
         can "$ns" "$sa" no delete persistentvolumeclaims
         can "$ns" "$sa" no delete proglogclusters.proglog.dev
         can "$ns" "$sa" no create pods
-        can "$ns" "$sa" no delete pods
         can "$ns" "$sa" no create pods --subresource=exec
         can "$ns" "$sa" no create roles.rbac.authorization.k8s.io
         can "$ns" "$sa" no '*' '*'

@@ -84,6 +84,32 @@ pub struct ProgLogClusterSpec {
     /// leadership over, each only while every member is Ready, a voter and caught up.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
+    /// Automatic replacement of a member whose pod stays not Ready (off when unset). Never done
+    /// when the remaining healthy voters would not be a quorum of the current voters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<ReplacementSpec>,
+}
+
+/// When and how the operator replaces a member whose pod stays down.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplacementSpec {
+    /// How long a member's pod must have been not Ready (its Ready condition's
+    /// lastTransitionTime) before it is replaced, as a duration such as "10m" or "1h30m"; at
+    /// least 1m.
+    // The length bound keeps the CEL rule's estimated cost within the API server's budget.
+    #[schemars(length(min = 2, max = 32), regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    #[x_kube(
+        validation = Rule::new("!self.matches('^([0-9]+(s|m|h))+$') || duration(self) >= duration('1m')").message("replacement.after must be at least 1m")
+    )]
+    pub after: String,
+    /// Delete the member's PersistentVolumeClaim too: the member is removed from the Raft
+    /// voters, its claim and pod are deleted, and the pod comes back with an empty volume and
+    /// rejoins as a learner (promoted once caught up). When false (the default) only the pod is
+    /// deleted: it comes back with its old volume and Raft identity, which frees a pod stuck on
+    /// a lost machine or a wedged container but keeps the member.
+    #[serde(default)]
+    pub delete_volume: bool,
 }
 
 fn default_replicas() -> i32 {

@@ -7,6 +7,7 @@
 //! - [`planner`]: the pure membership planner (observed state → next single step);
 //! - [`rollout`]: the pure rolling-restart planner (pod revisions, membership → next restart);
 //! - [`maintenance`]: maintenance windows, outside which voluntary restarts wait;
+//! - [`replacement`]: replacing a failed member that stays down (`spec.replacement`);
 //! - [`admin`]: the mTLS client of the nodes' `proglog.admin.v1.Admin` API;
 //! - [`controller`]: the kube-runtime controller, leader election, metrics and health.
 
@@ -18,5 +19,6 @@ pub mod controller;
 pub mod crd;
 pub mod maintenance;
 pub mod planner;
+pub mod replacement;
 pub mod rollout;
 pub mod user_crd;

@@ -124,6 +124,20 @@ pub enum Step {
         /// The id the pod now reports.
         new_node_id: u64,
     },
+    /// Replace the member of a pod that has been not Ready longer than `spec.replacement.after`
+    /// (see `crate::replacement`): remove it from Raft (`Admin.RemoveNode`) when
+    /// `remove_node_id` is set, delete its PersistentVolumeClaim when `delete_volume`, then
+    /// delete the pod so the StatefulSet re-creates it.
+    ReplaceFailedMember {
+        /// Pod ordinal.
+        ordinal: u32,
+        /// The member removed from Raft first (None: it stays a member, or is none).
+        remove_node_id: Option<u64>,
+        /// Delete the pod's PersistentVolumeClaim.
+        delete_volume: bool,
+        /// How long the pod has been not Ready, in seconds.
+        down_for_secs: u64,
+    },
     /// Hand leadership away from a voter that is about to be removed.
     TransferLeadership {
         /// Current leader.
@@ -157,7 +171,8 @@ pub enum Step {
 
 impl Step {
     /// The step's kind, as a metric label: `initialize`, `add_learner`, `promote`,
-    /// `remove_voter`, `remove_learner`, `replace_member`, `transfer_leadership`, `scale`, `wait`,
+    /// `remove_voter`, `remove_learner`, `replace_member`, `replace_failed_member`,
+    /// `transfer_leadership`, `scale`, `wait`,
     /// `refuse_scale_down`, `stuck` or `steady`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -167,6 +182,7 @@ impl Step {
             Step::RemoveVoter { .. } => "remove_voter",
             Step::RemoveLearner { .. } => "remove_learner",
             Step::ReplaceMember { .. } => "replace_member",
+            Step::ReplaceFailedMember { .. } => "replace_failed_member",
             Step::TransferLeadership { .. } => "transfer_leadership",
             Step::ScaleStatefulSet { .. } => "scale",
             Step::Wait { .. } => "wait",
@@ -176,7 +192,8 @@ impl Step {
         }
     }
 
-    /// True for steps that change the Raft membership.
+    /// True for steps that change the Raft membership and nothing else
+    /// (`ReplaceFailedMember` also deletes Kubernetes objects, and is executed on its own).
     pub fn changes_membership(&self) -> bool {
         matches!(
             self,
@@ -208,6 +225,28 @@ impl fmt::Display for Step {
                 f,
                 "replace member {old_node_id} of pod {ordinal} (volume lost; now node {new_node_id})"
             ),
+            Step::ReplaceFailedMember {
+                ordinal,
+                remove_node_id,
+                delete_volume,
+                down_for_secs,
+            } => {
+                let down = crate::replacement::display_duration(std::time::Duration::from_secs(
+                    *down_for_secs,
+                ));
+                write!(f, "replace failed pod {ordinal} (not Ready for {down}): ")?;
+                if let Some(id) = remove_node_id {
+                    write!(f, "remove node {id} from Raft, ")?;
+                }
+                if *delete_volume {
+                    write!(
+                        f,
+                        "delete its volume and pod (it rejoins empty as a learner)"
+                    )
+                } else {
+                    write!(f, "delete its pod (it restarts with its volume)")
+                }
+            }
             Step::TransferLeadership { from, to } => {
                 write!(f, "transfer leadership from {from} to {to}")
             }

@@ -138,6 +138,29 @@ async fn schema_rejects_bad_input_and_defaults_the_rest() {
         .await,
     );
     assert!(message.contains("replicas"), "{message}");
+
+    // spec.replacement.after: a duration of at least one minute; off when absent.
+    let message = rejection(create("short", json!({"replacement": {"after": "30s"}})).await);
+    assert!(message.contains("at least 1m"), "{message}");
+    let message = rejection(create("unit", json!({"replacement": {"after": "10"}})).await);
+    assert!(message.contains("after"), "{message}");
+    let message =
+        rejection(create("noafter", json!({"replacement": {"deleteVolume": true}})).await);
+    assert!(message.contains("after"), "{message}");
+    let replacing = api
+        .create(
+            &PostParams::default(),
+            &common::cluster("replacing", json!({"replacement": {"after": "1h30m"}})),
+        )
+        .await
+        .expect("a valid replacement policy is accepted");
+    let policy = replacing.spec.replacement.expect("replacement kept");
+    assert_eq!(policy.after, "1h30m");
+    assert!(!policy.delete_volume, "deleteVolume defaults to false");
+    assert_eq!(
+        created.spec.replacement, None,
+        "replacement is off by default"
+    );
     common::delete_namespace(&client, &ns).await;
 }
 

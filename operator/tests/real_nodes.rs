@@ -1,7 +1,8 @@
 //! The membership planner and admin client driving real `proglog-node` processes on loopback
 //! (what the controller does in Kubernetes, minus the pods): a new cluster is initialized once
 //! and grown to three voters, a node whose data directory is lost is replaced by its new
-//! incarnation, and a scale-down removes voters before the "StatefulSet" shrinks.
+//! incarnation, a scale-down removes voters before the "StatefulSet" shrinks, and a member that
+//! stays down is replaced (`spec.replacement`) only while the other voters are a quorum.
 //!
 //! `#[ignore]`d because it needs the `proglog-node` binary next to the test executable (built by
 //! `cargo build -p proglog-node`, which `make test` does first); run with
@@ -22,6 +23,7 @@ use proglog_operator::{
     controller::membership::{self, Observation, PodView},
     crd::ProgLogCluster,
     planner::{self, PlannerInput, Step},
+    replacement::{self, NotReadyPod, ReplacementPolicy},
 };
 use time::OffsetDateTime;
 
@@ -81,6 +83,11 @@ struct LocalCluster {
     initialized: bool,
     credentials: AdminCredentials,
     steps: Vec<Step>,
+    /// `spec.replacement` (None: off).
+    replacement: Option<ReplacementPolicy>,
+    /// What the pods' Ready conditions say: the pods not Ready, and for how long (the test
+    /// plays the kubelet).
+    not_ready: Vec<NotReadyPod>,
 }
 
 impl LocalCluster {
@@ -136,6 +143,8 @@ impl LocalCluster {
                 key_pem: operator.key_pem,
             },
             steps: Vec::new(),
+            replacement: None,
+            not_ready: Vec::new(),
         }
     }
 
@@ -185,7 +194,11 @@ impl LocalCluster {
                 initialized: self.initialized,
                 max_promotion_lag: 100,
             };
-            let step = planner::plan(&input);
+            let step = replacement::plan_with_replacement(
+                &input,
+                self.replacement.as_ref(),
+                &self.not_ready,
+            );
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no convergence to {desired} within {CONVERGE_TIMEOUT:?}; last step {step}; \
@@ -208,6 +221,27 @@ impl LocalCluster {
                     self.scale(*replicas);
                     Ok(())
                 }
+                // The Raft part exactly as the controller does it; then the Kubernetes part:
+                // the claim (data directory) deleted with the policy, the pod re-created.
+                Step::ReplaceFailedMember {
+                    ordinal,
+                    delete_volume,
+                    ..
+                } => match observation.execute(&step).await {
+                    Ok(()) => {
+                        let dir = self.dir.path().to_owned();
+                        let node = &mut self.nodes[*ordinal as usize];
+                        node.stop();
+                        if *delete_volume {
+                            std::fs::remove_dir_all(&node.data_dir).unwrap();
+                        }
+                        node.start(&dir);
+                        // A new pod: its not-Ready clock starts again.
+                        self.not_ready.retain(|p| p.ordinal != *ordinal);
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                },
                 // Everything else exactly as the controller executes it.
                 step => {
                     let result = observation.execute(step).await;
@@ -366,4 +400,116 @@ async fn lost_volume_node_is_replaced_by_its_new_incarnation() {
         !voters.contains(&old_id),
         "the lost incarnation is no longer a voter"
     );
+}
+
+fn down_for_an_hour(ordinal: u32) -> NotReadyPod {
+    NotReadyPod {
+        ordinal,
+        down_for: Duration::from_secs(3600),
+    }
+}
+
+/// `spec.replacement` against real nodes: a voter that stays down is removed from Raft and comes
+/// back empty (new incarnation) as a learner that is promoted; with the volume kept it only
+/// restarts and stays the same member; with two of three voters down nothing is replaced.
+#[tokio::test]
+#[ignore = "needs the proglog-node binary (cargo build -p proglog-node)"]
+async fn a_member_that_stays_down_is_replaced_only_with_a_quorum() {
+    let mut cluster = LocalCluster::new(3);
+    cluster.converge(3).await;
+    let voters = cluster.voters().await;
+    let dir = cluster.dir.path().to_owned();
+
+    // Two of three down for an hour: the survivor alone is not a quorum; nothing is replaced.
+    cluster.replacement = Some(ReplacementPolicy {
+        after: Duration::from_secs(600),
+        delete_volume: true,
+    });
+    cluster.nodes[1].stop();
+    cluster.nodes[2].stop();
+    cluster.not_ready = vec![down_for_an_hour(1), down_for_an_hour(2)];
+    for _ in 0..15 {
+        let observation = cluster.observe().await;
+        let input = PlannerInput {
+            desired_replicas: 3,
+            statefulset_replicas: 3,
+            pods: observation.pods.clone(),
+            membership: observation.membership.clone(),
+            initialized: true,
+            max_promotion_lag: 100,
+        };
+        let step = replacement::plan_with_replacement(
+            &input,
+            cluster.replacement.as_ref(),
+            &cluster.not_ready,
+        );
+        assert!(
+            matches!(step, Step::Wait { .. }),
+            "with two of three voters down the planner must only wait, not {step}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.nodes[1].start(&dir);
+    cluster.nodes[2].start(&dir);
+    cluster.not_ready.clear();
+    cluster.steps.clear();
+    cluster.converge(3).await;
+    assert_eq!(cluster.voters().await, voters, "{:?}", cluster.steps);
+
+    // One voter down for an hour, volume kept: only its pod is re-created; same member.
+    cluster.replacement = Some(ReplacementPolicy {
+        after: Duration::from_secs(600),
+        delete_volume: false,
+    });
+    cluster.nodes[2].stop();
+    cluster.not_ready = vec![down_for_an_hour(2)];
+    cluster.steps.clear();
+    cluster.converge(3).await;
+    assert_eq!(
+        count(&cluster.steps, |s| matches!(
+            s,
+            Step::ReplaceFailedMember {
+                ordinal: 2,
+                remove_node_id: None,
+                ..
+            }
+        )),
+        1,
+        "{:?}",
+        cluster.steps
+    );
+    assert_eq!(cluster.voters().await, voters);
+
+    // One voter down for an hour, volume deleted: removed, back empty, learner, promoted.
+    cluster.replacement = Some(ReplacementPolicy {
+        after: Duration::from_secs(600),
+        delete_volume: true,
+    });
+    let old_id = voters[1];
+    cluster.nodes[1].stop();
+    cluster.not_ready = vec![down_for_an_hour(1)];
+    cluster.steps.clear();
+    let started = std::time::Instant::now();
+    cluster.converge(3).await;
+    eprintln!(
+        "replaced a failed voter in {:?} ({} steps)",
+        started.elapsed(),
+        cluster.steps.len()
+    );
+    let kinds: Vec<&str> = cluster.steps.iter().map(Step::kind).collect();
+    assert_eq!(
+        kinds,
+        ["replace_failed_member", "add_learner", "promote"],
+        "{:?}",
+        cluster.steps
+    );
+    assert!(matches!(
+        cluster.steps[0],
+        Step::ReplaceFailedMember { remove_node_id: Some(id), .. } if id == old_id
+    ));
+    let now = cluster.voters().await;
+    assert_eq!(now.len(), 3);
+    assert!(!now.contains(&old_id), "{now:?}");
+    assert_eq!(planner::ordinal_of(now[1]), 1);
+    assert_ne!(now[1], old_id, "pod 1 rejoined under a new incarnation");
 }

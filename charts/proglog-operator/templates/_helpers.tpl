@@ -79,16 +79,17 @@ per-pod external Services. scripts/chart-check.sh checks these against a real AP
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
+# Pods are deleted only to replace a member that stays down (spec.replacement); the StatefulSet
+# re-creates them.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
-# Rolling restarts evict one pod at a time (the PodDisruptionBudget still applies); pods are
-# never deleted directly.
+  verbs: ["list", "delete"]
+# Rolling restarts evict one pod at a time (the PodDisruptionBudget still applies).
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
 # Volume growth patches the claims; the finalizer deletes them only when retentionOnDelete is
-# Delete (by label selector).
+# Delete (by label selector), a replacement with deleteVolume only the replaced pod's (by name).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "patch", "deletecollection"]

@@ -222,6 +222,14 @@ impl Observation {
                 self.leader()?.remove(*node_id).await?
             }
             Step::ReplaceMember { old_node_id, .. } => self.leader()?.remove(*old_node_id).await?,
+            Step::ReplaceFailedMember {
+                remove_node_id: Some(node_id),
+                ..
+            } => self.leader()?.remove(*node_id).await?,
+            Step::ReplaceFailedMember {
+                remove_node_id: None,
+                ..
+            } => {}
             Step::TransferLeadership { to, .. } => self.leader()?.transfer_leadership(*to).await?,
             Step::ScaleStatefulSet { .. }
             | Step::Wait { .. }

@@ -12,6 +12,7 @@ mod member_failures;
 pub mod membership;
 pub mod metrics;
 mod reconcile;
+pub mod replacement;
 mod rolling;
 mod status;
 mod users;

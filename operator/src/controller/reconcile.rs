@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use super::{
     Context, FIELD_MANAGER, ReconcileError, ca_rotation,
     events::publish,
-    member_failures, membership, rolling,
+    member_failures, membership, replacement, rolling,
     status::{self, Problem, StatusInput},
     users,
     validation::validate_spec,
@@ -33,7 +33,7 @@ use super::{
 use crate::{
     builders::{self, BuildError, ClusterRef, INSTANCE_LABEL},
     crd::{FINALIZER, PAUSE_ANNOTATION, ProgLogCluster, VolumeRetention},
-    planner::{self, PlannerInput, Step},
+    planner::{PlannerInput, Step},
     rollout::RolloutAction,
 };
 
@@ -300,7 +300,16 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         initialized: previous.initialized,
         max_promotion_lag: MAX_PROMOTION_LAG,
     };
-    let step = planner::plan(&input);
+    let not_ready = replacement::not_ready_pods(
+        &cluster_ref.name,
+        &pod_list.items,
+        OffsetDateTime::now_utc(),
+    );
+    let step = crate::replacement::plan_with_replacement(
+        &input,
+        replacement::policy(cluster).as_ref(),
+        &not_ready,
+    );
     if matches!(step, Step::Wait { .. } | Step::Steady) {
         tracing::debug!(cluster = %builders::display_name(cluster), %step, "planned");
     } else {
@@ -354,6 +363,21 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         )
         .await;
         initialized |= matches!(step, Step::Initialize { .. });
+    }
+    if let Step::ReplaceFailedMember { .. } = &step {
+        let note = replacement::execute(ctx, &cluster_ref, &mut observation, &step).await?;
+        ctx.config
+            .metrics
+            .count_membership_operation(ns, &cluster_ref.name, step.kind());
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "MemberReplaced",
+            "ReplaceFailedMember",
+            note,
+        )
+        .await;
     }
     if let Step::RefuseScaleDown { reason } | Step::Stuck { reason } = &step {
         publish(

@@ -107,6 +107,7 @@ fn step_reason(step: &Step) -> &'static str {
         Step::RemoveVoter { .. } => "RemovingVoter",
         Step::RemoveLearner { .. } => "RemovingLearner",
         Step::ReplaceMember { .. } => "ReplacingMember",
+        Step::ReplaceFailedMember { .. } => "ReplacingFailedMember",
         Step::TransferLeadership { .. } => "TransferringLeadership",
         Step::ScaleStatefulSet { .. } => "ScalingStatefulSet",
         Step::Wait { .. } => "Waiting",

@@ -52,6 +52,15 @@ pub(crate) fn validate_spec(cluster: &ProgLogCluster) -> Vec<String> {
             problems.push(format!("spec.maintenance.windows[{i}].{problem}"));
         }
     }
+    if let Some(replacement) = &spec.replacement {
+        let after = crate::replacement::parse_duration(&replacement.after);
+        if after.is_none_or(|after| after < std::time::Duration::from_secs(60)) {
+            problems.push(format!(
+                "spec.replacement.after {:?} must be a duration of at least 1m such as 10m",
+                replacement.after
+            ));
+        }
+    }
     problems
 }
 
@@ -74,7 +83,7 @@ fn is_quantity(value: &str) -> bool {
 mod tests {
     use super::*;
     use crate::builders::test_support::cluster;
-    use crate::crd::{AclAction, AclRule};
+    use crate::crd::{AclAction, AclRule, ReplacementSpec};
 
     #[test]
     fn quantities() {
@@ -98,8 +107,13 @@ mod tests {
             action: AclAction::Consume,
         });
         bad.spec.log.max_record_bytes = Some((64 << 20) + 1);
+        bad.spec.replacement = Some(ReplacementSpec {
+            after: "30s".to_owned(),
+            delete_volume: false,
+        });
         let problems = validate_spec(&bad);
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems[4].contains("spec.replacement.after \"30s\""));
         assert!(problems[0].contains("spec.replicas"));
         assert!(problems[1].contains("spec.storage.size"));
         assert!(problems[2].contains("spec.log.maxRecordBytes 67108865"));
@@ -109,6 +123,11 @@ mod tests {
         let mut large = cluster();
         large.spec.log.max_store_bytes = Some(1 << 20);
         large.spec.log.max_record_bytes = Some(64 << 20);
+        assert!(validate_spec(&large).is_empty());
+        large.spec.replacement = Some(ReplacementSpec {
+            after: "1h5m".to_owned(),
+            delete_volume: true,
+        });
         assert!(validate_spec(&large).is_empty());
     }
 }
