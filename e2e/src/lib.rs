@@ -18,13 +18,17 @@
 //! - [`status`]: the ProgLogCluster status as the scenarios read it;
 //! - [`cordon`]: holding deleted pods back by cordoning the nodes;
 //! - [`load`]: a steady producer recording every acknowledged record and every failure;
+//! - [`consume_load`]: steady consumers reading the log as it grows;
+//! - [`credentials`]: client credentials that follow a certificate Secret (CA rotation);
 //! - [`verify`]: reads every pod's log and checks it against the acknowledged records;
 //! - [`tls_probe`]: which certificate a pod serves;
 //! - [`rolling`]: the operator's rolling-restart events and the check of their order;
 //! - [`diagnostics`]: pods, events, status and logs of a failed scenario.
 
+pub mod consume_load;
 pub mod cordon;
 pub mod crd;
+pub mod credentials;
 pub mod diagnostics;
 pub mod env;
 pub mod error;

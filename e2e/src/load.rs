@@ -8,6 +8,8 @@
 //! (`proglog-client`, node/client): anything else could have stored the record, so it is recorded as a failure
 //! with an unknown outcome and never retried.
 //! [`Load::stop`] returns the [`History`]: every acknowledged `(value, offset)` and every failure.
+//! A producer connects with its [`Credentials`] as they are at that moment and reconnects
+//! between two produces when they changed (an application following a CA rotation).
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +27,7 @@ use tonic::{Code, Status, transport::Channel};
 
 use crate::{
     E2eError,
+    credentials::Credentials,
     log_client::{self, PemPair},
     port_forward::SharedForward,
     wait::{Check, until},
@@ -185,8 +188,7 @@ struct Producer {
     id: usize,
     run: String,
     forward: Arc<SharedForward>,
-    ca_pem: String,
-    identity: PemPair,
+    credentials: Credentials,
     config: LoadConfig,
     acked: Arc<AtomicU64>,
     started: Instant,
@@ -215,6 +217,15 @@ impl Load {
         identity: &PemPair,
         config: LoadConfig,
     ) -> Self {
+        Self::start_following(forwards, &Credentials::fixed(ca_pem, identity), config)
+    }
+
+    /// [`Load::start_with_forwards`] with credentials that may change while it runs.
+    pub fn start_following(
+        forwards: &[Arc<SharedForward>],
+        credentials: &Credentials,
+        config: LoadConfig,
+    ) -> Self {
         assert!(!forwards.is_empty(), "a load needs a forward");
         let (stop, stopped) = watch::channel(false);
         let acked = Arc::new(AtomicU64::new(0));
@@ -226,8 +237,7 @@ impl Load {
                     id,
                     run: run.clone(),
                     forward: forwards[id % forwards.len()].clone(),
-                    ca_pem: ca_pem.to_owned(),
-                    identity: identity.clone(),
+                    credentials: credentials.clone(),
                     config: config.clone(),
                     acked: acked.clone(),
                     started,
@@ -301,10 +311,12 @@ impl Load {
 }
 
 impl Producer {
-    async fn connect(&self) -> Result<LogClient<Channel>, String> {
+    /// A client with the current credentials, and their version.
+    async fn connect(&self) -> Result<(LogClient<Channel>, u64), String> {
         let (port, generation) = self.forward.port().await.map_err(|e| e.to_string())?;
-        match log_client::connect(port, &self.ca_pem, &self.identity).await {
-            Ok(client) => Ok(client),
+        let credentials = self.credentials.current();
+        match log_client::connect(port, &credentials.ca_pem, &credentials.identity).await {
+            Ok(client) => Ok((client, credentials.version)),
             Err(err) => {
                 // The pod behind the forward may be gone: the next connection gets a new one.
                 let _ = self.forward.restart(generation).await;
@@ -316,6 +328,7 @@ impl Producer {
     async fn run(self, mut stopped: watch::Receiver<bool>) -> History {
         let mut history = History::default();
         let mut client: Option<LogClient<Channel>> = None;
+        let mut connected_with = 0;
         let mut next = Instant::now();
         for seq in 0u64.. {
             tokio::select! {
@@ -330,10 +343,16 @@ impl Producer {
             let first_attempt = Instant::now();
             let mut backoff = Duration::from_millis(100);
             loop {
+                // Nothing is in flight: the connection may be replaced by one with the new
+                // credentials.
+                if self.credentials.version() != connected_with {
+                    client = None;
+                }
                 let retry_error = match client.as_mut() {
                     None => match self.connect().await {
-                        Ok(connected) => {
+                        Ok((connected, version)) => {
                             client = Some(connected);
+                            connected_with = version;
                             continue;
                         }
                         // Nothing was sent: as safe to retry as a refused connection.

@@ -1,6 +1,7 @@
 //! What the operator says it did during a rolling restart: its `RollingRestart` and
 //! `LeadershipTransferred` events, in order, and the check of that order (followers first in
-//! descending ordinal, then a leadership transfer away from the last pod, then that pod).
+//! descending ordinal, then a leadership transfer away from the last pod, then that pod); and
+//! [`event_notes`], the notes of any one reason of its events.
 
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, Client, api::ListParams};
@@ -8,7 +9,8 @@ use kube::{Api, Client, api::ListParams};
 use crate::E2eError;
 
 /// The operator's field manager and event reporter.
-const OPERATOR: &str = "proglog-operator";
+/// The `reportingController` of the operator's events.
+pub const OPERATOR: &str = "proglog-operator";
 
 /// One step of a roll as the operator's events record it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +71,38 @@ pub async fn roll_steps(
             })
         })
         .collect()
+}
+
+/// The notes of the operator's events about cluster `cluster` with reason `reason`, oldest
+/// first.
+pub async fn event_notes(
+    client: &Client,
+    ns: &str,
+    cluster: &str,
+    reason: &str,
+) -> Result<Vec<String>, E2eError> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut relevant: Vec<Event> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reporting_controller.as_deref() == Some(OPERATOR)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect();
+    relevant.sort_by_key(|e| {
+        (
+            e.event_time.as_ref().map(|t| t.0),
+            e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        )
+    });
+    Ok(relevant
+        .into_iter()
+        .map(|e| e.note.unwrap_or_default())
+        .collect())
 }
 
 /// Checks `steps` is one roll of `replicas` pods in the operator's order: every pod restarted

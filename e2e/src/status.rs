@@ -76,6 +76,19 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Node certificate expiry (RFC 3339).
     pub certificate_expiry: Option<String>,
+    /// The CAs nodes and clients trust (two while a CA rotation runs).
+    #[serde(default)]
+    pub trusted_cas: Vec<TrustedCa>,
+}
+
+/// One entry of `status.trustedCas`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedCa {
+    /// Rotation generation (1 for the first CA).
+    pub generation: u64,
+    /// Whether it signs new certificates.
+    pub signing: bool,
 }
 
 impl ClusterStatus {

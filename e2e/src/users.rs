@@ -1,17 +1,18 @@
 //! A `ProgLogUser` against real pods: the certificate the operator writes into the user's Secret
 //! gets an application in through the cluster's Service once the user's rules have reached the
 //! nodes' ACL (a ConfigMap the kubelet syncs into the pods), and deleting the user takes both the
-//! Secret and the access away.
+//! Secret and the access away. [`create_user`] and [`produce_once_allowed`] are the steps other
+//! scenarios reuse to connect as an application.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams},
 };
-use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record};
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record, log_client::LogClient};
 use serde_json::json;
 use tokio::time::Instant;
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 use crate::{
     E2eError, env,
@@ -38,56 +39,48 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(bytes.0.clone()).ok()
 }
 
-/// Creates [`USER`] on `cluster`, produces and consumes with its certificate, deletes it and
-/// waits until its certificate is refused; returns what happened, for the scenario's log.
-pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2eError> {
+/// Creates ProgLogUser `name` on `cluster` allowed to produce and consume, waits until it is
+/// Ready, and returns the name of the Secret holding its certificate.
+pub async fn create_user(sc: &Scenario, cluster: &str, name: &str) -> Result<String, E2eError> {
     let users: Api<DynamicObject> =
         Api::namespaced_with(sc.client.clone(), &sc.ns, &user_resource());
     let user: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "proglog.dev/v1alpha1",
         "kind": "ProgLogUser",
-        "metadata": { "name": USER },
+        "metadata": { "name": name },
         "spec": { "cluster": cluster, "acl": [{ "action": "produce" }, { "action": "consume" }] },
     }))
     .map_err(|e| E2eError::Unexpected(format!("bad ProgLogUser object: {e}")))?;
-    let started = Instant::now();
     users.create(&PostParams::default(), &user).await?;
-    let secret_name = until("the user to be Ready", env::api_timeout(), || async {
-        let user = users.get(USER).await?;
-        let status = user.data.get("status").cloned().unwrap_or_default();
-        let ready = status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        Ok(match status["secretName"].as_str() {
-            Some(name) if ready => Check::Done(name.to_owned()),
-            _ => Check::NotYet(format!("status {status}")),
-        })
-    })
-    .await?;
-    let secrets: Api<Secret> = Api::namespaced(sc.client.clone(), &sc.ns);
-    let secret = secrets.get(&secret_name).await?;
-    let pair = PemPair {
-        cert_pem: text(&secret, "tls.crt").unwrap_or_default(),
-        key_pem: text(&secret, "tls.key").unwrap_or_default(),
-    };
-    if text(&secret, "ca.crt").as_deref() != Some(sc.ca.cert_pem.as_str()) {
-        return Err(E2eError::Unexpected(format!(
-            "Secret {secret_name}'s ca.crt is not the cluster's CA"
-        )));
-    }
+    until(
+        &format!("user {name} to be Ready"),
+        env::api_timeout(),
+        || async {
+            let user = users.get(name).await?;
+            let status = user.data.get("status").cloned().unwrap_or_default();
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Ok(match status["secretName"].as_str() {
+                Some(secret) if ready => Check::Done(secret.to_owned()),
+                _ => Check::NotYet(format!("status {status}")),
+            })
+        },
+    )
+    .await
+}
 
-    let forward = PortForward::to_service(&sc.ns, cluster, GRPC_PORT, env::api_timeout()).await?;
-    let log = log_client::connect(forward.local_port, &sc.ca.cert_pem, &pair).await?;
-    let value = format!("written by {USER}");
-    // Denied until the kubelet has synced the ACL into the pods (up to about a minute).
-    let offset = until(
+/// Produces `value` with `log` until the node's ACL allows it (denied until the kubelet has
+/// synced the user's rules into the pods, up to about a minute); returns its offset.
+pub async fn produce_once_allowed(log: &LogClient<Channel>, value: &str) -> Result<u64, E2eError> {
+    until(
         "a produce with the user's certificate",
         env::pod_timeout(),
         || {
             let mut log = log.clone();
-            let value = value.clone();
+            let value = value.to_owned();
             async move {
                 let request = ProduceRequest {
                     record: Some(Record {
@@ -105,7 +98,32 @@ pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2
             }
         },
     )
-    .await?;
+    .await
+}
+
+/// Creates [`USER`] on `cluster`, produces and consumes with its certificate, deletes it and
+/// waits until its certificate is refused; returns what happened, for the scenario's log.
+pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2eError> {
+    let users: Api<DynamicObject> =
+        Api::namespaced_with(sc.client.clone(), &sc.ns, &user_resource());
+    let started = Instant::now();
+    let secret_name = create_user(sc, cluster, USER).await?;
+    let secrets: Api<Secret> = Api::namespaced(sc.client.clone(), &sc.ns);
+    let secret = secrets.get(&secret_name).await?;
+    let pair = PemPair {
+        cert_pem: text(&secret, "tls.crt").unwrap_or_default(),
+        key_pem: text(&secret, "tls.key").unwrap_or_default(),
+    };
+    if text(&secret, "ca.crt").as_deref() != Some(sc.ca.cert_pem.as_str()) {
+        return Err(E2eError::Unexpected(format!(
+            "Secret {secret_name}'s ca.crt is not the cluster's CA"
+        )));
+    }
+
+    let forward = PortForward::to_service(&sc.ns, cluster, GRPC_PORT, env::api_timeout()).await?;
+    let log = log_client::connect(forward.local_port, &sc.ca.cert_pem, &pair).await?;
+    let value = format!("written by {USER}");
+    let offset = produce_once_allowed(&log, &value).await?;
     let granted_after = started.elapsed();
     let record = log
         .clone()
