@@ -32,12 +32,14 @@ fn pod_in_note(note: &str) -> Option<String> {
     (!pod.is_empty()).then_some(pod)
 }
 
-/// The roll's steps for `cluster` from the operator's events in `ns`, oldest first.
-pub async fn roll_steps(
+/// The operator's events about cluster `cluster` in `ns` whose reason is one of `reasons`,
+/// oldest first.
+async fn operator_events(
     client: &Client,
     ns: &str,
     cluster: &str,
-) -> Result<Vec<RollStep>, E2eError> {
+    reasons: &[&str],
+) -> Result<Vec<Event>, E2eError> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let mut relevant: Vec<Event> = events
         .list(&ListParams::default())
@@ -47,10 +49,7 @@ pub async fn roll_steps(
         .filter(|e| {
             e.reporting_controller.as_deref() == Some(OPERATOR)
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster)
-                && matches!(
-                    e.reason.as_deref(),
-                    Some("RollingRestart" | "LeadershipTransferred")
-                )
+                && e.reason.as_deref().is_some_and(|r| reasons.contains(&r))
         })
         .collect();
     relevant.sort_by_key(|e| {
@@ -59,18 +58,33 @@ pub async fn roll_steps(
             e.metadata.creation_timestamp.as_ref().map(|t| t.0),
         )
     });
-    relevant
-        .iter()
-        .map(|e| {
-            let note = e.note.clone().unwrap_or_default();
-            let pod = pod_in_note(&note)
-                .ok_or_else(|| E2eError::Unexpected(format!("no pod in event note {note:?}")))?;
-            Ok(match e.reason.as_deref() {
-                Some("LeadershipTransferred") => RollStep::TransferredAwayFrom(pod),
-                _ => RollStep::Restarted(pod),
-            })
+    Ok(relevant)
+}
+
+/// The roll's steps for `cluster` from the operator's events in `ns`, oldest first.
+pub async fn roll_steps(
+    client: &Client,
+    ns: &str,
+    cluster: &str,
+) -> Result<Vec<RollStep>, E2eError> {
+    operator_events(
+        client,
+        ns,
+        cluster,
+        &["RollingRestart", "LeadershipTransferred"],
+    )
+    .await?
+    .iter()
+    .map(|e| {
+        let note = e.note.clone().unwrap_or_default();
+        let pod = pod_in_note(&note)
+            .ok_or_else(|| E2eError::Unexpected(format!("no pod in event note {note:?}")))?;
+        Ok(match e.reason.as_deref() {
+            Some("LeadershipTransferred") => RollStep::TransferredAwayFrom(pod),
+            _ => RollStep::Restarted(pod),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// The notes of the operator's events about cluster `cluster` with reason `reason`, oldest
@@ -81,25 +95,8 @@ pub async fn event_notes(
     cluster: &str,
     reason: &str,
 ) -> Result<Vec<String>, E2eError> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let mut relevant: Vec<Event> = events
-        .list(&ListParams::default())
+    Ok(operator_events(client, ns, cluster, &[reason])
         .await?
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reporting_controller.as_deref() == Some(OPERATOR)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .collect();
-    relevant.sort_by_key(|e| {
-        (
-            e.event_time.as_ref().map(|t| t.0),
-            e.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        )
-    });
-    Ok(relevant
         .into_iter()
         .map(|e| e.note.unwrap_or_default())
         .collect())
