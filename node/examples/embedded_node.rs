@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     .resolve()?;
 
     let shutdown = CancellationToken::new();
-    let node = tokio::spawn(proglog_node::server::run_node(config, shutdown.clone()));
+    let node = tokio::spawn(proglog_node::run::run_node(config, shutdown.clone()));
 
     // `root` may produce and consume under the dev ACL.
     let tls = client_tls_config(&ClientTlsFiles {

@@ -13,6 +13,9 @@
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and the plain HTTP port; tracing setup.
 //! - [`config`]: the node's command line, environment and config file.
 //! - [`raft`]: replication with openraft (log storage, state machine, network, admin API).
+//! - [`run`]: a whole node from its configuration — the single-node or Raft backend, the server,
+//!   watchers, graceful shutdown — the composition root the binary calls, so that [`server`]
+//!   does not depend on [`raft`].
 //! - [`test_ports`]: loopback ports for tests that no outgoing connection can take.
 //!
 //! The binary `proglog-node` is a thin wrapper over this library.
@@ -24,6 +27,7 @@ pub mod backend;
 pub mod config;
 pub mod metrics;
 pub mod raft;
+pub mod run;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

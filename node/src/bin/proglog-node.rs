@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use proglog_node::config::{DEFAULT_TERMINATION_LOG, EXIT_INVALID_CONFIG, NodeArgs};
-use proglog_node::server::{run_node, shutdown_signal};
+use proglog_node::run::{run_node, shutdown_signal};
 use proglog_node::telemetry::TelemetryError;
 use tokio_util::sync::CancellationToken;
 

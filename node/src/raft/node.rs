@@ -346,7 +346,7 @@ impl RaftNode {
 
     /// The current leader and its address, if known: the one openraft names, unless another
     /// node leads and has not been heard from within the contact bound (see
-    /// [`RaftNode::leader_out_of_touch`]).
+    /// `RaftNode::leader_out_of_touch`).
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let metrics = self.metrics();
         let leader = metrics

@@ -1,6 +1,6 @@
 //! Starting the Raft side of a `proglog-node` process from its [`NodeConfig`] (`--raft true`):
 //! the node's own certificate doubles as its client identity towards the other nodes (reloaded
-//! like the server's; [`crate::server::run_node`] starts the watchers), the user-visible log uses
+//! like the server's; [`crate::run::run_node`] starts the watchers), the user-visible log uses
 //! the configured segment limits, and the Raft and admin services join the node's one TLS port.
 
 use std::sync::Arc;

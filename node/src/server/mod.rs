@@ -5,7 +5,6 @@
 //!   [`NodeServer::add_service`] and authorize them with [`NodeServer::authorizer`].
 //! - [`auth`]: caller identity and the ACL check ([`Authorizer::authorize`]).
 //! - [`status`]: the one mapping from errors to gRPC statuses.
-//! - [`run_node`]: a whole single node from its configuration, with graceful shutdown.
 //! - `service`: the `log.v1.Log` implementation (`produce`: `ProduceStream`; `consume`:
 //!   `Consume` and `ConsumeStream`); `incoming`: the TLS accept loop and the connection caps;
 //!   `health`: gRPC health statuses that follow the backend's readiness.
@@ -21,7 +20,6 @@ mod consume;
 mod health;
 mod incoming;
 mod produce;
-mod run;
 mod service;
 pub mod status;
 
@@ -37,7 +35,6 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
 
 pub use auth::{Authorizer, caller_identity};
-pub use run::{RunError, run_node, shutdown_signal};
 pub use service::{LogService, ServiceLimits};
 
 use crate::acl::Acl;

@@ -58,7 +58,7 @@ impl InProcessNode {
         let serving = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime
-                .block_on(proglog_node::server::run_node(config, token))
+                .block_on(proglog_node::run::run_node(config, token))
                 .map_err(|e| e.to_string())
         });
         Self {

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{NodeServer, ServerError};
 use crate::acl::{Acl, AclError};
 use crate::backend::{BackendError, LocalBackend, LogBackend};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::raft::fatal::CoreFailure;
+use crate::server::{NodeServer, ServerError};
 use crate::tls::{ReloadingServerTls, TlsError};
 
 /// Why a node could not start or stopped with an error.
