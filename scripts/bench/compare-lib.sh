@@ -148,23 +148,10 @@ forget_server() {
 # NODE_CPUS (e.g. 0.5): every server process of every system runs in its own cgroup capped at
 # that many CPUs (CFS quota, 10 ms period, as raft.sh), i.e. equal, separate-machine-like CPU
 # budgets; load generators are not capped. Without it all processes share the machine's CPUs.
-CPU_CGROUP_ROOT=""
-if [[ -n ${NODE_CPUS:-} ]]; then
-  if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then CPU_CGROUP_ROOT=/sys/fs/cgroup/cpu # v1
-  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then CPU_CGROUP_ROOT=/sys/fs/cgroup # v2
-  else echo "NODE_CPUS needs a writable cgroup cpu controller (run as root)" >&2; exit 1; fi
-fi
+cpu_caps_init
 
 # cap_cpu INDEX PID: moves server PID into cgroup proglog-compare-INDEX (when NODE_CPUS is set).
-cap_cpu() {
-  [[ -n $CPU_CGROUP_ROOT ]] || return 0
-  local dir=$CPU_CGROUP_ROOT/proglog-compare-$1 quota
-  quota=$(awk -v c="$NODE_CPUS" 'BEGIN { printf "%d", c * 10000 }')
-  mkdir -p "$dir"
-  if [[ -e $dir/cpu.max ]]; then echo "$quota 10000" >"$dir/cpu.max"
-  else echo 10000 >"$dir/cpu.cfs_period_us"; echo "$quota" >"$dir/cpu.cfs_quota_us"; fi
-  echo "$2" >"$dir/cgroup.procs"
-}
+cap_cpu() { cap_cpu_group "proglog-compare-$1" "$2"; }
 
 # remove_cpu_caps: removes the (empty, once the servers are gone) cgroups.
 remove_cpu_caps() {

@@ -33,3 +33,26 @@ wait_node_healthy() {
   echo "node $i did not start; see $WORK/node-$i.log" >&2
   exit 1
 }
+
+# cpu_caps_init: with NODE_CPUS set (e.g. 0.5), finds the writable cgroup cpu controller (v1 or
+# v2) into CPU_CGROUP_ROOT, or exits; without it, CPU_CGROUP_ROOT stays empty and nothing is
+# capped.
+cpu_caps_init() {
+  CPU_CGROUP_ROOT=""
+  [[ -n ${NODE_CPUS:-} ]] || return 0
+  if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then CPU_CGROUP_ROOT=/sys/fs/cgroup/cpu # v1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then CPU_CGROUP_ROOT=/sys/fs/cgroup # v2
+  else echo "NODE_CPUS needs a writable cgroup cpu controller (run as root)" >&2; exit 1; fi
+}
+
+# cap_cpu_group GROUP PID: moves PID into cgroup GROUP capped at NODE_CPUS CPUs (no-op without
+# NODE_CPUS). A 10 ms period keeps throttling pauses short next to Raft's 100 ms heartbeats.
+cap_cpu_group() {
+  [[ -n $CPU_CGROUP_ROOT ]] || return 0
+  local dir=$CPU_CGROUP_ROOT/$1 quota
+  quota=$(awk -v c="$NODE_CPUS" 'BEGIN { printf "%d", c * 10000 }')
+  mkdir -p "$dir"
+  if [[ -e $dir/cpu.max ]]; then echo "$quota 10000" >"$dir/cpu.max"
+  else echo 10000 >"$dir/cpu.cfs_period_us"; echo "$quota" >"$dir/cpu.cfs_quota_us"; fi
+  echo "$2" >"$dir/cgroup.procs"
+}

@@ -39,28 +39,12 @@ trap cleanup EXIT
 # NODE_CPUS (e.g. 0.5): run every node in its own cgroup capped at that many CPUs, so that the
 # single node and each cluster node get the same CPU budget, as on separate machines. Without
 # it the three cluster nodes share the machine's CPUs, which the single node has to itself.
-CPU_CGROUP_ROOT=""
-if [[ -n ${NODE_CPUS:-} ]]; then
-  if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then CPU_CGROUP_ROOT=/sys/fs/cgroup/cpu # v1
-  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then CPU_CGROUP_ROOT=/sys/fs/cgroup # v2
-  else echo "NODE_CPUS needs a writable cgroup cpu controller (run as root)" >&2; exit 1; fi
-fi
-# limit_cpu INDEX PID: moves PID into cgroup proglog-bench-INDEX capped at NODE_CPUS. A 10 ms
-# period keeps throttling pauses short next to Raft's 100 ms heartbeats.
-limit_cpu() {
-  [[ -n $CPU_CGROUP_ROOT ]] || return 0
-  local dir=$CPU_CGROUP_ROOT/proglog-bench-$1 quota
-  quota=$(awk -v c="$NODE_CPUS" 'BEGIN { printf "%d", c * 10000 }')
-  mkdir -p "$dir"
-  if [[ -e $dir/cpu.max ]]; then echo "$quota 10000" >"$dir/cpu.max"
-  else echo 10000 >"$dir/cpu.cfs_period_us"; echo "$quota" >"$dir/cpu.cfs_quota_us"; fi
-  echo "$2" >"$dir/cgroup.procs"
-}
+cpu_caps_init
 
 # start_node INDEX PORT RAFT(true|false)
 start_node() {
   launch_node "$1" "$2" "$3"
-  limit_cpu "$1" "${pids[$1]}"
+  cap_cpu_group "proglog-bench-$1" "${pids[$1]}"
   wait_node_healthy "$1" "$2"
 }
 
