@@ -34,6 +34,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
+use super::refuse::Refuser;
 use crate::tls::ReloadingServerTls;
 
 /// Caps on connections (see the module doc).
@@ -183,26 +184,71 @@ async fn take_slot(
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` fires, sending handshaken streams to the
-/// returned channel. Dropping the receiver also stops the loop.
+/// The handshaken connections for tonic; what is left in it when tonic stops goes to the
+/// [`Refuser`] ([`Handoff::close_into`]).
+pub struct Handoff {
+    rx: Arc<Mutex<mpsc::Receiver<Result<Connection, io::Error>>>>,
+}
+
+impl Handoff {
+    /// The stream tonic serves.
+    pub fn stream(&self) -> HandoffStream {
+        HandoffStream {
+            rx: Arc::clone(&self.rx),
+        }
+    }
+
+    /// Closes the hand-off (a later connection goes to the refuser instead) and gives the
+    /// connections tonic did not take to `refuser`.
+    pub fn close_into(&self, refuser: &Refuser) {
+        let mut rx = self.rx.lock();
+        rx.close();
+        while let Ok(connection) = rx.try_recv() {
+            if let Ok(connection) = connection {
+                refuser.serve(connection);
+            }
+        }
+    }
+}
+
+/// [`Handoff::stream`].
+pub struct HandoffStream {
+    rx: Arc<Mutex<mpsc::Receiver<Result<Connection, io::Error>>>>,
+}
+
+impl futures::Stream for HandoffStream {
+    type Item = Result<Connection, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.lock().poll_recv(cx)
+    }
+}
+
+/// Accepts connections on `listener` and hands the handshaken ones to tonic through the
+/// returned [`Handoff`] until `draining` fires, then to `refuser` (see
+/// [`super::refuse`]) until it closes; the port closes with the loop. The loop also stops when
+/// tonic stops taking connections before `draining` (it failed).
 pub fn spawn_accept_loop(
     listener: TcpListener,
     tls: Arc<ReloadingServerTls>,
     limits: ConnectionLimits,
-    shutdown: CancellationToken,
-) -> mpsc::Receiver<Result<Connection, io::Error>> {
+    draining: CancellationToken,
+    refuser: Refuser,
+) -> Handoff {
     let (tx, rx) = mpsc::channel(64);
+    let rx = Arc::new(Mutex::new(rx));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated.max(1)));
     let pending = Arc::new(Pending::default());
     tokio::spawn(async move {
-        // Stops the loop on shutdown or when tonic stops taking connections.
-        let stop = shutdown.child_token();
+        // Stops the loop when the refuser closes, or when tonic stops taking connections
+        // before the node drains (it failed).
+        let stop = refuser.closing().child_token();
         let stop_when_closed = {
-            let (tx, stop) = (tx.clone(), stop.clone());
+            let (tx, stop, draining) = (tx.clone(), stop.clone(), draining.clone());
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = tx.closed() => stop.cancel(),
+                    _ = tx.closed() => if !draining.is_cancelled() { stop.cancel() },
                     _ = stop.cancelled() => {}
                 }
             })
@@ -238,6 +284,7 @@ pub fn spawn_accept_loop(
             let _ = tcp.set_nodelay(true);
             let acceptor = tls.acceptor();
             let tx = tx.clone();
+            let (draining, refuser) = (draining.clone(), refuser.clone());
             let handshake_timeout = limits.handshake_timeout;
             let pending = Arc::clone(&pending);
             let evicted = pending.add(id);
@@ -276,10 +323,17 @@ pub fn spawn_accept_loop(
                     _slot: slot,
                     anonymous,
                 };
-                let _ = tx.send(Ok(connection)).await;
+                if draining.is_cancelled() {
+                    refuser.serve(connection);
+                } else if let Err(mpsc::error::SendError(Ok(connection))) =
+                    tx.send(Ok(connection)).await
+                {
+                    // Tonic stopped taking connections (it drains): refuse instead of dropping.
+                    refuser.serve(connection);
+                }
             });
         }
         stop_when_closed.abort();
     });
-    rx
+    Handoff { rx }
 }

@@ -20,6 +20,7 @@ mod consume;
 mod health;
 mod incoming;
 mod produce;
+mod refuse;
 mod service;
 pub mod status;
 
@@ -29,7 +30,6 @@ use std::time::Duration;
 
 use proglog_proto::log::v1::log_server::LogServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
@@ -318,7 +318,10 @@ impl BoundServer {
             .add_service(health_service);
         let routes = routes.routes();
 
-        let incoming = incoming::spawn_accept_loop(
+        // From `shutdown` until the calls in flight are done, new connections are answered by
+        // the refuser (see refuse.rs); the port closes after that.
+        let refuser = refuse::Refuser::new();
+        let handoff = incoming::spawn_accept_loop(
             listener,
             Arc::clone(&tls),
             incoming::ConnectionLimits {
@@ -328,6 +331,7 @@ impl BoundServer {
                 unauthenticated_timeout: limits.unauthenticated_timeout,
             },
             shutdown.clone(),
+            refuser.clone(),
         );
         let serve_shutdown = shutdown.clone();
         let http2 = limits.http2;
@@ -343,7 +347,7 @@ impl BoundServer {
                 status::rewrite_message_too_large::<tonic::body::Body>,
             ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
+            .serve_with_incoming_shutdown(handoff.stream(), async move {
                 serve_shutdown.cancelled().await
             });
         let mut serving = Box::pin(serving);
@@ -365,6 +369,8 @@ impl BoundServer {
             }
         }
         drop(serving);
+        handoff.close_into(&refuser);
+        refuser.close().await;
         backend.shutdown().await?;
         tracing::info!("server stopped; log synced and closed");
         Ok(())
