@@ -137,7 +137,8 @@ down: ## Remove what `make up` started
 	scripts/down.sh
 
 e2e-pods: local-cluster ## The whole e2e suite against real pods on a fresh local cluster (what CI runs)
-	scripts/local-cluster/with-local-cluster.sh scripts/e2e-pods.sh
+	# The host is the cluster's node: clients reach the Services by ClusterIP (e2e/src/relay.rs).
+	PROGLOG_E2E_SERVICE_ACCESS=cluster-ip scripts/local-cluster/with-local-cluster.sh scripts/e2e-pods.sh
 
 e2e: ## End-to-end tests against $$KUBECONFIG (kind in GitHub Actions)
 	$(CARGO) build -p proglog-operator --bin proglog-operator

@@ -39,6 +39,7 @@ pub mod operator;
 pub mod owned;
 pub mod port_forward;
 pub mod provisioner;
+pub mod relay;
 pub mod rolling;
 pub mod scenario;
 pub mod status;

@@ -391,7 +391,9 @@ impl Producer {
                                 history.failures.push(Failure {
                                     value: value.clone(),
                                     outcome,
-                                    error: format!("{:?}: {}", status.code(), status.message()),
+                                    // With the source chain: a transport failure says what broke
+                                    // (a reset, a GOAWAY, a timeout) only there.
+                                    error: error_chain(&status),
                                     at: self.started.elapsed(),
                                 });
                                 break;

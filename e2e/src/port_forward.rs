@@ -12,7 +12,10 @@ use tokio::{
     sync::Mutex,
 };
 
-use crate::{E2eError, env};
+use crate::{
+    E2eError, env,
+    relay::{self, Relay, ServiceAccess},
+};
 
 /// A running port-forward; the kubectl process is killed when this is dropped.
 #[derive(Debug)]
@@ -117,26 +120,82 @@ impl PortForward {
 
 /// A port-forward shared by concurrent clients and restarted when it breaks. Every start gets a
 /// new generation, so a client that saw generation `g` fail asks for a restart of `g` only, and
-/// many clients seeing the same failure restart it once.
+/// many clients seeing the same failure restart it once. For a `service/NAME` target it is a
+/// [`Relay`] to the Service's ClusterIP instead when [`ServiceAccess`] says so (it never breaks).
 #[derive(Debug)]
 pub struct SharedForward {
     namespace: String,
     target: String,
     remote_port: u16,
-    state: Mutex<(PortForward, u64)>,
+    state: Mutex<(Tunnel, u64)>,
+}
+
+/// What carries a [`SharedForward`]'s connections.
+#[derive(Debug)]
+enum Tunnel {
+    Kubectl(Box<PortForward>),
+    Relay(Relay),
+}
+
+impl Tunnel {
+    fn local_port(&self) -> u16 {
+        match self {
+            Tunnel::Kubectl(forward) => forward.local_port,
+            Tunnel::Relay(relay) => relay.local_port,
+        }
+    }
+
+    fn is_alive(&mut self) -> bool {
+        match self {
+            Tunnel::Kubectl(forward) => forward.is_alive(),
+            Tunnel::Relay(_) => true,
+        }
+    }
 }
 
 impl SharedForward {
     /// Starts the forward to `target` (`service/NAME` or `pod/NAME`).
     pub async fn start(namespace: &str, target: &str, remote_port: u16) -> Result<Self, E2eError> {
-        let forward =
-            PortForward::start(namespace, target, remote_port, env::api_timeout()).await?;
+        let tunnel = Self::tunnel(namespace, target, remote_port).await?;
         Ok(Self {
             namespace: namespace.to_owned(),
             target: target.to_owned(),
             remote_port,
-            state: Mutex::new((forward, 0)),
+            state: Mutex::new((tunnel, 0)),
         })
+    }
+
+    /// How this forward reaches its target: `kubectl port-forward`, or a relay to a Service's
+    /// ClusterIP (see [`ServiceAccess`]).
+    pub async fn describe(&self) -> String {
+        match &self.state.lock().await.0 {
+            Tunnel::Kubectl(_) => format!("kubectl port-forward {}", self.target),
+            Tunnel::Relay(_) => format!("a relay to the ClusterIP of {}", self.target),
+        }
+    }
+
+    async fn tunnel(namespace: &str, target: &str, remote_port: u16) -> Result<Tunnel, E2eError> {
+        let access = ServiceAccess::from_env()?;
+        if let Some(service) = target.strip_prefix("service/")
+            && access != ServiceAccess::PortForward
+        {
+            let address = relay::cluster_ip(namespace, service, remote_port).await?;
+            match address {
+                Some(address) if relay::reachable(address).await => {
+                    return Ok(Tunnel::Relay(Relay::start(address).await?));
+                }
+                _ if access == ServiceAccess::ClusterIp => {
+                    return Err(E2eError::PortForward(format!(
+                        "PROGLOG_E2E_SERVICE_ACCESS=cluster-ip, but {target}'s ClusterIP \
+                         ({address:?}) does not answer from this host"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(Tunnel::Kubectl(Box::new(
+            PortForward::start(namespace, target, remote_port, env::api_timeout()).await?,
+        )))
     }
 
     /// The current local port and its generation; restarts the forward first if kubectl exited.
@@ -146,7 +205,7 @@ impl SharedForward {
             let generation = state.1;
             self.restart_locked(&mut state, generation).await?;
         }
-        Ok((state.0.local_port, state.1))
+        Ok((state.0.local_port(), state.1))
     }
 
     /// Restarts the forward unless a newer generation than `seen` already replaced it.
@@ -155,22 +214,13 @@ impl SharedForward {
         self.restart_locked(&mut state, seen).await
     }
 
-    async fn restart_locked(
-        &self,
-        state: &mut (PortForward, u64),
-        seen: u64,
-    ) -> Result<(), E2eError> {
-        if state.1 != seen {
+    async fn restart_locked(&self, state: &mut (Tunnel, u64), seen: u64) -> Result<(), E2eError> {
+        // A relay never breaks: a failed connection is the cluster's, not the tunnel's.
+        if state.1 != seen || matches!(state.0, Tunnel::Relay(_)) {
             return Ok(());
         }
-        let forward = PortForward::start(
-            &self.namespace,
-            &self.target,
-            self.remote_port,
-            env::api_timeout(),
-        )
-        .await?;
-        *state = (forward, seen + 1);
+        let tunnel = Self::tunnel(&self.namespace, &self.target, self.remote_port).await?;
+        *state = (tunnel, seen + 1);
         Ok(())
     }
 }

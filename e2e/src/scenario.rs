@@ -325,11 +325,12 @@ impl Scenario {
         .await
     }
 
-    /// A forward to the client Service of cluster `name`, restarted when its pod goes away.
+    /// A way in to the client Service of cluster `name` (its ClusterIP when this host reaches
+    /// it, else a port-forward restarted when its pod goes away; logged).
     pub async fn service_forward(&self, name: &str) -> Result<Arc<SharedForward>, E2eError> {
-        Ok(Arc::new(
-            SharedForward::start(&self.ns, &format!("service/{name}"), GRPC_PORT).await?,
-        ))
+        let forward = SharedForward::start(&self.ns, &format!("service/{name}"), GRPC_PORT).await?;
+        self.log(format!("a client reaches the cluster through {}", forward.describe().await));
+        Ok(Arc::new(forward))
     }
 
     /// Runs `body` within the scenario deadline (`PROGLOG_E2E_SCENARIO_TIMEOUT_SECS`).

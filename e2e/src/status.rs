@@ -57,6 +57,8 @@ pub struct ClusterStatus {
     pub observed_generation: Option<i64>,
     /// Lifecycle phase.
     pub phase: Option<String>,
+    /// The operation in progress (a rolling restart's progress, what it waits for).
+    pub operation: Option<String>,
     /// Available, Progressing, Degraded.
     #[serde(default)]
     pub conditions: Vec<Condition>,

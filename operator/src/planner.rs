@@ -192,6 +192,28 @@ impl Step {
         }
     }
 
+    /// The `action` of this step's event: its kind and the node it acts on. kube's event
+    /// Recorder folds events with the same type, reason, action and objects into one series that
+    /// keeps the first note, so with one action for every membership change, adding node 5 hid
+    /// that node 6 was added next (or that pod 1 came back as a new node).
+    pub fn event_action(&self) -> String {
+        let node = match self {
+            Step::Initialize { node_id }
+            | Step::AddLearner { node_id, .. }
+            | Step::Promote { node_id }
+            | Step::RemoveVoter { node_id }
+            | Step::RemoveLearner { node_id } => Some(*node_id),
+            Step::ReplaceMember { new_node_id, .. } => Some(*new_node_id),
+            Step::ReplaceFailedMember { remove_node_id, .. } => *remove_node_id,
+            Step::TransferLeadership { to, .. } => Some(*to),
+            _ => None,
+        };
+        match node {
+            Some(id) => format!("{} node {id}", self.kind()),
+            None => self.kind().to_owned(),
+        }
+    }
+
     /// True for steps that change the Raft membership and nothing else
     /// (`ReplaceFailedMember` also deletes Kubernetes objects, and is executed on its own).
     pub fn changes_membership(&self) -> bool {

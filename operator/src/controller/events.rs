@@ -9,6 +9,31 @@ use kube::{
 
 use super::Context;
 use crate::crd::ProgLogCluster;
+use crate::planner::Step;
+
+/// The event of a membership change `step` (reason `MembershipChanged`): its note says what
+/// changed, its action names the node, so each change stays its own event (see
+/// [`Step::event_action`]).
+pub fn membership_event(step: &Step) -> KubeEvent {
+    KubeEvent {
+        type_: EventType::Normal,
+        reason: "MembershipChanged".to_owned(),
+        note: Some(step.to_string()),
+        action: step.event_action(),
+        secondary: None,
+    }
+}
+
+/// Publishes a membership change's event about `cluster`; a failure is logged, never fatal.
+pub(crate) async fn publish_membership(ctx: &Context, cluster: &ProgLogCluster, step: &Step) {
+    if let Err(error) = ctx
+        .recorder
+        .publish(&membership_event(step), &cluster.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, "could not publish an event");
+    }
+}
 
 /// Publishes an event about `cluster`; a failure is logged, never fatal.
 pub(crate) async fn publish(

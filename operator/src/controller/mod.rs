@@ -40,6 +40,7 @@ use kube::{
     },
 };
 
+pub use events::membership_event;
 pub use leader::{Attempt, LeaderElector, LeaseConfig};
 pub use metrics::Metrics;
 

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::{
     Context, FIELD_MANAGER, ReconcileError, ca_rotation,
-    events::publish,
+    events::{self, publish},
     member_failures, membership, replacement, rolling,
     status::{self, Problem, StatusInput},
     users,
@@ -353,15 +353,7 @@ async fn apply(cluster: &ProgLogCluster, ctx: &Context) -> Result<Action, Reconc
         ctx.config
             .metrics
             .count_membership_operation(ns, &cluster_ref.name, step.kind());
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "MembershipChanged",
-            "Membership",
-            step.to_string(),
-        )
-        .await;
+        events::publish_membership(ctx, cluster, &step).await;
         initialized |= matches!(step, Step::Initialize { .. });
     }
     if let Step::ReplaceFailedMember { .. } = &step {
