@@ -9,27 +9,35 @@
 # left out.
 record() { [[ -n $5 ]] || return 0; printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
-# proc_totals PID...: "<CPU ticks> <bytes written>" summed over the processes: utime + stime
-# (fields 14 and 15 of /proc/PID/stat, all threads) and write_bytes of /proc/PID/io (bytes the
-# process caused to be sent to the storage layer: a whole page each time one turns dirty, so a
-# write followed by an fsync counts once, and a 1 KiB write into a page fsync'd before counts
-# 4 KiB).
+# proc_totals PID...: "<CPU ticks> <bytes written> <wake-ups> <I/O system calls>" summed over
+# the processes: utime + stime (fields 14 and 15 of /proc/PID/stat, all threads); write_bytes of
+# /proc/PID/io (bytes the process caused to be sent to the storage layer: a whole page each time
+# one turns dirty, so a write followed by an fsync counts once, and a 1 KiB write into a page
+# fsync'd before counts 4 KiB); voluntary context switches of every thread (a thread that blocked
+# — on a socket, a futex, an fsync — and was woken again: the task hops and wake-ups on the
+# critical path, from /proc/PID/task/*/status, so threads that exited during the run are not
+# counted); and syscr + syscw of /proc/PID/io (read- and write-family system calls, sockets
+# included).
 proc_totals() {
-  local pid ticks=0 bytes=0 t b
+  local pid ticks=0 bytes=0 wakeups=0 syscalls=0 t b w c
   for pid in "$@"; do
     t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat") || { echo "process $pid is gone" >&2; return 1; }
     b=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$pid/io")
+    c=$(awk '$1 == "syscr:" || $1 == "syscw:" { n += $2 } END { print n + 0 }' "/proc/$pid/io")
+    w=$(cat "/proc/$pid"/task/*/status 2>/dev/null | awk '$1 == "voluntary_ctxt_switches:" { n += $2 } END { print n + 0 }')
     ticks=$((ticks + t))
     bytes=$((bytes + b))
+    wakeups=$((wakeups + w))
+    syscalls=$((syscalls + c))
   done
-  echo "$ticks $bytes"
+  echo "$ticks $bytes $wakeups $syscalls"
 }
 
 # measured SYSTEM ROUND LOAD RECORDS OUT PIDS -- CMD...: runs CMD (the load generator) with its
 # output in OUT and records the servers' CPU seconds per 1 000 records and bytes written to disk
 # per record over the run. Fails when CMD fails, printing its output.
 measured() {
-  local system=$1 round=$2 load=$3 records=$4 out=$5 pids_csv=$6 before after t0 b0 t1 b1
+  local system=$1 round=$2 load=$3 records=$4 out=$5 pids_csv=$6 before after t0 b0 w0 c0 t1 b1 w1 c1
   shift 7 # the six arguments and "--"
   local server_pids
   IFS=, read -r -a server_pids <<<"$pids_csv"
@@ -47,12 +55,16 @@ measured() {
     return 1
   fi
   after=$(proc_totals "${server_pids[@]}")
-  read -r t0 b0 <<<"$before"
-  read -r t1 b1 <<<"$after"
+  read -r t0 b0 w0 c0 <<<"$before"
+  read -r t1 b1 w1 c1 <<<"$after"
   record "$system" "$round" "$load" cpu_s_per_1000 \
     "$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$records" 'BEGIN { printf "%.4f", t / hz * 1000 / n }')"
   record "$system" "$round" "$load" disk_bytes_per_record \
     "$(awk -v b=$((b1 - b0)) -v n="$records" 'BEGIN { printf "%.0f", b / n }')"
+  record "$system" "$round" "$load" wakeups_per_record \
+    "$(awk -v w=$((w1 - w0)) -v n="$records" 'BEGIN { printf "%.2f", w / n }')"
+  record "$system" "$round" "$load" io_syscalls_per_record \
+    "$(awk -v c=$((c1 - c0)) -v n="$records" 'BEGIN { printf "%.2f", c / n }')"
 }
 
 # stop_processes PID...: SIGTERM, then SIGKILL whatever is still running 10 s later; waits for all.

@@ -11,7 +11,9 @@
 #   - one consumer reading records written before (ProgLog ConsumeStream, NATS ordered consumer;
 #     etcd is a key-value store without a log to consume),
 #   - per run, CPU seconds per 1 000 records (utime + stime of the 3 server processes, from
-#     /proc/PID/stat) and bytes written to disk per record (write_bytes of /proc/PID/io),
+#     /proc/PID/stat), bytes written to disk per record (write_bytes of /proc/PID/io), thread
+#     wake-ups per record (voluntary context switches of every server thread) and read/write
+#     system calls per record (syscr + syscw of /proc/PID/io),
 #   - the machine's limits in the same run: fsync rate and fsync'd MB/s (disk-limits.sh) and the
 #     bandwidth of one TLS connection on loopback (OpenSSL through Python's ssl module).
 # ROUNDS rounds, each measuring the limits and then every system, the order rotating per round,
@@ -203,7 +205,9 @@ names = {"proglog": "ProgLog (mTLS)", "etcd": "etcd (no TLS)", "nats": "NATS Jet
 load_names = {"stream": "1 streaming / async publisher", "consume": "1 consumer"}
 metrics = [("records_per_s", "records/s", max), ("p50_ms", "p50 ms", min), ("p99_ms", "p99 ms", min),
            ("cpu_s_per_1000", "server CPU s / 1 000 records", min),
-           ("disk_bytes_per_record", "disk bytes written / record", min)]
+           ("disk_bytes_per_record", "disk bytes written / record", min),
+           ("wakeups_per_record", "server thread wake-ups / record", min),
+           ("io_syscalls_per_record", "server read+write system calls / record", min)]
 peers = [s for s in systems if s != "proglog"]
 header = ["load", "metric"] + [names[s] for s in systems]
 if "proglog" in systems and peers:
@@ -228,7 +232,8 @@ print()
 print("Ratios: above 1 is better for records/s, below 1 is better for the other rows. "
       "NATS async-publish latencies are per batch of 500 messages; ProgLog's streaming latency is per record, send to acknowledgement"
       + ("; Kafka's producer latencies per record include the time queued in the producer. " if "kafka" in systems else ". ") +
-      "CPU and disk count the 3 server processes only (not the load generator).")
+      "CPU, disk, wake-ups and system calls count the 3 server processes only (not the load generator); "
+      "a wake-up is a voluntary context switch of a server thread (it blocked and was woken).")
 print()
 print("| machine limit (same run) | value |")
 print("|---|---:|")
