@@ -329,7 +329,10 @@ impl Scenario {
     /// it, else a port-forward restarted when its pod goes away; logged).
     pub async fn service_forward(&self, name: &str) -> Result<Arc<SharedForward>, E2eError> {
         let forward = SharedForward::start(&self.ns, &format!("service/{name}"), GRPC_PORT).await?;
-        self.log(format!("a client reaches the cluster through {}", forward.describe().await));
+        self.log(format!(
+            "a client reaches the cluster through {}",
+            forward.describe().await
+        ));
         Ok(Arc::new(forward))
     }
 

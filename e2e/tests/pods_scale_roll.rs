@@ -402,7 +402,8 @@ async fn wait_for_the_window(
         "a WaitingForMaintenanceWindow event",
         env::api_timeout(),
         || async {
-            let notes = event_notes(&sc.client, &sc.ns, name, "WaitingForMaintenanceWindow").await?;
+            let notes =
+                event_notes(&sc.client, &sc.ns, name, "WaitingForMaintenanceWindow").await?;
             Ok(match notes.last() {
                 Some(note) => Check::Done(note.clone()),
                 None => Check::NotYet("no such event yet".to_owned()),
@@ -417,7 +418,10 @@ async fn wait_for_the_window(
     let held = Instant::now();
     while held.elapsed() < HOLD {
         let (is_waiting, operation) = waiting().await?;
-        ensure!(is_waiting, "the roll stopped waiting for the closed window: {operation:?}");
+        ensure!(
+            is_waiting,
+            "the roll stopped waiting for the closed window: {operation:?}"
+        );
         for (pod, uid) in old_uids {
             let current = sc.pods().get(pod).await?;
             ensure!(
@@ -429,4 +433,3 @@ async fn wait_for_the_window(
     }
     Ok(())
 }
-

@@ -70,7 +70,10 @@ async fn a_draining_node_refuses_new_calls_as_not_executed_and_finishes_the_one_
     .await
     .expect("a refusal within the patience");
     assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
-    assert!(says_not_executed(&refusal), "marked not executed: {refusal:?}");
+    assert!(
+        says_not_executed(&refusal),
+        "marked not executed: {refusal:?}"
+    );
     assert!(produce_not_executed(&refusal));
     assert!(
         refusal.message().contains("shutting down"),
