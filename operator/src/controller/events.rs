@@ -26,13 +26,7 @@ pub fn membership_event(step: &Step) -> KubeEvent {
 
 /// Publishes a membership change's event about `cluster`; a failure is logged, never fatal.
 pub(crate) async fn publish_membership(ctx: &Context, cluster: &ProgLogCluster, step: &Step) {
-    if let Err(error) = ctx
-        .recorder
-        .publish(&membership_event(step), &cluster.object_ref(&()))
-        .await
-    {
-        tracing::warn!(%error, "could not publish an event");
-    }
+    send(ctx, cluster, &membership_event(step)).await;
 }
 
 /// Publishes an event about `cluster`; a failure is logged, never fatal.
@@ -66,7 +60,12 @@ pub(crate) async fn publish_about(
         action: action.to_owned(),
         secondary: related,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+    send(ctx, cluster, &event).await;
+}
+
+/// Publishes `event` about `cluster`; a failure is logged, never fatal.
+async fn send(ctx: &Context, cluster: &ProgLogCluster, event: &KubeEvent) {
+    if let Err(error) = ctx.recorder.publish(event, &cluster.object_ref(&())).await {
         tracing::warn!(%error, "could not publish an event");
     }
 }
