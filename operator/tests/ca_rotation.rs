@@ -349,16 +349,7 @@ async fn the_controller_rotates_the_ca_when_annotated_and_reports_it() {
             "{name}"
         );
     }
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let notes: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("CARotation"))
-        .filter_map(|e| e.note)
-        .collect();
+    let notes = common::event_notes(&client, &ns, "CARotation").await;
     for phase in ["TrustBoth", "Reissue", "DropOld", "complete"] {
         assert!(
             notes.iter().any(|n| n.contains(phase)),

@@ -7,10 +7,9 @@
 
 mod common;
 
-use k8s_openapi::api::events::v1::Event;
 use kube::{
     Api, Resource,
-    api::{ListParams, PostParams},
+    api::PostParams,
     runtime::events::{Recorder, Reporter},
 };
 use proglog_operator::{controller::membership_event, crd::ProgLogCluster, planner::Step};
@@ -66,16 +65,7 @@ async fn each_membership_change_is_an_event_of_its_own() {
             .unwrap();
     }
 
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let notes: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("MembershipChanged"))
-        .filter_map(|e| e.note)
-        .collect();
+    let notes = common::event_notes(&client, &ns, "MembershipChanged").await;
     for step in &steps {
         assert!(
             notes.contains(&step.to_string()),

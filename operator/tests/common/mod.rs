@@ -123,6 +123,21 @@ pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = namespaces.delete(name, &DeleteParams::default()).await;
 }
 
+/// The notes of the events in `namespace` with reason `reason` (events.k8s.io).
+pub async fn event_notes(client: &Client, namespace: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
 /// A ProgLogCluster from a JSON spec.
 pub fn cluster(name: &str, spec: serde_json::Value) -> ProgLogCluster {
     serde_json::from_value(serde_json::json!({
