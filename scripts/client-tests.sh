@@ -14,7 +14,7 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   where the release binaries are (default $HOME/.cache/proglog/target);
-#                      `cargo build --release --bins` runs only when one is
+#                      `make release` runs only when one is
 #                      missing (`make client-tests` always runs it first)
 #   KEEP_CLUSTER_DIR=1 keep the temporary directory (certificates, data, node logs) on exit
 set -euo pipefail
@@ -37,7 +37,7 @@ done
 
 if [[ ! -x "$PROGLOG" || ! -x "$NODE" ]]; then
     step "building the release node binaries"
-    (cd "$ROOT" && cargo build --release --bins)
+    make -C "$ROOT" release
 fi
 
 step "tools: buf and the Go protobuf plugins, the Python grpcio venv (cached)"

@@ -18,8 +18,8 @@
 # contents, image config, this recipe). When it matches, the archive is left alone, so a cached
 # run costs the hashing of the inputs only.
 #
-# The Rust binaries are NOT built here: they come from `cargo build --release --bins`
-# (`make release`) in ${CARGO_TARGET_DIR:-$PROGLOG_CACHE_DIR/target}/release.
+# The Rust binaries are NOT built here: they come from `make release`
+# in ${CARGO_TARGET_DIR:-$PROGLOG_CACHE_DIR/target}/release.
 # CoreDNS is built with the Go toolchain through the Go module proxy (cached like
 # scripts/tools/helm.sh, keyed by version): $PROGLOG_CACHE_DIR/tools/coredns-<version>/coredns.
 #
@@ -233,7 +233,7 @@ rust_image() {
     done
     (($#)) && shift
     for bin in "${bins[@]}"; do
-        [[ -x "$bin" ]] || die "missing $bin: build the release binaries first with 'make release' (cargo build --release --bins); looked in $RELEASE_DIR (CARGO_TARGET_DIR)"
+        [[ -x "$bin" ]] || die "missing $bin: build the release binaries first with 'make release' (cargo build --release -p proglog-node -p proglog-cli -p proglog-operator --bins); looked in $RELEASE_DIR (CARGO_TARGET_DIR)"
         args+=(--file="$bin:/usr/local/bin/${bin##*/}:0755")
     done
     # An assignment, not a process substitution, so that a failing ldd stops the script.
