@@ -16,7 +16,8 @@ mod reconcile;
 pub mod replacement;
 mod rolling;
 mod status;
-mod users;
+mod user_access;
+pub mod users;
 mod validation;
 
 use std::{
