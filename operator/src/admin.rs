@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use proglog_proto::proglog::admin::v1::{
-    AddLearnerRequest, ClusterStatusRequest, ClusterStatusResponse, InitializeRequest, Member,
-    NodeInfoRequest, PromoteVoterRequest, RemoveNodeRequest, TransferLeadershipRequest,
-    admin_client::AdminClient as GrpcAdminClient,
+    AddLearnerRequest, CheckAccessRequest, ClusterStatusRequest, ClusterStatusResponse,
+    InitializeRequest, Member, NodeInfoRequest, PromoteVoterRequest, RemoveNodeRequest,
+    TransferLeadershipRequest, admin_client::AdminClient as GrpcAdminClient,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -164,6 +164,28 @@ impl AdminClient {
             .map_err(self.rpc_error("ClusterStatus"))?
             .into_inner();
         Ok(membership_from_status(&status))
+    }
+
+    /// Whether the ACL policy the node enforces now allows `subject` to perform `action` on
+    /// `object` (the policy file's vocabulary; `*` as object asks for a rule on every object).
+    pub async fn check_access(
+        &mut self,
+        subject: &str,
+        object: &str,
+        action: &str,
+    ) -> Result<bool, AdminError> {
+        let answer = self
+            .grpc
+            .clone()
+            .check_access(CheckAccessRequest {
+                subject: subject.to_owned(),
+                object: object.to_owned(),
+                action: action.to_owned(),
+            })
+            .await
+            .map_err(self.rpc_error("CheckAccess"))?
+            .into_inner();
+        Ok(answer.allowed)
     }
 
     /// Makes this node the single voter of a new cluster.

@@ -22,7 +22,7 @@ use crate::crd::{ClusterCondition, wildcard};
     category = "proglog",
     doc = "An application identity on a ProgLogCluster: the operator issues its client certificate (Common Name = metadata.name) into a Secret and grants spec.acl in the cluster's ACL; deleting the user removes both.",
     printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.cluster","description":"The ProgLogCluster"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Certificate issued and ACL granted"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Certificate issued and its ACL rules enforced by every running node"}"#,
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","description":"Secret with tls.crt, tls.key and ca.crt"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.certificateExpiry","description":"When the certificate expires (renewed before)"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -89,7 +89,9 @@ pub struct ProgLogUserStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready: the certificate is in the Secret and the rules are in the cluster's ACL.
+    /// Ready: the certificate is in the Secret and every running node of the cluster enforces
+    /// the user's rules (reason AccessEnforced, kept for the observedGeneration it was confirmed
+    /// for); False with reason AclPropagating while a node does not yet.
     #[serde(default)]
     pub conditions: Vec<ClusterCondition>,
     /// The identity (certificate Common Name) the ACL knows the user by.

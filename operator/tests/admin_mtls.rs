@@ -1,6 +1,7 @@
 //! The admin client against an in-process `proglog.admin.v1.Admin` server on loopback, over
 //! mutual TLS with certificates from the operator's CA: the operator's identity reaches the
 //! node, a client from another CA is refused, and node errors surface with their gRPC code.
+//! `CheckAccess` answers come back as whether the node allows the request.
 
 use std::{
     net::SocketAddr,
@@ -14,10 +15,10 @@ use proglog_operator::{
     ca::{self, KeyedCertificate},
 };
 use proglog_proto::proglog::admin::v1::{
-    AddLearnerRequest, ClusterStatusRequest, ClusterStatusResponse, InitializeRequest,
-    InitializeResponse, Member, MemberStatus, MembershipResponse, NodeInfoRequest,
-    NodeInfoResponse, PromoteVoterRequest, RemoveNodeRequest, TransferLeadershipRequest,
-    TransferLeadershipResponse,
+    AddLearnerRequest, CheckAccessRequest, CheckAccessResponse, ClusterStatusRequest,
+    ClusterStatusResponse, InitializeRequest, InitializeResponse, Member, MemberStatus,
+    MembershipResponse, NodeInfoRequest, NodeInfoResponse, PromoteVoterRequest, RemoveNodeRequest,
+    TransferLeadershipRequest, TransferLeadershipResponse,
     admin_server::{Admin, AdminServer},
 };
 use time::OffsetDateTime;
@@ -135,6 +136,26 @@ impl Admin for NodeService {
         Ok(Response::new(TransferLeadershipResponse {}))
     }
 
+    async fn check_access(
+        &self,
+        request: Request<CheckAccessRequest>,
+    ) -> Result<Response<CheckAccessResponse>, Status> {
+        let CheckAccessRequest {
+            subject,
+            object,
+            action,
+        } = request.get_ref().clone();
+        self.record(&request, format!("CheckAccess {subject} {object} {action}"));
+        if action == "fly" {
+            return Err(Status::invalid_argument("unknown action \"fly\""));
+        }
+        Ok(Response::new(CheckAccessResponse {
+            allowed: subject == "app",
+            policy_loaded_unix_ms: 1,
+            policy_rules: 3,
+        }))
+    }
+
     async fn cluster_status(
         &self,
         request: Request<ClusterStatusRequest>,
@@ -233,6 +254,20 @@ async fn operator_drives_a_node_over_mutual_tls() {
     client.promote(70_001).await.unwrap();
     client.transfer_leadership(70_001).await.unwrap();
     client.remove(70_000).await.unwrap();
+    assert!(client.check_access("app", "*", "produce").await.unwrap());
+    assert!(
+        !client
+            .check_access("other", "log", "consume")
+            .await
+            .unwrap()
+    );
+    match client.check_access("app", "log", "fly").await {
+        Err(AdminError::Rpc { code, method, .. }) => {
+            assert_eq!(code, tonic::Code::InvalidArgument);
+            assert_eq!(method, "CheckAccess");
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
 
     // A node refusing a second initialization surfaces its code and message.
     match client.initialize().await {
@@ -258,6 +293,9 @@ async fn operator_drives_a_node_over_mutual_tls() {
             "PromoteVoter 70001",
             "TransferLeadership 70001",
             "RemoveNode 70000",
+            "CheckAccess app * produce",
+            "CheckAccess other log consume",
+            "CheckAccess app log fly",
             "Initialize",
         ]
     );

@@ -80,6 +80,8 @@ async fn a_user_gets_a_certificate_and_acl_rules_and_loses_both_when_deleted() {
     })
     .await;
     let status = ready_user.status.unwrap();
+    // No node runs here (no kubelet): the rules in the ConfigMap are all it waits for.
+    assert_eq!(ready(&status), Some(("True", "AccessEnforced")));
     assert_eq!(status.identity.as_deref(), Some("orders"));
     assert_eq!(status.secret_name.as_deref(), Some("orders-user-tls"));
     assert!(status.certificate_expiry.is_some());

@@ -15,7 +15,7 @@ mod policy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -46,11 +46,29 @@ pub enum AclError {
     },
 }
 
+/// A policy and when it was put in force.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The rules.
+    pub policy: Arc<Policy>,
+    /// When it was loaded (at startup or by the last successful reload).
+    pub loaded_at: SystemTime,
+}
+
+impl LoadedPolicy {
+    fn now(policy: Policy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
 /// The policy in force, reloadable from its file.
 #[derive(Debug)]
 pub struct Acl {
     path: Option<PathBuf>,
-    policy: RwLock<Arc<Policy>>,
+    policy: RwLock<LoadedPolicy>,
 }
 
 impl Acl {
@@ -59,7 +77,7 @@ impl Acl {
         let policy = Policy::from_file(path)?;
         Ok(Arc::new(Self {
             path: Some(path.to_path_buf()),
-            policy: RwLock::new(Arc::new(policy)),
+            policy: RwLock::new(LoadedPolicy::now(policy)),
         }))
     }
 
@@ -67,20 +85,28 @@ impl Acl {
     pub fn fixed(policy: Policy) -> Arc<Self> {
         Arc::new(Self {
             path: None,
-            policy: RwLock::new(Arc::new(policy)),
+            policy: RwLock::new(LoadedPolicy::now(policy)),
         })
     }
 
     /// Whether `subject` may perform `action` on `object`.
     pub fn is_allowed(&self, subject: &str, object: &str, action: Action) -> bool {
-        self.policy.read().is_allowed(subject, object, action)
+        self.policy
+            .read()
+            .policy
+            .is_allowed(subject, object, action)
+    }
+
+    /// The policy in force now and when it was loaded (what [`Acl::is_allowed`] answers from).
+    pub fn current(&self) -> LoadedPolicy {
+        self.policy.read().clone()
     }
 
     /// Re-reads the file; on error the previous policy stays in force.
     pub fn reload(&self) -> Result<(), AclError> {
         if let Some(path) = &self.path {
             let policy = Policy::from_file(path)?;
-            *self.policy.write() = Arc::new(policy);
+            *self.policy.write() = LoadedPolicy::now(policy);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! with the ACL action `admin`. Any node accepts a membership change: the leader executes it
 //! ([`super::membership`]); a follower, having authorized the caller, forwards it to the leader
 //! over the internal Raft connection (`ForwardAdmin`) and returns the leader's answer.
+//! `CheckAccess` and the status calls are answered by the node itself, without Raft.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use proglog_proto::proglog::raft::v1::forward_admin_request::Request as AdminReq
 use proglog_proto::proglog::raft::v1::forward_admin_response::Response as AdminResponse;
 use tonic::{Request, Response, Status};
 
+use super::check_access::check_access;
 use super::forwarding::forward_admin;
 use super::membership;
 use super::node::RaftNode;
@@ -168,6 +170,15 @@ impl admin_server::Admin for AdminService {
                 "the leader answered a leadership transfer with a membership",
             )),
         }
+    }
+
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        self.check(&request)?;
+        // Local and immediate: the policy this node enforces, whatever its Raft role.
+        check_access(self.authorizer.acl(), request.get_ref()).map(Response::new)
     }
 
     async fn cluster_status(

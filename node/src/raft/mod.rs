@@ -15,7 +15,7 @@
 //!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
 //! - [`run`]: starting Raft inside `proglog-node` (`--raft true`).
 //! - [`admin`]: the `proglog.admin.v1.Admin` membership service; [`membership`]: the changes it
-//!   executes on the leader; [`forwarding`]: produces, reads and admin changes a follower sends
+//!   executes on the leader; [`check_access`]: its local answer from the ACL in force; [`forwarding`]: produces, reads and admin changes a follower sends
 //!   on to the leader, and the "not the leader" (not executed) errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation; [`startup_check`]:
 //!   a node refuses to start on a Raft log that lost entries its state machine applied.
@@ -35,6 +35,7 @@ pub mod batcher;
 #[cfg(test)]
 mod blocking_io_tests;
 pub mod channel_pool;
+pub mod check_access;
 pub mod codec;
 #[cfg(test)]
 mod durable_dirs_tests;

@@ -29,6 +29,11 @@ impl Authorizer {
         Self { acl }
     }
 
+    /// The ACL in force (the one every call is authorized against).
+    pub fn acl(&self) -> &Arc<Acl> {
+        &self.acl
+    }
+
     /// The caller's identity if it may perform `action`: `UNAUTHENTICATED` without a verified
     /// client certificate, `PERMISSION_DENIED` if the ACL does not allow it.
     pub fn authorize<T>(&self, request: &Request<T>, action: Action) -> Result<String, Status> {

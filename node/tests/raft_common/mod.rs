@@ -53,6 +53,9 @@ pub struct TestCluster {
     /// When set, nodes started afterwards watch their certificate files (server and client
     /// side) at this interval, as `proglog-node` does.
     pub tls_reload_interval: Option<Duration>,
+    /// When set, nodes started afterwards reload `certs/acl.csv` when it changes, polling at
+    /// this interval, as `proglog-node` does.
+    pub acl_reload_interval: Option<Duration>,
 }
 
 pub fn fast_raft_config() -> openraft::Config {
@@ -86,6 +89,7 @@ impl TestCluster {
             nodes: (0..size).map(|_| None).collect(),
             tune,
             tls_reload_interval: None,
+            acl_reload_interval: None,
         }
     }
 
@@ -142,6 +146,10 @@ impl TestCluster {
                 .spawn_watcher(interval, shutdown.child_token());
         }
         let acl = Acl::load(&self.certs.join("acl.csv")).expect("acl");
+        if let Some(interval) = self.acl_reload_interval {
+            // Stopped with this server.
+            acl.spawn_watcher(interval, shutdown.child_token());
+        }
         let server = NodeServer::new(
             Arc::new(ServedRaftBackend(RaftBackend::new(node.clone()))),
             acl,

@@ -94,15 +94,50 @@ pub fn acl_policy(
             continue;
         }
         policy.push_str(&format!("# ProgLogUser {identity}\n"));
-        for rule in &user.spec.acl {
-            policy.push_str(&format!(
-                "{identity}, {}, {}\n",
-                rule.object,
-                rule.action.as_str()
-            ));
+        for rule in user_rules(user, cluster_ref) {
+            policy.push_str(&rule.line());
+            policy.push('\n');
         }
     }
     policy
+}
+
+/// One rule of a ProgLogUser as the ACL file has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRule {
+    /// The user's identity (its name).
+    pub subject: String,
+    /// The object (`*`: every object).
+    pub object: String,
+    /// The action's name in the policy file.
+    pub action: &'static str,
+}
+
+impl UserRule {
+    /// The rule's line in the ACL file (without the newline).
+    pub fn line(&self) -> String {
+        format!("{}, {}, {}", self.subject, self.object, self.action)
+    }
+}
+
+/// The rules [`acl_policy`] writes for `user` into its cluster's ACL: one per `spec.acl` entry;
+/// none for a user of another cluster or with a reserved identity.
+pub fn user_rules(user: &ProgLogUser, cluster_ref: &ClusterRef) -> Vec<UserRule> {
+    let Some(identity) = user.metadata.name.as_deref() else {
+        return Vec::new();
+    };
+    if is_reserved_identity(identity, cluster_ref) || user.spec.cluster != cluster_ref.name {
+        return Vec::new();
+    }
+    user.spec
+        .acl
+        .iter()
+        .map(|rule| UserRule {
+            subject: identity.to_owned(),
+            object: rule.object.clone(),
+            action: rule.action.as_str(),
+        })
+        .collect()
 }
 
 /// Hex SHA-256 of the node configuration. Put on the pod template so that a change rolls the

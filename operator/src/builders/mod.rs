@@ -11,8 +11,8 @@ mod services;
 mod statefulset;
 
 pub use config::{
-    ACL_FILE_KEY, NODE_CONFIG_KEY, acl_policy, config_hash, config_map, is_reserved_identity,
-    node_config,
+    ACL_FILE_KEY, NODE_CONFIG_KEY, UserRule, acl_policy, config_hash, config_map,
+    is_reserved_identity, node_config, user_rules,
 };
 pub use disruption_budget::pod_disruption_budget;
 pub use services::{client_service, external_services, headless_service};

@@ -10,63 +10,26 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt, api::ListParams};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 pub use super::certificates::TlsState;
+pub use super::nodes::ProbeTarget;
 use super::{
     ReconcileError,
     certificates::{self, Leaf, ensure_leaf, leaf_lifetime},
-    membership::pod_ordinal,
+    nodes::running_pods,
     users,
 };
 use crate::{
-    admin::{AdminClient, AdminCredentials, AdminError},
-    builders::{ClusterRef, INSTANCE_LABEL, OPERATOR_IDENTITY, is_reserved_identity},
+    admin::{AdminCredentials, AdminError},
+    builders::{ClusterRef, OPERATOR_IDENTITY, is_reserved_identity},
     ca::{self, CertificateInfo, KeyedCertificate},
     ca_rotation::{CaSet, Phase, ROTATE_ANNOTATION, rotation_trigger},
     crd::{ProgLogCluster, TrustedCa},
     user_crd::ProgLogUser,
 };
-
-/// A running node the rotation must hear from: its pod and where its admin API is.
-#[derive(Clone, Debug)]
-pub struct ProbeTarget {
-    /// Pod name (for status and events).
-    pub pod: String,
-    /// `host:port` of the node's gRPC server.
-    pub address: String,
-    /// Name to verify the node's certificate against (`None`: the host of `address`).
-    pub server_name: Option<String>,
-}
-
-/// The running pods of the cluster, as probe targets at their stable addresses.
-pub(crate) async fn running_pods(
-    client: &Client,
-    cluster_ref: &ClusterRef,
-) -> Result<Vec<ProbeTarget>, ReconcileError> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster_ref.namespace);
-    let selector = format!("{INSTANCE_LABEL}={}", cluster_ref.name);
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|pod| {
-            pod.metadata.deletion_timestamp.is_none()
-                && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        })
-        .filter_map(|pod| {
-            let name = pod.metadata.name.clone()?;
-            let ordinal = pod_ordinal(&cluster_ref.name, &name)?;
-            Some(ProbeTarget {
-                pod: name,
-                address: cluster_ref.pod_address(ordinal),
-                server_name: None,
-            })
-        })
-        .collect())
-}
 
 /// Ensures every TLS Secret of the cluster and advances a CA rotation by at most one phase.
 /// `pods` is how many pod FQDNs the node certificate must name; `targets` are the running
@@ -343,12 +306,6 @@ async fn handshake(
     credentials: &AdminCredentials,
     timeout: Duration,
 ) -> Result<(), AdminError> {
-    let mut client = AdminClient::connect(
-        &target.address,
-        target.server_name.as_deref(),
-        credentials,
-        timeout,
-    )
-    .await?;
+    let mut client = target.connect(credentials, timeout).await?;
     client.node_info().await.map(|_| ())
 }

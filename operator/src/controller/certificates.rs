@@ -115,6 +115,26 @@ pub(crate) async fn load_ca(
         .map_err(|reason| ReconcileError::InvalidSecret { name, reason })
 }
 
+/// The operator's credentials for the cluster's admin API as stored in its Secret (client
+/// certificate, key and the trust bundle), without issuing anything: `None` while the cluster
+/// controller has not written them yet. The user controller reads them here; the cluster
+/// controller gets them from [`super::ca_rotation::ensure_certificates`].
+pub(crate) async fn stored_operator_credentials(
+    api: &Api<Secret>,
+    cluster_ref: &ClusterRef,
+) -> Result<Option<AdminCredentials>, ReconcileError> {
+    let Some(secret) = api.get_opt(&cluster_ref.operator_tls_secret_name()).await? else {
+        return Ok(None);
+    };
+    Ok((|| {
+        Some(AdminCredentials {
+            ca_pem: text(&secret, "ca.crt")?,
+            cert_pem: text(&secret, "tls.crt")?,
+            key_pem: text(&secret, "tls.key")?,
+        })
+    })())
+}
+
 /// Writes the operator's CA Secret for `set`: one write per rotation transition.
 pub(crate) async fn store_ca(
     api: &Api<Secret>,

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Context, ReconcileError};
+use super::{
+    Context, ReconcileError,
+    nodes::{ProbeTarget, is_running},
+};
 use crate::{
     admin::{AdminClient, AdminCredentials},
     builders::ClusterRef,
@@ -38,11 +41,6 @@ pub(crate) fn pod_ordinal(cluster_name: &str, pod_name: &str) -> Option<u32> {
         .strip_prefix('-')?
         .parse()
         .ok()
-}
-
-fn is_running(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 pub(crate) fn is_ready(pod: &Pod) -> bool {
@@ -89,7 +87,10 @@ pub(crate) async fn observe(
             })
         })
         .collect();
-    let endpoint = |ordinal| (cluster_ref.pod_address(ordinal), None);
+    let endpoint = |ordinal| {
+        let target = ProbeTarget::pod(cluster_ref, ordinal);
+        (target.address, target.server_name)
+    };
     observe_nodes(&views, endpoint, credentials, ctx.config.admin_timeout).await
 }
 
@@ -120,10 +121,13 @@ pub async fn observe_nodes(
     let endpoint = &endpoint;
     let answers = futures::future::join_all(running.into_iter().map(|ordinal| async move {
         let (address, server_name) = endpoint(ordinal);
+        let target = ProbeTarget {
+            pod: ordinal.to_string(),
+            address,
+            server_name,
+        };
         let answer = async {
-            let mut client =
-                AdminClient::connect(&address, server_name.as_deref(), credentials, admin_timeout)
-                    .await?;
+            let mut client = target.connect(credentials, admin_timeout).await?;
             let info = client.node_info().await?;
             Ok::<_, crate::admin::AdminError>((client, info))
         }

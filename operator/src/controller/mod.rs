@@ -11,11 +11,13 @@ mod leader;
 mod member_failures;
 pub mod membership;
 pub mod metrics;
+pub mod nodes;
 mod reconcile;
 pub mod replacement;
 mod rolling;
 mod status;
-mod users;
+mod user_access;
+pub mod users;
 mod validation;
 
 use std::{
@@ -151,6 +153,22 @@ pub(crate) struct Context {
     pub failures: Mutex<HashMap<ObjectRef<ProgLogCluster>, u32>>,
 }
 
+impl Context {
+    /// The context of a controller (or of one reconciliation in tests) using `client`.
+    pub(crate) fn new(client: Client, config: OperatorConfig) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: config.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
@@ -225,17 +243,8 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Controlle
     }
     config.metrics.set_leader(true);
 
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.to_owned(),
-        instance: config.instance.clone(),
-    };
     let metrics = config.metrics.clone();
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        config,
-        failures: Mutex::new(HashMap::new()),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), config));
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let holder = elector.map(|elector| {
         tokio::spawn(async move {

@@ -1,8 +1,13 @@
 //! ProgLogUsers: one reconciliation issues (and renews) the user's client certificate from its
-//! cluster's signing CA, with the cluster's trust bundle, into the user's Secret and reports it in the status. The ACL half lives with the
-//! cluster: the cluster controller watches users and writes every user's rules into the cluster's
-//! ACL ([`users_of`]); deleting a user garbage-collects its Secret (owner reference) and that
-//! watch removes its rules.
+//! cluster's signing CA, with the cluster's trust bundle, into the user's Secret and reports it
+//! in the status. The ACL half lives with the cluster: the cluster controller watches users and
+//! writes every user's rules into the cluster's ACL ([`users_of`]); deleting a user
+//! garbage-collects its Secret (owner reference) and that watch removes its rules.
+//!
+//! Ready=True (reason `AccessEnforced`) only once every running node of the cluster enforces
+//! the user's rules ([`super::user_access`]); before that Ready=False (`AclPropagating`, the
+//! message names the nodes), re-checked after `progress_requeue`. Once confirmed for the
+//! current `metadata.generation` it stays True until the spec changes.
 //!
 //! A user never makes the operator create anything of the cluster's: it waits (Ready False,
 //! with the reason) until the cluster and its CA exist.
@@ -11,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
     runtime::{
         controller::Action,
@@ -21,7 +26,11 @@ use kube::{
 use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{Context, ReconcileError, certificates};
+use super::{
+    Context, OperatorConfig, ReconcileError, certificates,
+    nodes::ProbeTarget,
+    user_access::{self, Enforcement},
+};
 use crate::{
     builders::{BuildError, ClusterRef, is_reserved_identity},
     ca::{self, CertificateInfo},
@@ -58,20 +67,46 @@ pub(crate) async fn reconcile(
     user: Arc<ProgLogUser>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    reconcile_with(&user, &ctx, None).await
+}
+
+/// One reconciliation of `user` as the controller runs it, writing its status; how long until
+/// the next. `targets` are the nodes to ask (`None`: the cluster's running pods), so tests
+/// drive real node processes with exactly this code.
+pub async fn reconcile_user(
+    client: &Client,
+    config: &OperatorConfig,
+    user: &ProgLogUser,
+    targets: Option<&[ProbeTarget]>,
+) -> Result<Action, ReconcileError> {
+    let ctx = Context::new(client.clone(), config.clone());
+    reconcile_with(user, &ctx, targets).await
+}
+
+async fn reconcile_with(
+    user: &ProgLogUser,
+    ctx: &Context,
+    targets: Option<&[ProbeTarget]>,
+) -> Result<Action, ReconcileError> {
     let namespace = user
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;
     let users: Api<ProgLogUser> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = OffsetDateTime::now_utc();
-    let (status, requeue) = match issue(&user, &ctx, &namespace, now).await? {
-        Ok((status, renew_at)) => {
-            let until_renewal = (renew_at - now).try_into().unwrap_or(Duration::ZERO);
-            (status, until_renewal.min(ctx.config.steady_requeue))
+    let (status, requeue) = match issue(user, ctx, &namespace, now).await? {
+        Ok(issued) => {
+            let until_renewal = (issued.renew_at - now).try_into().unwrap_or(Duration::ZERO);
+            let (ready, requeue) = access(user, ctx, &issued, targets, now).await?;
+            let status = ProgLogUserStatus {
+                conditions: vec![ready],
+                ..issued.status
+            };
+            (status, until_renewal.min(requeue))
         }
         Err(not_ready) => {
             let status = ProgLogUserStatus {
                 conditions: vec![ready_condition(
-                    &user,
+                    user,
                     false,
                     not_ready.reason,
                     not_ready.message,
@@ -96,13 +131,108 @@ pub(crate) async fn reconcile(
     Ok(Action::requeue(requeue))
 }
 
+/// Reason of Ready=True: every running node confirmed the user's rules.
+pub const ACCESS_ENFORCED: &str = "AccessEnforced";
+/// Reason of Ready=False while the rules are not yet in the ConfigMap or some running node does
+/// not enforce them (or does not answer).
+pub const ACL_PROPAGATING: &str = "AclPropagating";
+
+/// The Ready condition once the certificate is issued, and when to look again.
+///
+/// Ready=True only once every node enforces the user's rules ([`user_access`]); until then
+/// Ready=False (`AclPropagating`), checked again after `progress_requeue`. Once confirmed for
+/// the user's current `metadata.generation` (the Ready condition is True with reason
+/// `AccessEnforced` and that `observedGeneration`), it is not checked again until the spec
+/// changes: a pod restarting later mounts the current ConfigMap, and a node that stops
+/// answering must not make a working application's user flip to not Ready.
+async fn access(
+    user: &ProgLogUser,
+    ctx: &Context,
+    issued: &Issued,
+    targets: Option<&[ProbeTarget]>,
+    now: OffsetDateTime,
+) -> Result<(ClusterCondition, Duration), ReconcileError> {
+    if let Some(confirmed) = confirmed(user) {
+        let message = confirmed.message.clone();
+        return Ok((
+            ready_condition(user, true, ACCESS_ENFORCED, message, now),
+            ctx.config.steady_requeue,
+        ));
+    }
+    let identity = user.name_any();
+    let certificate = format!(
+        "certificate for {identity:?} in Secret {}",
+        issued.secret_name
+    );
+    let enforcement = user_access::enforcement(
+        &ctx.client,
+        &issued.cluster_ref,
+        user,
+        targets,
+        ctx.config.admin_timeout,
+    )
+    .await?;
+    Ok(match enforcement {
+        Enforcement::Enforced { rules, nodes } => (
+            ready_condition(
+                user,
+                true,
+                ACCESS_ENFORCED,
+                format!(
+                    "{certificate}; its {rules} ACL rules are enforced by every running node of \
+                     cluster {} ({nodes} confirmed)",
+                    issued.cluster_ref.name
+                ),
+                now,
+            ),
+            ctx.config.steady_requeue,
+        ),
+        Enforcement::Propagating(waiting) => (
+            ready_condition(
+                user,
+                false,
+                ACL_PROPAGATING,
+                format!("{certificate}; {waiting}"),
+                now,
+            ),
+            ctx.config.progress_requeue,
+        ),
+    })
+}
+
+/// The user's Ready condition if it already records that every node enforced the rules of
+/// the current generation.
+fn confirmed(user: &ProgLogUser) -> Option<&ClusterCondition> {
+    user.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .filter(|c| {
+            c.status == "True"
+                && c.reason == ACCESS_ENFORCED
+                && c.observed_generation.is_some()
+                && c.observed_generation == user.metadata.generation
+        })
+}
+
+/// A user whose certificate is in its Secret.
+struct Issued {
+    /// Its status without conditions.
+    status: ProgLogUserStatus,
+    /// When to renew the certificate.
+    renew_at: OffsetDateTime,
+    cluster_ref: ClusterRef,
+    secret_name: String,
+}
+
 /// Ensures the user's certificate; its status and when to renew it, or why it cannot be issued.
 async fn issue(
     user: &ProgLogUser,
     ctx: &Context,
     namespace: &str,
     now: OffsetDateTime,
-) -> Result<Result<(ProgLogUserStatus, OffsetDateTime), NotReady>, ReconcileError> {
+) -> Result<Result<Issued, NotReady>, ReconcileError> {
     let identity = user.name_any();
     let clusters: Api<ProgLogCluster> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(cluster) = clusters.get_opt(&user.spec.cluster).await? else {
@@ -152,22 +282,18 @@ async fn issue(
     }
     let info = CertificateInfo::parse(&cert.cert_pem)?;
     let status = ProgLogUserStatus {
-        conditions: vec![ready_condition(
-            user,
-            true,
-            "CertificateIssued",
-            format!(
-                "certificate for {identity:?} in Secret {secret_name}; rules in the ACL of cluster {}",
-                cluster_ref.name
-            ),
-            now,
-        )],
+        conditions: Vec::new(),
         identity: Some(identity),
-        secret_name: Some(secret_name),
+        secret_name: Some(secret_name.clone()),
         certificate_expiry: info.not_after.format(&Rfc3339).ok(),
         observed_generation: None,
     };
-    Ok(Ok((status, info.renew_at())))
+    Ok(Ok(Issued {
+        status,
+        renew_at: info.renew_at(),
+        cluster_ref,
+        secret_name,
+    }))
 }
 
 /// The Secret's metadata: owned by the user, so deleting the user deletes it.

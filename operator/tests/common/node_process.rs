@@ -30,6 +30,26 @@ pub fn spawn_node(
     grpc_port: u16,
     metrics_port: u16,
 ) -> Child {
+    spawn_node_with_acl(
+        files,
+        &files.join("acl.csv"),
+        data_dir,
+        ordinal,
+        grpc_port,
+        metrics_port,
+    )
+}
+
+/// [`spawn_node`] reading its ACL from `acl_file` instead of `files/acl.csv`: nodes whose copy
+/// of the ACL ConfigMap changes at different times, as kubelets sync it.
+pub fn spawn_node_with_acl(
+    files: &Path,
+    acl_file: &Path,
+    data_dir: &Path,
+    ordinal: u32,
+    grpc_port: u16,
+    metrics_port: u16,
+) -> Child {
     let address = format!("127.0.0.1:{grpc_port}");
     let log = std::fs::File::create(files.join(format!("node-{ordinal}.log"))).unwrap();
     Command::new(node_binary())
@@ -43,7 +63,7 @@ pub fn spawn_node(
         .env("PROGLOG_TLS_CERT", files.join("tls.crt"))
         .env("PROGLOG_TLS_KEY", files.join("tls.key"))
         .env("PROGLOG_TLS_CA", files.join("ca.crt"))
-        .env("PROGLOG_ACL_FILE", files.join("acl.csv"))
+        .env("PROGLOG_ACL_FILE", acl_file)
         .env("PROGLOG_RAFT", "true")
         .env("PROGLOG_LOG_FORMAT", "text")
         .stdin(Stdio::null())
