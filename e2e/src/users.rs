@@ -1,8 +1,9 @@
-//! A `ProgLogUser` against real pods: the certificate the operator writes into the user's Secret
-//! gets an application in through the cluster's Service once the user's rules have reached the
-//! nodes' ACL (a ConfigMap the kubelet syncs into the pods), and deleting the user takes both the
-//! Secret and the access away. [`create_user`] and [`produce_once_allowed`] are the steps other
-//! scenarios reuse to connect as an application.
+//! A `ProgLogUser` against real pods: once the user is Ready, the certificate the operator wrote
+//! into its Secret gets an application in through the cluster's Service at once — Ready means
+//! every running node enforces the user's rules, whenever the kubelet syncs the ACL ConfigMap
+//! into each pod — and deleting the user takes both the Secret and the access away.
+//! [`create_user`] and [`produce_allowed`] are the steps other scenarios reuse to connect as an
+//! application.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -40,7 +41,8 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
 }
 
 /// Creates ProgLogUser `name` on `cluster` allowed to produce and consume, waits until it is
-/// Ready, and returns the name of the Secret holding its certificate.
+/// Ready (which waits for every pod's kubelet to sync the ACL: up to about a minute and a half
+/// with the default sync period), and returns the name of the Secret holding its certificate.
 pub async fn create_user(sc: &Scenario, cluster: &str, name: &str) -> Result<String, E2eError> {
     let users: Api<DynamicObject> =
         Api::namespaced_with(sc.client.clone(), &sc.ns, &user_resource());
@@ -54,7 +56,7 @@ pub async fn create_user(sc: &Scenario, cluster: &str, name: &str) -> Result<Str
     users.create(&PostParams::default(), &user).await?;
     until(
         &format!("user {name} to be Ready"),
-        env::api_timeout(),
+        env::pod_timeout(),
         || async {
             let user = users.get(name).await?;
             let status = user.data.get("status").cloned().unwrap_or_default();
@@ -72,33 +74,26 @@ pub async fn create_user(sc: &Scenario, cluster: &str, name: &str) -> Result<Str
     .await
 }
 
-/// Produces `value` with `log` until the node's ACL allows it (denied until the kubelet has
-/// synced the user's rules into the pods, up to about a minute); returns its offset.
-pub async fn produce_once_allowed(log: &LogClient<Channel>, value: &str) -> Result<u64, E2eError> {
-    until(
-        "a produce with the user's certificate",
-        env::pod_timeout(),
-        || {
-            let mut log = log.clone();
-            let value = value.to_owned();
-            async move {
-                let request = ProduceRequest {
-                    record: Some(Record {
-                        value: value.into(),
-                        ..Record::default()
-                    }),
-                };
-                match log.produce(request).await {
-                    Ok(response) => Ok(Check::Done(response.into_inner().offset)),
-                    Err(status) if status.code() == Code::PermissionDenied => {
-                        Ok(Check::NotYet(format!("denied: {}", status.message())))
-                    }
-                    Err(status) => Err(status.into()),
-                }
-            }
-        },
-    )
-    .await
+/// Produces `value` with `log` once, as an application does as soon as its user is Ready;
+/// returns its offset. A refusal fails: the user is Ready only once every node enforces its
+/// rules, so no node may turn its first request away.
+pub async fn produce_allowed(log: &LogClient<Channel>, value: &str) -> Result<u64, E2eError> {
+    let request = ProduceRequest {
+        record: Some(Record {
+            value: value.to_owned().into(),
+            ..Record::default()
+        }),
+    };
+    match log.clone().produce(request).await {
+        Ok(response) => Ok(response.into_inner().offset),
+        Err(status) if status.code() == Code::PermissionDenied => {
+            Err(E2eError::Unexpected(format!(
+                "the user is Ready but a node refused its first produce: {}",
+                status.message()
+            )))
+        }
+        Err(status) => Err(status.into()),
+    }
 }
 
 /// Creates [`USER`] on `cluster`, produces and consumes with its certificate, deletes it and
@@ -108,6 +103,7 @@ pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2
         Api::namespaced_with(sc.client.clone(), &sc.ns, &user_resource());
     let started = Instant::now();
     let secret_name = create_user(sc, cluster, USER).await?;
+    let ready_after = started.elapsed();
     let secrets: Api<Secret> = Api::namespaced(sc.client.clone(), &sc.ns);
     let secret = secrets.get(&secret_name).await?;
     let pair = PemPair {
@@ -123,8 +119,7 @@ pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2
     let forward = PortForward::to_service(&sc.ns, cluster, GRPC_PORT, env::api_timeout()).await?;
     let log = log_client::connect(forward.local_port, &sc.ca.cert_pem, &pair).await?;
     let value = format!("written by {USER}");
-    let offset = produce_once_allowed(&log, &value).await?;
-    let granted_after = started.elapsed();
+    let offset = produce_allowed(&log, &value).await?;
     let record = log
         .clone()
         .consume(ConsumeRequest { offset })
@@ -173,8 +168,8 @@ pub async fn access_lifecycle(sc: &Scenario, cluster: &str) -> Result<String, E2
     )
     .await?;
     Ok(format!(
-        "user {USER}: Ready with Secret {secret_name}, its first produce accepted after \
-         {granted_after:.1?} (offset {offset}, read back), refused {:.1?} after deletion",
+        "user {USER}: Ready with Secret {secret_name} after {ready_after:.1?}, its first produce \
+         accepted at once (offset {offset}, read back), refused {:.1?} after deletion",
         deleted.elapsed()
     ))
 }

@@ -110,17 +110,16 @@ async fn rotate_ca(sc: &Scenario) -> anyhow::Result<()> {
         initial.ca_pem == old_ca_pem,
         "the user Secret's ca.crt is not the cluster's CA before the rotation"
     );
-    // Every node must have loaded the user's ACL rules (each reloads its ACL file when the
-    // kubelet has synced the ConfigMap) before the load starts: the load reaches all of them.
+    // Ready means every node enforces the user's rules: each pod accepts its first produce
+    // (the load below reaches all of them through the Service).
     for pod in pod_names(NAME, 3) {
         let forward = PortForward::to_pod(&sc.ns, &pod, GRPC_PORT, env::api_timeout()).await?;
         let log =
             log_client::connect(forward.local_port, &initial.ca_pem, &initial.identity).await?;
-        users::produce_once_allowed(&log, &format!("the application is allowed in on {pod}"))
-            .await?;
+        users::produce_allowed(&log, &format!("the application is allowed in on {pod}")).await?;
     }
     sc.log(format!(
-        "user {APP} allowed in on every pod with Secret {user_secret}"
+        "user {APP} Ready with Secret {user_secret}; every pod accepted its first produce"
     ));
 
     // Nothing restarts during a rotation: one forward serves every client.
