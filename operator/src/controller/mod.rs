@@ -4,6 +4,7 @@
 //! at a time (`rolling`), and writes the status.
 //! [`run`] is what the `proglog-operator` binary and the integration tests call.
 
+mod apply;
 pub mod ca_rotation;
 mod certificates;
 mod events;
@@ -12,6 +13,7 @@ mod member_failures;
 pub mod membership;
 pub mod metrics;
 pub mod nodes;
+mod owned;
 mod reconcile;
 pub mod replacement;
 mod rolling;
@@ -19,6 +21,7 @@ mod status;
 mod user_access;
 pub mod users;
 mod validation;
+mod volumes;
 
 use std::{
     collections::HashMap,

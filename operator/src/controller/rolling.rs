@@ -59,7 +59,7 @@ fn rollout_pods(cluster: &str, pods: &[Pod], observation: &Observation) -> Vec<R
 }
 
 /// Plans the next rolling-restart step and executes it. Called only when the membership
-/// planner is steady (see reconcile.rs for why membership goes first).
+/// planner is steady (see apply.rs for why membership goes first).
 pub(crate) async fn roll(
     ctx: &Context,
     cluster: &ProgLogCluster,
