@@ -30,7 +30,7 @@ release: ## Optimised binaries (proglog-node, proglog, proglog-operator)
 TIMED            := scripts/ci/timed.sh
 
 test: ## Run every test (what CI runs), the e2e suite against real pods on a local cluster
-	$(TIMED) script-tests scripts/tests/detached-start.sh
+	$(TIMED) script-tests sh -c 'scripts/tests/detached-start.sh && scripts/tests/free-port.sh'
 	$(TIMED) control-plane $(MAKE) control-plane
 	$(TIMED) workspace-tests $(CARGO) test --workspace --all-targets --no-fail-fast
 	$(TIMED) doc-tests $(CARGO) test --workspace --doc

@@ -124,21 +124,31 @@ EOF
     chmod 600 "$file"
 }
 
-# free_port VAR: sets VAR to a TCP port nothing listens on (and not already handed out by this
+# free_port VAR: sets VAR to a TCP port no socket uses (and not already handed out by this
 # shell). Assigns instead of printing: a $(...) subshell would lose the taken_ports bookkeeping.
+# The port is below the kernel's ephemeral range: a port in that range can be taken by any
+# outgoing connection on the machine between this pick and the component's bind (CI saw etcd
+# fail with "bind: address already in use" while tests made connections). Ports below it are
+# only taken by an explicit bind. The window is the 10 000 ports under the ones tests reserve
+# (node/src/test_ports.rs, the 10 000 just below the range), so the two never pick alike.
 declare -A taken_ports=()
 free_port() {
     local -n result="$1" # a nameref: assigning it sets the caller's variable
-    local port _
+    local candidate low _
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    local high=$((low - 10000)) floor=$((low - 20000))
+    ((floor >= 1024)) || floor=1024
+    ((high > floor + 100)) || cp_die "the ephemeral port range starts at $low: no room below it"
     for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
-        [[ -z "${taken_ports[$port]:-}" ]] || continue
-        if [[ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-            taken_ports[$port]=1
+        candidate=$((floor + RANDOM % (high - floor)))
+        [[ -z "${taken_ports[$candidate]:-}" ]] || continue
+        # Any socket with that local port (listening, connected or closing) makes it busy.
+        if [[ -z "$(ss -Htan "sport = :$candidate" 2>/dev/null)" ]]; then
+            taken_ports[$candidate]=1
             # shellcheck disable=SC2034 # nameref to the caller's variable
-            result=$port
+            result=$candidate
             return 0
         fi
     done
-    cp_die "no free TCP port found"
+    cp_die "no free TCP port found in $floor-$high"
 }
