@@ -227,10 +227,14 @@ impl Segment {
             return Ok(size == 0);
         };
         let last_position = index.position(last).expect("published entry");
-        if index.position(0) != Some(0) || last_position + FRAME_HEADER_BYTES > size {
+        // A damaged index can hold any position: checked arithmetic, never an overflow.
+        let header_fits = last_position
+            .checked_add(FRAME_HEADER_BYTES)
+            .is_some_and(|end| end <= size);
+        if index.position(0) != Some(0) || !header_fits {
             return Ok(false);
         }
-        Ok(last_position + store.frame_len_at(last_position)? == size)
+        Ok(last_position.checked_add(store.frame_len_at(last_position)?) == Some(size))
     }
 
     pub(crate) fn base(&self) -> u64 {

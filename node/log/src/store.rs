@@ -325,15 +325,18 @@ impl Store {
         })
     }
 
-    /// Whether a complete, checksum-valid frame starts at `position`.
+    /// Whether a complete, checksum-valid frame starts at `position`. `position` may come from
+    /// a damaged index (any value up to `u64::MAX`), so the arithmetic is checked: a frame that
+    /// would end past the file, or past `u64::MAX`, is not there.
     pub(crate) fn valid_frame_at(&self, position: u64, file_len: u64) -> Result<bool> {
-        if position + FRAME_HEADER_BYTES > file_len {
+        let ends_inside = |len: u64| position.checked_add(len).is_some_and(|end| end <= file_len);
+        if !ends_inside(FRAME_HEADER_BYTES) {
             return Ok(false);
         }
         let header = self.read_exact(position, FRAME_HEADER_BYTES, file_len)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
         let frame_len = FRAME_HEADER_BYTES + u64::from(len);
-        if position + frame_len > file_len {
+        if !ends_inside(frame_len) {
             return Ok(false);
         }
         let frame = self.read_exact(position, frame_len, file_len)?;
