@@ -83,6 +83,8 @@
 mod config;
 pub mod durable_fs;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod index;
 #[cfg(test)]
 mod log_tests;

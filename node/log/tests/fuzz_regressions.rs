@@ -4,27 +4,9 @@
 //! recover, every offset then served must read without a panic, and an append must work or fail
 //! cleanly.
 
-use proglog_log::{Log, LogConfig};
-
 fn replay(data: &[u8]) {
-    let (split, rest) = match data {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => return,
-    };
-    let split = split.min(rest.len());
     let dir = tempfile::tempdir().expect("temp dir");
-    let log_dir = dir.path().join("log");
-    proglog_log::durable_fs::create_dir_all(&log_dir).expect("log dir");
-    let name = "00000000000000000000";
-    std::fs::write(log_dir.join(format!("{name}.store")), &rest[..split]).expect("store");
-    std::fs::write(log_dir.join(format!("{name}.index")), &rest[split..]).expect("index");
-    let Ok(log) = Log::open(&log_dir, LogConfig::default()) else {
-        return;
-    };
-    for offset in log.lowest_offset()..log.next_offset() {
-        let _ = log.read(offset);
-    }
-    let _ = log.append(b"after");
+    proglog_log::fuzz_support::open_bytes_as_segment(dir.path(), data);
 }
 
 /// Found by CI's fuzz smoke run on 2026-12-01 (artifact crash-9312aa8baa14cfdb).
