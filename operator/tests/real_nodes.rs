@@ -10,9 +10,10 @@
 
 mod common;
 
+use common::node_process::NodeProcess;
+
 use std::{
     path::{Path, PathBuf},
-    process::Child,
     time::{Duration, SystemTime},
 };
 
@@ -42,7 +43,7 @@ struct Node {
     grpc_port: u16,
     metrics_port: u16,
     data_dir: PathBuf,
-    child: Option<Child>,
+    child: NodeProcess,
 }
 
 impl Node {
@@ -58,20 +59,11 @@ impl Node {
             self.grpc_port,
             self.metrics_port,
         );
-        self.child = Some(child);
+        self.child = NodeProcess::running(child);
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
+        self.child.stop();
     }
 }
 
@@ -129,7 +121,7 @@ impl LocalCluster {
                 grpc_port: free_port(),
                 metrics_port: free_port(),
                 data_dir: files.join(format!("data-{ordinal}")),
-                child: None,
+                child: NodeProcess::default(),
             })
             .collect();
         Self {
@@ -153,7 +145,7 @@ impl LocalCluster {
         self.replicas = replicas;
         let dir = self.dir.path().to_owned();
         for node in &mut self.nodes {
-            if node.ordinal < replicas && node.child.is_none() {
+            if node.ordinal < replicas && !node.child.is_running() {
                 node.start(&dir);
             } else if node.ordinal >= replicas {
                 node.stop();
@@ -166,7 +158,7 @@ impl LocalCluster {
     async fn observe(&self) -> Observation {
         let pods: Vec<PodView> = (0..self.replicas)
             .map(|ordinal| {
-                let running = self.nodes[ordinal as usize].child.is_some();
+                let running = self.nodes[ordinal as usize].child.is_running();
                 PodView {
                     ordinal,
                     running,

@@ -11,9 +11,10 @@
 
 mod common;
 
+use common::node_process::NodeProcess;
+
 use std::{
     path::{Path, PathBuf},
-    process::Child,
     time::Duration,
 };
 
@@ -36,7 +37,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 struct Node {
     acl: PathBuf,
     port: u16,
-    child: Option<Child>,
+    child: NodeProcess,
 }
 
 impl Node {
@@ -55,7 +56,7 @@ impl Node {
         Self {
             acl: acl_file,
             port,
-            child: Some(child),
+            child: NodeProcess::running(child),
         }
     }
 
@@ -75,16 +76,7 @@ impl Node {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
+        self.child.stop();
     }
 }
 

@@ -72,3 +72,34 @@ pub fn spawn_node_with_acl(
         .spawn()
         .expect("spawning proglog-node")
 }
+
+/// A node process that is killed and reaped when stopped or dropped, so a failing test leaves
+/// no node behind.
+#[derive(Debug, Default)]
+pub struct NodeProcess(Option<Child>);
+
+impl NodeProcess {
+    /// Owns `child`.
+    pub fn running(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Whether the process was started and not stopped since.
+    pub fn is_running(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Kills the process (if running) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
