@@ -106,6 +106,12 @@ pub fn default_raft_config() -> openraft::Config {
         // a cut-off, restarted or paused follower does not inflate its term and depose a
         // healthy leader when it comes back (tests/raft_pre_vote.rs).
         enable_pre_vote: Some(true),
+        // A restarted leader must win an election like any other node, never resume its old
+        // term from its persisted vote: a leader replicates entries before its own fsync
+        // finishes, so a crash can leave its disk without entries its followers committed, and
+        // resuming the term would append different entries under the same log ids, which the
+        // followers keep as "already there" (the logs diverge; tests/raft_restarted_leader.rs).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
 }
