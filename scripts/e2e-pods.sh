@@ -4,9 +4,10 @@
 # chart, then runs every scenario with the operator in the cluster and the node image the
 # cluster has (`proglog-node:dev`). Each scenario dumps pods, events and status on failure.
 #
-# Two lanes run at once: the test files named in PROGLOG_E2E_PARALLEL (default: pods_lifecycle,
-# whose certificate scenario mostly waits for a certificate to expire) and, one file after
-# another, every other file of e2e/tests. Every scenario has its own namespace; the scenarios
+# Two lanes run at once, each one file after another: the test files named in
+# PROGLOG_E2E_PARALLEL (default: pods_lifecycle, whose certificate scenario mostly waits for a
+# certificate to expire, and pods_rotation, whose phases mostly wait for the kubelet to sync
+# Secrets) and every other file of e2e/tests. Every scenario has its own namespace; the scenarios
 # that cordon the nodes (failover, replacement) are all in the sequential lane, and the
 # parallel lane creates no pod once its clusters are up, so a cordon only delays it. Set
 # PROGLOG_E2E_PARALLEL="" to run everything one file after another.
@@ -15,7 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${KUBECONFIG:?KUBECONFIG must name the cluster}"
 CARGO="${CARGO:-cargo}"
-PARALLEL="${PROGLOG_E2E_PARALLEL-pods_lifecycle}"
+PARALLEL="${PROGLOG_E2E_PARALLEL-pods_lifecycle pods_rotation}"
 
 "$ROOT/scripts/install-operator.sh"
 export PROGLOG_E2E_PODS=1 PROGLOG_E2E_OPERATOR=in-cluster
@@ -43,7 +44,7 @@ parallel_log=""
 if ((${#parallel[@]} > 0)); then
     parallel_log="$(mktemp)"
     echo "[e2e-pods] parallel lane: ${parallel[*]} (output at the end)" >&2
-    "$CARGO" test -p proglog-e2e "${parallel[@]}" -- --ignored --test-threads=1 \
+    "$CARGO" test -p proglog-e2e --no-fail-fast "${parallel[@]}" -- --ignored --test-threads=1 \
         >"$parallel_log" 2>&1 &
     parallel_pid=$!
 fi
