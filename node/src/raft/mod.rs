@@ -9,7 +9,8 @@
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport
 //!   ([`append_split`]: AppendEntries as messages that fit);
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
-//! - [`node`]: the runtime tying it together; [`batcher`]: group commit of concurrent
+//! - [`node`]: the runtime tying it together; [`node_config`]: its settings and the openraft
+//!   settings ProgLog departs from the defaults with (and why); [`batcher`]: group commit of concurrent
 //!   produces, as one Raft entry on the leader ([`proposer`]) or one forward RPC on a follower;
 //!   [`backend`]: the Raft
 //!   [`LogBackend`](crate::backend::LogBackend) the `log.v1` service uses.
@@ -53,6 +54,7 @@ pub mod membership;
 pub mod metrics_view;
 pub mod network;
 pub mod node;
+pub mod node_config;
 pub mod proposer;
 mod read_index;
 pub mod run;
@@ -71,6 +73,7 @@ pub use backend::RaftBackend;
 pub use error::RaftStoreError;
 pub use identity::NodeIdentity;
 pub use network::{ChannelPool, NetworkConfig, TARGET_NODE_HEADER};
-pub use node::{RaftNode, RaftNodeConfig, RaftNodeError, default_raft_config};
+pub use node::{RaftNode, RaftNodeError};
+pub use node_config::{RaftNodeConfig, default_raft_config};
 pub use service::RaftService;
 pub use types::{NodeId, TypeConfig};

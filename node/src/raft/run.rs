@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::node::{RaftNode, RaftNodeConfig, RaftNodeError};
+use super::node::{RaftNode, RaftNodeError};
+use super::node_config::RaftNodeConfig;
 use super::{AdminService, RaftService};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
