@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use super::codec;
 use super::durable_file::{self, StateFile};
+use super::durable_index::{DurableIndex, RaftDurable};
 use super::error::RaftStoreError;
 use super::tail_cache::TailCache;
 use super::types::{Entry, LogId, TypeConfig, Vote};
@@ -72,6 +73,8 @@ struct Shared {
     committed: watch::Sender<(u64, Option<LogId>)>,
     committed_file: Arc<StateFile<Option<LogId>>>,
     tail: Mutex<TailCache>,
+    /// How far the log is durable, for the state machine (see `durable_index`).
+    durable: DurableIndex,
 }
 
 impl Shared {
@@ -131,7 +134,8 @@ impl Shared {
         if first != next {
             if first < next {
                 // openraft truncates conflicts first; this keeps the log contiguous anyway.
-                log.truncate_suffix(first)?;
+                self.durable
+                    .truncating(first, || log.truncate_suffix(first))?;
             } else if next <= self.first_readable() {
                 // Nothing readable is kept (fresh store or purged past the end): the log may
                 // start at any index.
@@ -197,6 +201,10 @@ impl RaftLogStore {
             version: hard_file.version(),
             ..hard.unwrap_or_default()
         };
+        // What a kill left in the page cache is not durable yet: sync it, then it counts.
+        log.sync()?;
+        let purged_next = hard.last_purged.map_or(0, |id| id.index + 1);
+        let durable = DurableIndex::new(log.next_offset().max(purged_next));
         let (committed_file, committed) = StateFile::open(dir.join(COMMITTED_FILE))?;
         let (committed_tx, committed_rx) =
             watch::channel((committed_file.version(), committed.flatten()));
@@ -209,13 +217,14 @@ impl RaftLogStore {
             committed: committed_tx,
             committed_file: committed_file.clone(),
             tail: Mutex::new(TailCache::default()),
+            durable,
         });
         tokio::spawn(write_committed_in_background(committed_file, committed_rx));
         let (flush_requests, flush_queue) = std_mpsc::channel();
-        let flusher_log = shared.log.clone();
+        let flusher = shared.clone();
         std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush_loop(&flusher_log, &flush_queue, &metrics))
+            .spawn(move || flush_loop(&flusher, &flush_queue, &metrics))
             .map_err(RaftStoreError::Io)?;
         Ok(Self {
             shared,
@@ -228,6 +237,12 @@ impl RaftLogStore {
         self.shared.has_state()
     }
 
+    /// How far this log is durable on disk, for the state machine
+    /// ([`super::state_machine::UserLogStateMachine::open_with_metrics`]).
+    pub fn durable(&self) -> RaftDurable {
+        self.shared.durable.subscribe()
+    }
+
     /// A reader sharing this store.
     pub fn reader(&self) -> RaftLogStoreReader {
         RaftLogStoreReader {
@@ -238,12 +253,21 @@ impl RaftLogStore {
 
 /// Completes flush callbacks in batches: everything queued while the previous fsync ran shares
 /// the next one.
-fn flush_loop(log: &Log, queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>, metrics: &Metrics) {
+fn flush_loop(
+    shared: &Shared,
+    queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>,
+    metrics: &Metrics,
+) {
+    let log = &shared.log;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         batch.extend(queue.try_iter());
         let started = std::time::Instant::now();
+        let ticket = shared.durable.before_sync(|| log.next_offset());
         let result = log.sync();
+        if result.is_ok() {
+            shared.durable.synced(ticket);
+        }
         metrics
             .fsync_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -438,7 +462,9 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         shared.tail.lock().clear_from(from);
         run_blocking(move || {
             if from < shared.log.next_offset() {
-                shared.log.truncate_suffix(from)?;
+                shared
+                    .durable
+                    .truncating(from, || shared.log.truncate_suffix(from))?;
                 shared.log.sync()?;
             }
             Ok(())
@@ -462,6 +488,8 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             if !purged {
                 return Ok(());
             }
+            // Entries up to the purge are covered by a snapshot now (its record is durable).
+            shared.durable.purged(log_id.index + 1);
             shared.tail.lock().clear_through(log_id.index);
             if log_id.index + 1 >= shared.log.next_offset() {
                 shared.log.reset(log_id.index + 1)?;

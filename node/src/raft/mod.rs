@@ -20,7 +20,8 @@
 //!   on to the leader, and the "not the leader" (not executed) errors.
 //! - [`identity`]: node ids from the ordinal and a persisted incarnation; [`startup_check`]:
 //!   a node refuses to start on a Raft log that lost entries its state machine applied.
-//! - [`durable_file`]: atomically replaced, versioned state files; [`error`]: the storage error
+//! - [`durable_file`]: atomically replaced, versioned state files; [`durable_index`]: how far
+//!   the Raft log is durable, so the state machine never persists a position beyond it; [`error`]: the storage error
 //!   type.
 //! - [`fatal`]: fail-stop when the Raft core stops (exit statuses, the one error line);
 //!   [`health`]: liveness and readiness from the node's Raft state.
@@ -41,6 +42,9 @@ pub mod codec;
 #[cfg(test)]
 mod durable_dirs_tests;
 pub mod durable_file;
+#[cfg(test)]
+mod durable_gate_tests;
+pub mod durable_index;
 pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;

@@ -109,6 +109,7 @@ impl RaftNode {
                     &raft_dir.join("sm"),
                     user_log,
                     metrics,
+                    log_store.durable(),
                 )?;
                 super::startup_check::log_covers_applied(
                     log_store.last_log_id()?,

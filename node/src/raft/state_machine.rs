@@ -7,7 +7,8 @@
 //! syncing the user log) in the background, coalesced, at most every [`PERSIST_INTERVAL`], and by
 //! the foreground paths (snapshot build and install, shutdown), all under one persist lock; it is
 //! a versioned [`StateFile`], so a state captured before a newer one was written is never
-//! written over it. On open, user-log records past the recorded `next_offset` are dropped and
+//! written over it. A position is persisted only once this node's Raft log holds its entries
+//! durably ([`super::durable_index`]): a leader may apply entries before its own fsync of them. On open, user-log records past the recorded `next_offset` are dropped and
 //! openraft re-applies from the recorded log id — the Raft log is durable, so nothing is lost and
 //! nothing is applied twice.
 //!
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
 use proglog_log::{Joined, Log, LogConfig};
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 
 use super::codec;
 use super::durable_file::{self, StateFile};
+use super::durable_index::RaftDurable;
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
 use super::snapshot_install::{self as install, PendingInstall, crash_point};
@@ -41,12 +43,17 @@ use super::types::{
 };
 use crate::metrics::Metrics;
 
+mod persist;
+
 const STATE_FILE: &str = "sm-state.json";
 const USER_LOG_DIR: &str = "user-log";
 /// Longest time applied-but-unpersisted progress may wait before `sm-state.json` catches up.
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 /// Most entries applied with one user-log append.
 const MAX_APPLY_BATCH: usize = 4096;
+/// Longest a shutdown waits for the Raft log to hold the applied entries before giving up on
+/// persisting the newest position (the Raft log's fsync normally takes milliseconds).
+pub const SHUTDOWN_PERSIST_WAIT: Duration = Duration::from_secs(3);
 
 /// `config` without a record size limit: the limits for logs holding *committed* records (the
 /// user log, a staged snapshot of it). Sizes are checked when a produce is proposed; once
@@ -102,22 +109,8 @@ struct Shared {
     installed_snapshots: AtomicU64,
     /// The node's Prometheus metrics: applied records count as appended.
     metrics: Arc<Metrics>,
-}
-
-impl Shared {
-    /// Makes the current state durable: sync the user log, then replace `sm-state.json`.
-    async fn persist(self: &Arc<Self>) -> Result<(), RaftStoreError> {
-        let _guard = self.persist_lock.lock().await;
-        let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // Snapshot the state first: the sync below covers every record it counts.
-            let state = shared.state.lock().clone();
-            shared.log.sync()?;
-            shared.file.store(state.version, &state).map(drop)
-        })
-        .await
-        .map_err(|e| RaftStoreError::Task(e.to_string()))?
-    }
+    /// How far the node's Raft log is durable: no position beyond it is persisted.
+    raft_durable: RaftDurable,
 }
 
 impl Shared {
@@ -173,15 +166,25 @@ pub struct UserLogStateMachine {
 impl UserLogStateMachine {
     /// Opens (or creates) the state machine under `dir`, dropping user-log records applied after
     /// the last persisted state (openraft re-applies them). Must run within a tokio runtime.
+    /// Alone, without a Raft log to wait for (tools and tests); a node uses
+    /// [`UserLogStateMachine::open_with_metrics`].
     pub fn open(dir: &Path, user_log_config: LogConfig) -> Result<Self, RaftStoreError> {
-        Self::open_with_metrics(dir, user_log_config, Arc::new(Metrics::new()))
+        Self::open_with_metrics(
+            dir,
+            user_log_config,
+            Arc::new(Metrics::new()),
+            RaftDurable::always(),
+        )
     }
 
-    /// [`UserLogStateMachine::open`], counting applied records in `metrics`.
+    /// [`UserLogStateMachine::open`], counting applied records in `metrics`, persisting only
+    /// positions the node's Raft log holds durably (`raft_durable`, from
+    /// [`super::log_store::RaftLogStore::durable`]).
     pub fn open_with_metrics(
         dir: &Path,
         user_log_config: LogConfig,
         metrics: Arc<Metrics>,
+        raft_durable: RaftDurable,
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         let (file, state) = StateFile::<SmState>::open(dir.join(STATE_FILE))?;
@@ -226,8 +229,12 @@ impl UserLogStateMachine {
             persist_lock: tokio::sync::Mutex::new(()),
             installed_snapshots: AtomicU64::new(0),
             metrics,
+            raft_durable,
         });
-        tokio::spawn(persist_in_background(Arc::downgrade(&shared), applied_rx));
+        tokio::spawn(persist::persist_in_background(
+            Arc::downgrade(&shared),
+            applied_rx,
+        ));
         Ok(Self { shared })
     }
 
@@ -250,11 +257,6 @@ impl UserLogStateMachine {
     /// How many snapshots this state machine installed since it was opened.
     pub fn installed_snapshots(&self) -> u64 {
         self.shared.installed_snapshots.load(Ordering::Relaxed)
-    }
-
-    /// Makes everything applied so far durable now (used on shutdown).
-    pub async fn persist_now(&self) -> Result<(), RaftStoreError> {
-        self.shared.persist().await
     }
 
     /// Applies consecutive entries: their records are appended with one `append_batch`, then
@@ -366,20 +368,6 @@ impl UserLogStateMachine {
     }
 }
 
-async fn persist_in_background(shared: std::sync::Weak<Shared>, mut applied: watch::Receiver<u64>) {
-    while applied.changed().await.is_ok() {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        applied.borrow_and_update();
-        if let Err(e) = shared.persist().await {
-            tracing::error!(error = %e, "persisting the state machine position failed");
-        }
-        drop(shared);
-        tokio::time::sleep(PERSIST_INTERVAL).await;
-    }
-}
-
 impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
     type SnapshotData = UserLogSnapshot;
     type SnapshotBuilder = Self;
@@ -447,32 +435,6 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<UserSnapshot>, io::Error> {
         let record = self.shared.state.lock().snapshot.clone();
         Ok(record.map(|r| self.snapshot_of(&r)))
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for UserLogStateMachine {
-    type SnapshotData = UserLogSnapshot;
-
-    async fn build_snapshot(&mut self) -> Result<UserSnapshot, io::Error> {
-        let record = {
-            let mut state = self.shared.state.lock();
-            let record = SnapshotRecord {
-                meta: SnapshotMeta {
-                    last_log_id: state.last_applied,
-                    last_membership: state.last_membership.clone(),
-                },
-                first_offset: self.shared.log.lowest_offset(),
-                next_offset: state.user_next_offset,
-            };
-            state.snapshot = Some(record.clone());
-            state.version += 1;
-            record
-        };
-        // The snapshot must not claim more than what is durable: openraft purges the Raft log
-        // behind it, after which re-applying from the Raft log is impossible. The persisted
-        // state is at least as new as the record taken above.
-        self.shared.persist().await?;
-        Ok(self.snapshot_of(&record))
     }
 }
 
