@@ -107,10 +107,18 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
             })?;
         crate::raft::fatal::install_panic_hook(node.core().clone(), Arc::clone(&metrics));
         if config.retention != proglog_log::RetentionPolicy::default() {
-            crate::storage::spawn_retention(
-                Arc::clone(node.user_log()),
+            // Records an entry in the Raft log refers to stay: the leader may still send that
+            // entry to a follower (entries leave the Raft log behind each snapshot).
+            let raft_log = node.raft_log_reader();
+            crate::storage::spawn_retention_keeping(
+                Arc::clone(node.user_log().log()),
                 config.retention.clone(),
                 RETENTION_INTERVAL,
+                move || {
+                    raft_log
+                        .oldest_referenced_offset()
+                        .map_err(|e| e.to_string())
+                },
             );
         }
         let backend = Arc::new(crate::raft::RaftBackend::new(Arc::clone(&node)));

@@ -44,6 +44,17 @@ pub fn spawn_retention(
     policy: RetentionPolicy,
     interval: Duration,
 ) -> JoinHandle<()> {
+    spawn_retention_keeping(log, policy, interval, || Ok(u64::MAX))
+}
+
+/// [`spawn_retention`], keeping every record from the offset `keep_from` returns on each pass
+/// (called on the blocking pool; an error skips the pass).
+pub fn spawn_retention_keeping(
+    log: Arc<Log>,
+    policy: RetentionPolicy,
+    interval: Duration,
+    keep_from: impl Fn() -> Result<u64, String> + Clone + Send + 'static,
+) -> JoinHandle<()> {
     // A weak handle: the task must not keep a dropped log's files open.
     let log: Weak<Log> = Arc::downgrade(&log);
     tokio::spawn(async move {
@@ -52,9 +63,20 @@ pub fn spawn_retention(
         loop {
             ticker.tick().await;
             let Some(log) = log.upgrade() else { break };
-            let policy = policy.clone();
+            let (policy, keep_from) = (policy.clone(), keep_from.clone());
             // A pass deletes files and fsyncs the directory: never on an async worker thread.
-            let pass = tokio::task::spawn_blocking(move || log.apply_retention(&policy)).await;
+            let pass = tokio::task::spawn_blocking(move || {
+                keep_from().map(|keep_from| log.apply_retention_keeping(&policy, keep_from))
+            })
+            .await;
+            let pass = match pass {
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "retention pass skipped");
+                    continue;
+                }
+                Ok(Ok(pass)) => Ok(pass),
+                Err(err) => Err(err),
+            };
             match pass {
                 Ok(Ok(outcome)) if outcome.segments_removed > 0 => tracing::info!(
                     segments_removed = outcome.segments_removed,

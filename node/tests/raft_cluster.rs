@@ -115,7 +115,7 @@ async fn a_removed_node_gets_no_more_records_and_the_rest_continue() {
     cluster.wait_for_next_offset(kept, 30).await;
     assert_eq!(cluster.records(kept), cluster.records(leader));
     // The removed node stopped receiving at the removal point.
-    assert_eq!(cluster.node(removed).user_log().next_offset(), 10);
+    assert_eq!(cluster.node(removed).user_log().applied_end(), 10);
 
     // GetServers on the leader lists only the remaining voters.
     let servers = client

@@ -174,7 +174,7 @@ async fn a_follower_that_lost_its_volume_is_refused_as_the_old_member_then_repla
         !renewed.has_raft_state(),
         "the new incarnation took nothing meant for the old member"
     );
-    assert_eq!(renewed.user_log().next_offset(), 0);
+    assert_eq!(renewed.user_log().applied_end(), 0);
 
     // The operator's replacement: remove the old id, add the new one, promote it.
     let mut admin = cluster.admin(leader).await;

@@ -51,11 +51,11 @@ async fn a_follower_behind_by_more_than_one_message_catches_up_from_the_log() {
     cluster.start(lagging).await;
     let node = cluster.node(lagging).clone();
     let started = Instant::now();
-    while node.user_log().next_offset() < total {
+    while node.user_log().applied_end() < total {
         assert!(
             started.elapsed() < CATCH_UP_WAIT,
             "the follower has {} of {total} records after {CATCH_UP_WAIT:?}",
-            node.user_log().next_offset()
+            node.user_log().applied_end()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -53,7 +53,7 @@ async fn linearizable_bounds_on_leader_follower_and_without_quorum() {
     );
     // Its local read still works (and eventually agrees with the leader).
     raft_common::wait_until("the follower applied every record", || {
-        (cluster.node(follower).user_log().next_offset() == 5).then_some(())
+        (cluster.node(follower).user_log().applied_end() == 5).then_some(())
     })
     .await;
 

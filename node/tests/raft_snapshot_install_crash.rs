@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use node_process::cluster::{ProcessCluster, WAIT};
 use proglog_log::LogConfig;
+use proglog_node::metrics::Metrics;
 use proglog_node::raft::failpoint;
 use proglog_node::raft::snapshot_install::INSTALL_STEPS;
-use proglog_node::raft::state_machine::{UserLogStateMachine, decode_record};
+use proglog_node::raft::state_machine::decode_record;
+use proglog_node::raft::storage_pair::open_storage;
 
 const LAGGING: usize = 2;
 /// Snapshot every 20 entries and keep none behind it, so a stopped follower soon needs one.
@@ -185,17 +187,28 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Copies the node's data directory and opens its state machine there, as the node's start
-/// does (finishing a committed install); returns the user log as `(offset, value)`.
+/// Copies the node's data directory and opens its Raft storage there, as the node's start does
+/// (finishing a committed install); returns the applied records of the user log as
+/// `(offset, value)`.
 fn recovered_records(data_dir: &Path) -> Vec<(u64, String)> {
     let copy = tempfile::tempdir().expect("temporary directory");
     copy_dir(data_dir, copy.path());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let sm = UserLogStateMachine::open(&copy.path().join("raft/sm"), LogConfig::default())
-            .expect("the state machine opens after the crash");
-        let log = sm.user_log();
+        let (_store, sm) = open_storage(
+            &copy.path().join("raft"),
+            LogConfig::default(),
+            LogConfig::default(),
+            std::sync::Arc::new(Metrics::new()),
+        )
+        .expect("the raft storage opens after the crash");
+        let user = sm.user_log();
+        let log = user.log();
         log.reader(log.lowest_offset())
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(offset, _)| *offset < user.applied_end())
+            })
             .map(|item| {
                 let (offset, bytes) = item.expect("readable record");
                 let record = decode_record(&bytes).expect("decodable record");

@@ -32,6 +32,16 @@ pub struct RetentionOutcome {
 impl Log {
     /// Deletes the oldest sealed segments the policy no longer keeps.
     pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionOutcome> {
+        self.apply_retention_keeping(policy, u64::MAX)
+    }
+
+    /// [`Log::apply_retention`], but never deleting a segment that holds offset `keep_from` or
+    /// a later one (a Raft node keeps the records its Raft log still refers to).
+    pub fn apply_retention_keeping(
+        &self,
+        policy: &RetentionPolicy,
+        keep_from: u64,
+    ) -> Result<RetentionOutcome> {
         self.check_writable()?;
         let segments = self.segments();
         let mut remaining: u64 = segments.iter().map(|s| s.store_bytes + s.index_bytes).sum();
@@ -43,7 +53,7 @@ impl Log {
                 now.duration_since(segment.modified)
                     .is_ok_and(|age| age > max_age)
             });
-            if !over_size && !too_old {
+            if (!over_size && !too_old) || segment.next_offset > keep_from {
                 break;
             }
             remaining -= segment.store_bytes + segment.index_bytes;

@@ -39,7 +39,7 @@ impl LogBackend for RaftBackend {
     }
 
     fn read(&self, offset: u64) -> Result<Record, BackendError> {
-        let bytes = self.node.user_log().read(offset)?;
+        let bytes = self.node.user_log().read_applied(offset)?;
         decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
     }
 

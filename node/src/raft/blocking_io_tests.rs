@@ -12,8 +12,6 @@ use proglog_log::LogConfig;
 use proglog_log::durable_fs::hook::{fsyncs_on, fsyncs_under};
 use proglog_proto::log::v1::Record;
 
-use super::log_store::RaftLogStore;
-use super::state_machine::UserLogStateMachine;
 use super::types::{Entry, LogId, ProduceBatch, Vote};
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -50,10 +48,13 @@ async fn raft_storage_does_no_fsync_on_the_runtime_thread() {
     let (mut store, mut sm) = tokio::task::spawn_blocking({
         let raft_dir = raft_dir.clone();
         move || {
-            (
-                RaftLogStore::open(&raft_dir, tiny_segments()).unwrap(),
-                UserLogStateMachine::open(&raft_dir.join("sm"), tiny_segments()).unwrap(),
+            crate::raft::storage_pair::open_storage(
+                &raft_dir,
+                tiny_segments(),
+                tiny_segments(),
+                std::sync::Arc::new(crate::metrics::Metrics::new()),
             )
+            .unwrap()
         }
     })
     .await
@@ -88,6 +89,7 @@ async fn raft_storage_does_no_fsync_on_the_runtime_thread() {
         fsyncs_under(dir.path()) > after_open + 4,
         "the paths fsynced"
     );
-    assert_eq!(sm.user_log().next_offset(), 24);
-    assert!(sm.user_log().segments().len() > 2, "segments rolled");
+    assert_eq!(sm.user_log().log().next_offset(), 24);
+    assert_eq!(sm.user_log().applied_end(), 24);
+    assert!(sm.user_log().log().segments().len() > 2, "segments rolled");
 }

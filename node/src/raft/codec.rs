@@ -27,7 +27,9 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = (MAX_ENTRY_BYTES + (1 << 20)) as usize
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
 const KIND_MEMBERSHIP: u8 = 2;
-const HEADER_LEN: usize = 1 + 8 + 8 + 8;
+/// Kind byte, term, leader node id, index: the header every encoding of an entry starts with,
+/// on the wire and in the Raft log (see [`super::stored_entry`]).
+pub(super) const HEADER_LEN: usize = 1 + 8 + 8 + 8;
 
 /// Refuses records that would make a Raft entry larger than [`MAX_ENTRY_BYTES`]: checked where a
 /// produce is proposed (any node, and the leader for forwarded produces), because once an entry
@@ -59,17 +61,42 @@ pub fn encode_entry_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<(), RaftSto
         EntryPayload::Normal(_) => KIND_NORMAL,
         EntryPayload::Membership(_) => KIND_MEMBERSHIP,
     };
-    buf.reserve(HEADER_LEN);
-    buf.push(kind);
-    buf.extend_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
-    buf.extend_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
-    buf.extend_from_slice(&entry.log_id.index.to_le_bytes());
+    write_header(kind, &entry.log_id, buf);
     match &entry.payload {
         EntryPayload::Blank => {}
         EntryPayload::Normal(batch) => batch.encode_into(buf),
         EntryPayload::Membership(membership) => serde_json::to_writer(&mut *buf, membership)?,
     }
     Ok(())
+}
+
+/// Appends the header of an entry of `kind` with `log_id` to `buf`.
+pub(super) fn write_header(kind: u8, log_id: &LogId, buf: &mut Vec<u8>) {
+    buf.reserve(HEADER_LEN);
+    buf.push(kind);
+    buf.extend_from_slice(&log_id.leader_id.term.to_le_bytes());
+    buf.extend_from_slice(&log_id.leader_id.node_id.to_le_bytes());
+    buf.extend_from_slice(&log_id.index.to_le_bytes());
+}
+
+/// The encoded `log.v1.Record` messages of a produce batch, in order: slices of the entry's
+/// encoding when it carries one, fresh encodings otherwise.
+pub fn batch_record_messages(
+    log_id: &LogId,
+    batch: &ProduceBatch,
+) -> Result<Vec<Bytes>, RaftStoreError> {
+    let entry_encoding = batch.entry_bytes.as_ref().filter(|encoded| {
+        encoded.first() == Some(&KIND_NORMAL)
+            && decode_log_id(encoded).is_ok_and(|id| id == *log_id)
+    });
+    match entry_encoding {
+        Some(encoded) => record_messages(encoded),
+        None => Ok(batch
+            .records
+            .iter()
+            .map(|r| Bytes::from(r.encode_to_vec()))
+            .collect()),
+    }
 }
 
 /// The encoding of `entry` as a fresh buffer.
@@ -105,12 +132,6 @@ fn reusable_encoding(entry: &Entry) -> Option<&Bytes> {
     };
     let same_id = decode_log_id(encoded).is_ok_and(|id| id == entry.log_id);
     (same_id && encoded.first() == Some(&KIND_NORMAL)).then_some(encoded)
-}
-
-/// The encoded `log.v1.Record` messages of a produce entry that carries its encoding (see
-/// [`record_messages`]); `None` for other entries.
-pub fn encoded_records(entry: &Entry) -> Option<Result<Vec<Bytes>, RaftStoreError>> {
-    reusable_encoding(entry).map(record_messages)
 }
 
 /// The encoded `log.v1.Record` messages inside an encoded produce entry, in order, as slices of

@@ -7,8 +7,7 @@ use proglog_log::LogConfig;
 use proglog_log::durable_fs::hook::sync_count;
 
 use super::NodeIdentity;
-use super::log_store::RaftLogStore;
-use super::state_machine::UserLogStateMachine;
+use super::storage_pair::open_storage;
 
 #[tokio::test]
 async fn storage_paths_sync_the_parents_of_what_they_create() {
@@ -18,10 +17,14 @@ async fn storage_paths_sync_the_parents_of_what_they_create() {
     assert!(sync_count(root.path()) >= 1, "data dir not durable");
     let raft = data.join("raft");
     let config = LogConfig::default();
-    let _store = RaftLogStore::open(&raft, config.clone()).unwrap();
+    let _storage = open_storage(
+        &raft,
+        config.clone(),
+        config,
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
     assert!(sync_count(&data) >= 1, "raft/ not durable in the data dir");
-    assert!(sync_count(&raft) >= 1, "raft/log not durable");
-    let sm = raft.join("sm");
-    let _sm = UserLogStateMachine::open(&sm, config).unwrap();
-    assert!(sync_count(&sm) >= 1, "sm/user-log not durable");
+    assert!(sync_count(&raft) >= 1, "raft/log and raft/sm not durable");
+    assert!(sync_count(&raft.join("sm")) >= 1, "sm/user-log not durable");
 }

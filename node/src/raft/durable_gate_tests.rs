@@ -14,7 +14,14 @@ use super::durable_index::DurableIndex;
 use super::log_store::RaftLogStore;
 use super::state_machine::UserLogStateMachine;
 use super::types::{Entry, LogId, ProduceBatch};
+use super::user_log::UserLog;
 use crate::metrics::Metrics;
+
+/// A Raft log store in `raft_dir` with its user log beside it (blocking).
+fn open_store(raft_dir: &std::path::Path) -> RaftLogStore {
+    let user = UserLog::open(&raft_dir.join("user-log"), LogConfig::default()).unwrap();
+    RaftLogStore::open(raft_dir, LogConfig::default(), user).unwrap()
+}
 
 fn log_id(index: u64) -> LogId {
     super::types::test_log_id(1, 1, index)
@@ -54,11 +61,16 @@ async fn the_state_machine_persists_no_position_its_raft_log_does_not_hold() {
     let dir = tempfile::tempdir().unwrap();
     // Entries 1..=5 are applied, but the Raft log has made none of them durable yet.
     let durable = DurableIndex::new(1);
+    let user = UserLog::open(&dir.path().join("user-log"), LogConfig::default()).unwrap();
+    // The records of entries 1..=8, as the Raft log store appends them with the entries.
+    let records: Vec<Vec<u8>> = (1..=8u8).map(|i| vec![i; 100]).collect();
+    user.log().append_batch(&records).unwrap();
     let mut sm = UserLogStateMachine::open_with_metrics(
         dir.path(),
-        LogConfig::default(),
+        user,
         std::sync::Arc::new(Metrics::new()),
         durable.subscribe(),
+        None,
     )
     .unwrap();
     apply(&mut sm, 1..=5).await;
@@ -98,9 +110,8 @@ async fn the_raft_log_store_counts_entries_durable_after_its_fsync_and_not_after
     let raft_dir = dir.path().join("raft");
     let mut store = {
         let raft_dir = raft_dir.clone();
-        tokio::task::spawn_blocking(move || RaftLogStore::open(&raft_dir, LogConfig::default()))
+        tokio::task::spawn_blocking(move || open_store(&raft_dir))
             .await
-            .unwrap()
             .unwrap()
     };
     let durable = store.durable();
@@ -134,10 +145,8 @@ async fn the_raft_log_store_counts_entries_durable_after_its_fsync_and_not_after
     drop(store);
 
     // Reopened: what is on disk is synced at open and counts.
-    let store =
-        tokio::task::spawn_blocking(move || RaftLogStore::open(&raft_dir, LogConfig::default()))
-            .await
-            .unwrap()
-            .unwrap();
+    let store = tokio::task::spawn_blocking(move || open_store(&raft_dir))
+        .await
+        .unwrap();
     assert_eq!(store.durable().below(), 10);
 }

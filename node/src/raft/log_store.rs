@@ -1,7 +1,12 @@
-//! Raft log storage on the project's segmented [`Log`]: one record per Raft entry, record offset ==
-//! Raft index. Group commit: `append` writes the entries (readable at once) and hands openraft's
+//! Raft log storage on the project's segmented [`Log`], with each record written once: a Raft
+//! entry is one record of the Raft log (record offset == Raft index) holding its header and where
+//! its records are in the user log ([`StoredEntry`]); a produce entry's records themselves go to
+//! the user log ([`UserLog`]) when the entry is appended, with their offset and term assigned.
+//! Reading an entry back rebuilds it from both (or takes it from the tail cache).
+//!
+//! Group commit: `append` writes the entries (readable at once) and hands openraft's
 //! [`IOFlushed`] callback to a flusher thread, which drains every callback queued meanwhile and
-//! covers them all with one `Log::sync` — concurrent appends share an fsync.
+//! covers them all with one fsync of each log, run at the same time (`flush.rs`).
 //!
 //! The vote and the last purged log id live in `raft-state.json`, replaced atomically
 //! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
@@ -10,10 +15,10 @@
 //! are versioned [`StateFile`]s: the background writer and `close_log` race, and the one holding
 //! the older committed id must not overwrite the newer.
 //!
-//! The newest entries' encoded bytes are also kept in memory (`TailCache`, bounded): the leader
+//! The newest entries' wire encodings are also kept in memory (`TailCache`, bounded): the leader
 //! reads every entry back once per follower to replicate it, and serving those reads from memory
-//! saves a `pread` and a CRC check per entry per follower; the decoded records of both followers
-//! then share the same bytes.
+//! saves rebuilding it from the two logs; the decoded records of both followers then share the
+//! same bytes.
 
 use std::fmt::Debug;
 use std::io;
@@ -24,9 +29,9 @@ use std::sync::mpsc as std_mpsc;
 
 use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use parking_lot::Mutex;
-use proglog_log::{Log, LogConfig};
+use proglog_log::{Joined, Log, LogConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -34,9 +39,14 @@ use super::codec;
 use super::durable_file::{self, StateFile};
 use super::durable_index::{DurableIndex, RaftDurable};
 use super::error::RaftStoreError;
+use super::stored_entry::{StoredEntry, StoredPayload};
 use super::tail_cache::TailCache;
 use super::types::{Entry, LogId, TypeConfig, Vote};
+use super::user_log::UserLog;
 use crate::metrics::Metrics;
+
+mod flush;
+mod reconcile;
 
 const STATE_FILE: &str = "raft-state.json";
 const COMMITTED_FILE: &str = "raft-committed.json";
@@ -46,6 +56,10 @@ const LOG_DIR: &str = "log";
 /// Most encoded bytes the in-memory tail holds (about 8 times what a follower that keeps up has
 /// in flight with 1 KiB records).
 const TAIL_CACHE_BYTES: usize = 64 << 20;
+/// The storage layout this version writes, recorded in `raft-state.json`: 2 is one write per
+/// record (the Raft log refers to records in the user log). Absent in directories written by the
+/// two-log layout, which this version refuses (see [`RaftLogStore::open_with_metrics`]).
+const LAYOUT_ONE_WRITE: u32 = 2;
 
 /// The durable part of Raft's own state (not the log entries).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -57,11 +71,16 @@ struct HardState {
     /// Entries up to and including this id are purged; reads never return them even when the
     /// segment that holds them still exists (the log deletes whole segments only).
     last_purged: Option<LogId>,
+    /// [`LAYOUT_ONE_WRITE`] once this version wrote the directory; 0 when an earlier one did.
+    #[serde(default)]
+    layout: u32,
 }
 
 #[derive(Debug)]
 struct Shared {
     log: Arc<Log>,
+    /// Where produce entries' records are (written by `append_entries`).
+    user: Arc<UserLog>,
     /// The current hard state; held only to copy or replace it, never across file I/O, so the
     /// Raft core's reads do not wait for fsyncs.
     hard: Mutex<HardState>,
@@ -98,13 +117,51 @@ impl Shared {
         };
         let mut entries = Vec::with_capacity(cached.len());
         for (index, cached) in (start..end).zip(cached) {
-            let encoded = match cached {
-                Some(encoded) => encoded,
-                None => self.log.read(index)?,
-            };
-            entries.push(codec::decode_entry(&encoded)?);
+            entries.push(match cached {
+                Some(encoded) => codec::decode_entry(&encoded)?,
+                None => self.read_stored(index)?,
+            });
         }
         Ok(entries)
+    }
+
+    /// Entry `index` rebuilt from the Raft log and, for a produce entry, its records in the user
+    /// log (blocking: file reads).
+    fn read_stored(&self, index: u64) -> Result<Entry, RaftStoreError> {
+        let stored = StoredEntry::decode(&self.log.read(index)?)?;
+        let records = match stored.payload {
+            StoredPayload::Normal { count } => {
+                let user = self.user.log();
+                (stored.user_start..stored.user_start + count)
+                    .map(|offset| user.read(offset))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        stored.into_entry(records)
+    }
+
+    /// Where entry `index`'s records start in the user log (or would, for an entry without).
+    fn user_start_of(&self, index: u64) -> Result<u64, RaftStoreError> {
+        Ok(StoredEntry::decode(&self.log.read(index)?)?.user_start)
+    }
+
+    /// Drops the entries from `from` on and their records (a conflicting suffix), but never a
+    /// record the state machine applied. The caller holds the user log's write lock.
+    fn truncate_from(&self, from: u64) -> Result<(), RaftStoreError> {
+        let user = self.user.log();
+        // Truncated entries were never committed, so their records are past the applied end;
+        // the bound only matters after a snapshot install (see `StoredEntry`'s offsets of
+        // entries the install made stale).
+        let cut = self.user_start_of(from)?.max(self.user.applied_end());
+        self.durable
+            .truncating(from, || -> Result<(), RaftStoreError> {
+                if cut < user.next_offset() {
+                    user.truncate_suffix(cut)?;
+                }
+                self.log.truncate_suffix(from)?;
+                Ok(())
+            })
     }
 
     /// Makes `change` of the hard state durable, then current; false if there was no change. Blocking (two fsyncs); writers
@@ -125,20 +182,29 @@ impl Shared {
         Ok(true)
     }
 
-    /// Writes encoded entries from index `first` (blocking: `append`'s file I/O).
-    fn append_encoded(&self, first: u64, encoded: &[Bytes]) -> Result<(), RaftStoreError> {
+    /// Writes `entries` from index `first` (blocking: `append`'s file I/O): their records to
+    /// the user log, then the entries to the Raft log, so an entry's records are on disk before
+    /// the entry that refers to them. `wire` holds each entry's wire encoding (for the tail
+    /// cache, and the records' messages are slices of it).
+    fn append_entries(
+        &self,
+        first: u64,
+        entries: &[Entry],
+        wire: &[Bytes],
+    ) -> Result<(), RaftStoreError> {
         let log = &self.log;
+        let user = self.user.log();
+        let _writes = self.user.lock_writes();
         let next = log.next_offset();
         // Cached entries at `first` or later are being replaced.
         self.tail.lock().clear_from(first);
         if first != next {
             if first < next {
                 // openraft truncates conflicts first; this keeps the log contiguous anyway.
-                self.durable
-                    .truncating(first, || log.truncate_suffix(first))?;
+                self.truncate_from(first)?;
             } else if next <= self.first_readable() {
                 // Nothing readable is kept (fresh store or purged past the end): the log may
-                // start at any index.
+                // start at any index. The user log goes on where it is.
                 log.reset(first)?;
             } else {
                 return Err(RaftStoreError::Corrupt(format!(
@@ -147,14 +213,54 @@ impl Shared {
                 )));
             }
         }
-        let offsets = log.append_batch(encoded)?;
+        let user_first = user.next_offset();
+        let mut user_next = user_first;
+        let mut stored = Vec::with_capacity(entries.len());
+        // Each record is stored as its encoded message from the entry (a slice, no copy)
+        // followed by the fields assigned here; protobuf decoding lets the later fields win.
+        let mut messages = Vec::new();
+        let mut assigned = Vec::new();
+        let mut assigned_ends = Vec::new();
+        for (entry, encoded) in entries.iter().zip(wire) {
+            stored.push(StoredEntry::of(entry, user_next).encode()?);
+            if let EntryPayload::Normal(_) = &entry.payload {
+                for message in codec::record_messages(encoded)? {
+                    messages.push(message);
+                    prost::encoding::uint64::encode(2, &user_next, &mut assigned);
+                    prost::encoding::uint64::encode(3, &entry.log_id.leader_id.term, &mut assigned);
+                    assigned_ends.push(assigned.len());
+                    user_next += 1;
+                }
+            }
+        }
+        if !messages.is_empty() {
+            let mut assigned_start = 0;
+            let records: Vec<Joined<&[u8], &[u8]>> = messages
+                .iter()
+                .zip(&assigned_ends)
+                .map(|(message, &end)| {
+                    let record = Joined(message.as_ref(), &assigned[assigned_start..end]);
+                    assigned_start = end;
+                    record
+                })
+                .collect();
+            let range = user.append_batch(&records)?;
+            if range.start != user_first {
+                return Err(RaftStoreError::Corrupt(format!(
+                    "records of raft entry {first} were stored at user offset {} instead of \
+                     {user_first}",
+                    range.start
+                )));
+            }
+        }
+        let offsets = log.append_batch(&stored)?;
         if offsets.start != first {
             return Err(RaftStoreError::Corrupt(format!(
                 "raft entry {first} was stored at offset {}",
                 offsets.start
             )));
         }
-        self.tail.lock().extend(first, encoded, TAIL_CACHE_BYTES);
+        self.tail.lock().extend(first, wire, TAIL_CACHE_BYTES);
         Ok(())
     }
 
@@ -179,38 +285,57 @@ pub struct RaftLogStoreReader {
 }
 
 impl RaftLogStore {
-    /// Opens (or creates) the Raft log under `dir`. Must be called within a tokio runtime: the
-    /// committed-id writer runs as a task.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, RaftStoreError> {
-        Self::open_with_metrics(dir, config, Arc::new(Metrics::new()))
+    /// Opens (or creates) the Raft log under `dir`, keeping produce entries' records in `user`.
+    /// Must be called within a tokio runtime: the committed-id writer runs as a task. Before
+    /// Raft starts, [`RaftLogStore::reconcile`] must run once with the state machine's position.
+    pub fn open(dir: &Path, config: LogConfig, user: Arc<UserLog>) -> Result<Self, RaftStoreError> {
+        Self::open_with_metrics(dir, config, user, Arc::new(Metrics::new()))
     }
 
-    /// [`RaftLogStore::open`], timing the Raft log's fsyncs in `metrics`.
+    /// [`RaftLogStore::open`], timing the fsyncs in `metrics`. Refuses a directory written by
+    /// the two-log layout of earlier versions (every record stored twice): those Raft logs hold
+    /// records this version does not look for there.
     pub fn open_with_metrics(
         dir: &Path,
         config: LogConfig,
+        user: Arc<UserLog>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         // Entries are size-checked when proposed; a follower must store whatever its leader
         // sends, whatever its own limits (see `committed_records_config`).
-        let config = super::state_machine::committed_records_config(config);
+        let config = super::user_log::committed_records_config(config);
         let log = Arc::new(Log::open(dir.join(LOG_DIR), config)?);
         let (hard_file, hard) = StateFile::<HardState>::open(dir.join(STATE_FILE))?;
         let hard = HardState {
             version: hard_file.version(),
             ..hard.unwrap_or_default()
         };
+        let written_before = hard.vote.is_some() || hard.last_purged.is_some() || !log.is_empty();
+        if hard.layout != LAYOUT_ONE_WRITE && written_before {
+            return Err(RaftStoreError::Corrupt(format!(
+                "{} was written by a ProgLog version that stored every record twice (in the Raft \
+                 log and in the user log); this version stores each record once and cannot read \
+                 that layout. Upgrade a cluster by replacing its members one at a time: remove \
+                 the member, wipe its data directory and add it back (it receives a snapshot), or \
+                 keep running the earlier version",
+                dir.display()
+            )));
+        }
         // What a kill left in the page cache is not durable yet: sync it, then it counts.
         log.sync()?;
+        user.log().sync()?;
         let purged_next = hard.last_purged.map_or(0, |id| id.index + 1);
         let durable = DurableIndex::new(log.next_offset().max(purged_next));
         let (committed_file, committed) = StateFile::open(dir.join(COMMITTED_FILE))?;
         let (committed_tx, committed_rx) =
             watch::channel((committed_file.version(), committed.flatten()));
         let committed_file = Arc::new(committed_file);
+        let user_sync = flush::SyncHelper::spawn(user.log().clone(), "user-log-flush")
+            .map_err(RaftStoreError::Io)?;
         let shared = Arc::new(Shared {
             log,
+            user,
             hard: Mutex::new(hard),
             hard_writes: Mutex::new(()),
             hard_file,
@@ -219,12 +344,23 @@ impl RaftLogStore {
             tail: Mutex::new(TailCache::default()),
             durable,
         });
-        tokio::spawn(write_committed_in_background(committed_file, committed_rx));
+        if !written_before {
+            shared.change_hard(|hard| {
+                (hard.layout != LAYOUT_ONE_WRITE).then(|| HardState {
+                    layout: LAYOUT_ONE_WRITE,
+                    ..hard.clone()
+                })
+            })?;
+        }
+        tokio::spawn(flush::write_committed_in_background(
+            committed_file,
+            committed_rx,
+        ));
         let (flush_requests, flush_queue) = std_mpsc::channel();
         let flusher = shared.clone();
         std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush_loop(&flusher, &flush_queue, &metrics))
+            .spawn(move || flush::flush_loop(&flusher, &user_sync, &flush_queue, &metrics))
             .map_err(RaftStoreError::Io)?;
         Ok(Self {
             shared,
@@ -251,55 +387,6 @@ impl RaftLogStore {
     }
 }
 
-/// Completes flush callbacks in batches: everything queued while the previous fsync ran shares
-/// the next one.
-fn flush_loop(
-    shared: &Shared,
-    queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>,
-    metrics: &Metrics,
-) {
-    let log = &shared.log;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter());
-        let started = std::time::Instant::now();
-        let ticket = shared.durable.before_sync(|| log.next_offset());
-        let result = log.sync();
-        if result.is_ok() {
-            shared.durable.synced(ticket);
-        }
-        metrics
-            .fsync_seconds
-            .observe(started.elapsed().as_secs_f64());
-        for callback in batch {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::other(format!("raft log fsync failed: {e}"))),
-            };
-            callback.io_completed(outcome);
-        }
-    }
-}
-
-/// Writes the committed log id at most once per [`COMMITTED_WRITE_INTERVAL`]. Each write costs
-/// two fsyncs (file and directory); written on every commit, as before, those doubled the fsyncs
-/// of a busy node and competed with the Raft log's own on the disk.
-async fn write_committed_in_background(
-    file: Arc<StateFile<Option<LogId>>>,
-    mut rx: watch::Receiver<(u64, Option<LogId>)>,
-) {
-    while rx.changed().await.is_ok() {
-        let (version, committed) = *rx.borrow_and_update();
-        let file = file.clone();
-        // `close_log` may have written a newer id meanwhile: the version keeps this one out.
-        let written = tokio::task::spawn_blocking(move || file.store(version, &committed)).await;
-        if let Ok(Err(e)) | Err(e) = written.map_err(|e| RaftStoreError::Task(e.to_string())) {
-            tracing::warn!(error = %e, "persisting the raft committed index failed");
-        }
-        tokio::time::sleep(COMMITTED_WRITE_INTERVAL).await;
-    }
-}
-
 impl RaftLogStoreReader {
     /// True when the store holds any Raft state (a vote or entries): the node was initialized or
     /// joined a cluster.
@@ -316,6 +403,37 @@ impl RaftLogStoreReader {
             tracing::warn!(error = %e, "persisting the raft committed index on close failed");
         }
         self.shared.log.close()
+    }
+
+    /// Where the records of the entry with `log_id` end in the user log, if the Raft log holds
+    /// exactly that entry (blocking: reads it). For a snapshot install, under the user log's
+    /// write lock, so no append or truncation moves the entry meanwhile.
+    pub fn records_end_of(&self, log_id: LogId) -> Result<Option<u64>, RaftStoreError> {
+        let index = log_id.index;
+        if index < self.shared.first_readable() || index >= self.shared.log.next_offset() {
+            return Ok(None);
+        }
+        let bytes = match self.shared.log.read(index) {
+            Ok(bytes) => bytes,
+            // Purged meanwhile (a purge does not take the write lock).
+            Err(proglog_log::LogError::OffsetBelowStart { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let stored = StoredEntry::decode(&bytes)?;
+        Ok((stored.log_id == log_id).then(|| stored.user_end()))
+    }
+
+    /// The lowest user offset an entry still in the Raft log refers to: user-log retention must
+    /// keep every record from here on, or the leader could not send those entries to a follower
+    /// (blocking: reads the first entry). Entries leave the Raft log when a snapshot covers
+    /// them (`--snapshot-entries`), so retention trails by at most that many entries.
+    pub fn oldest_referenced_offset(&self) -> Result<u64, RaftStoreError> {
+        let first = self.shared.first_readable();
+        if first < self.shared.log.next_offset() {
+            self.shared.user_start_of(first)
+        } else {
+            Ok(self.shared.user.log().next_offset())
+        }
     }
 }
 
@@ -435,11 +553,12 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         I::IntoIter: OptionalSend,
     {
         let mut first_index = None;
-        let mut encoded = Vec::new();
-        for entry in entries {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut wire = Vec::with_capacity(entries.len());
+        for entry in &entries {
             first_index.get_or_insert(entry.log_id.index);
-            // Entries received from the leader are stored as received.
-            encoded.push(codec::entry_bytes(&entry)?);
+            // Entries received from the leader keep the bytes they came in (encode once).
+            wire.push(codec::entry_bytes(entry)?);
         }
         // The writes (and a segment roll's fsync) run on a blocking thread; the flusher thread
         // then covers them with a shared fsync and calls back.
@@ -447,7 +566,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let flush_requests = self.flush_requests.clone();
         run_blocking(move || {
             if let Some(first) = first_index {
-                shared.append_encoded(first, &encoded)?;
+                shared.append_entries(first, &entries, &wire)?;
             }
             flush_requests
                 .send(callback)
@@ -461,11 +580,11 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let shared = self.shared.clone();
         shared.tail.lock().clear_from(from);
         run_blocking(move || {
+            let _writes = shared.user.lock_writes();
             if from < shared.log.next_offset() {
-                shared
-                    .durable
-                    .truncating(from, || shared.log.truncate_suffix(from))?;
+                shared.truncate_from(from)?;
                 shared.log.sync()?;
+                shared.user.log().sync()?;
             }
             Ok(())
         })

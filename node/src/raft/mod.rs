@@ -2,10 +2,13 @@
 //!
 //! - [`types`]: the openraft type configuration (entries carry batches of records).
 //! - [`codec`]: binary encoding of Raft entries (on disk and on the wire).
-//! - [`log_store`]: openraft log storage on the segmented log, with group-committed flushes;
-//!   [`tail_cache`]: its newest entries in memory.
-//! - [`state_machine`]: the user-visible commit log as the state machine; [`snapshot`]: snapshot
-//!   data as a view of that log; [`snapshot_install`]: installing one, crash-atomically.
+//! - One write per record: [`user_log`] holds the records, written when their entry is
+//!   appended; [`log_store`]: openraft log storage on the segmented log, each entry stored as
+//!   [`stored_entry`] (where its records are), with group-committed flushes of both logs;
+//!   [`tail_cache`]: its newest entries in memory; [`storage_pair`]: opening both halves.
+//! - [`state_machine`]: the user-visible commit log as the state machine (applying moves the
+//!   end readers see); [`snapshot`]: snapshot data as a view of that log; [`snapshot_install`]:
+//!   installing one, crash-atomically.
 //! - [`network`] (client) and [`service`] (server): the `proglog.raft.v1.Raft` gRPC transport
 //!   ([`append_split`]: AppendEntries as messages that fit);
 //!   [`channel_pool`]: the channels to peers, renewed when the client certificates reload.
@@ -59,6 +62,8 @@ pub mod metrics_view;
 pub mod network;
 pub mod node;
 pub mod node_config;
+#[cfg(test)]
+mod one_write_tests;
 pub mod proposer;
 mod read_index;
 pub mod run;
@@ -69,8 +74,11 @@ pub mod startup_check;
 #[cfg(test)]
 mod state_file_race_tests;
 pub mod state_machine;
+pub mod storage_pair;
+pub mod stored_entry;
 pub mod tail_cache;
 pub mod types;
+pub mod user_log;
 
 pub use admin::AdminService;
 pub use backend::RaftBackend;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
-use proglog_log::{Log, LogConfig};
+use proglog_log::LogConfig;
 use proglog_proto::log::v1::{Record, Server};
 
 use super::batcher::Batcher;
@@ -24,15 +24,15 @@ use super::fatal::CoreState;
 use super::forwarding::{ForwardProduces, forward_produce, no_leader_error, not_leader_error};
 use super::health::{HealthTiming, LeaderContact};
 use super::identity::NodeIdentity;
-use super::log_store::{RaftLogStore, RaftLogStoreReader};
+use super::log_store::RaftLogStoreReader;
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
 use super::node_config::RaftNodeConfig;
 use super::proposer::{Proposer, start_proposer};
 use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, Raft};
+use super::user_log::UserLog;
 use crate::backend::{Appended, BackendError, LogBounds};
 use crate::metrics::Metrics as NodeMetrics;
-use crate::storage::OffsetWatch;
 use crate::tls::ReloadingClientTls;
 
 /// Forward RPCs a follower keeps in flight at once; produces arriving meanwhile share the next.
@@ -68,9 +68,9 @@ pub struct RaftNode {
     forwarder: Batcher<ForwardProduces>,
     prometheus: Arc<NodeMetrics>,
     state_machine: UserLogStateMachine,
-    user_log: Arc<Log>,
-    /// The user log's committed end, for followers of the log (consume `--follow`).
-    user_log_offsets: OffsetWatch,
+    /// The user-visible log; its applied end is what followers of the log (consume
+    /// `--follow`) wait on.
+    user_log: Arc<UserLog>,
     log_reader: RaftLogStoreReader,
     pool: Arc<ChannelPool>,
     network_config: NetworkConfig,
@@ -103,14 +103,8 @@ impl RaftNode {
             tokio::task::spawn_blocking(move || -> Result<_, RaftNodeError> {
                 let identity = NodeIdentity::load_or_create(&data_dir, ordinal)?;
                 let raft_dir = data_dir.join("raft");
-                let log_store =
-                    RaftLogStore::open_with_metrics(&raft_dir, raft_log, metrics.clone())?;
-                let state_machine = UserLogStateMachine::open_with_metrics(
-                    &raft_dir.join("sm"),
-                    user_log,
-                    metrics,
-                    log_store.durable(),
-                )?;
+                let (log_store, state_machine) =
+                    super::storage_pair::open_storage(&raft_dir, raft_log, user_log, metrics)?;
                 super::startup_check::log_covers_applied(
                     log_store.last_log_id()?,
                     state_machine.last_applied(),
@@ -128,7 +122,6 @@ impl RaftNode {
             .map_err(|e| RaftNodeError::Start(format!("opening the raft storage: {e}")))??;
         let log_reader = log_store.reader();
         let user_log = state_machine.user_log();
-        let user_log_offsets = OffsetWatch::attach(&user_log);
         let pool = Arc::new(ChannelPool::new(
             config.client_tls.clone(),
             config.network.clone(),
@@ -163,7 +156,6 @@ impl RaftNode {
             raft,
             state_machine,
             user_log,
-            user_log_offsets,
             log_reader,
             pool,
             network_config: config.network,
@@ -209,15 +201,19 @@ impl RaftNode {
         &self.raft
     }
 
-    /// The user-visible log (committed records only).
-    pub fn user_log(&self) -> &Arc<Log> {
+    /// The user-visible log (readers see it up to its applied end).
+    pub fn user_log(&self) -> &Arc<UserLog> {
         &self.user_log
     }
 
-    /// A watch of the user log's next offset (the committed end), changed after every apply,
-    /// truncation and snapshot install.
+    /// A reader of this node's Raft log.
+    pub fn raft_log_reader(&self) -> RaftLogStoreReader {
+        self.log_reader.clone()
+    }
+
+    /// A watch of the user log's applied end, changed after every apply and snapshot install.
     pub fn subscribe_user_log(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.user_log_offsets.subscribe()
+        self.user_log.subscribe()
     }
 
     /// `ForwardProduce` RPCs this node has sent to a leader since start (each carries a batch
@@ -307,8 +303,8 @@ impl RaftNode {
 
     pub(super) fn local_bounds(&self) -> LogBounds {
         LogBounds {
-            lowest: self.user_log.lowest_offset(),
-            next: self.user_log.next_offset(),
+            lowest: self.user_log.log().lowest_offset(),
+            next: self.user_log.applied_end(),
         }
     }
 
@@ -415,7 +411,7 @@ impl RaftNode {
         // Close both logs now rather than when the last handle drops, so the data directory is
         // released (and can be reopened) as soon as shutdown returns. Closing fsyncs: on a
         // blocking thread.
-        let (user_log, raft_log) = (self.user_log.clone(), self.log_reader.clone());
+        let (user_log, raft_log) = (self.user_log.log().clone(), self.log_reader.clone());
         tokio::task::spawn_blocking(move || {
             user_log
                 .close()

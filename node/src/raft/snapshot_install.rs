@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::RaftStoreError;
 use super::snapshot::UserLogSnapshot;
-use super::state_machine::committed_records_config;
+use super::user_log::committed_records_config;
 
 /// Directory (under the state machine's) holding a snapshot's records while it is installed.
 pub const INSTALL_DIR: &str = "snapshot-install";

@@ -121,7 +121,9 @@ async fn sm_state_never_goes_back_while_install_and_persist_race() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_committed_never_goes_back_while_writer_and_close_race() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = RaftLogStore::open(dir.path(), LogConfig::default()).unwrap();
+    let user =
+        super::user_log::UserLog::open(&dir.path().join("user-log"), LogConfig::default()).unwrap();
+    let mut store = RaftLogStore::open(dir.path(), LogConfig::default(), user).unwrap();
     let reader = store.reader();
     let stop = Arc::new(AtomicBool::new(false));
     let checker = {

@@ -1,20 +1,24 @@
-//! The Raft state machine *is* the user-visible commit log: applying a produce entry appends its
-//! records (prost-encoded `log.v1.Record`, offsets contiguous) to a second [`Log`], the one clients
-//! consume from. Offsets never change once acknowledged.
+//! The Raft state machine *is* the user-visible commit log: a produce entry's records are in the
+//! user log ([`UserLog`]) already, written by the Raft log store when the entry was appended (one
+//! write per record), so applying an entry only moves the *applied end* readers may not pass and
+//! answers each produce with its offsets. Offsets never change once acknowledged.
 //!
 //! Exactly-once apply across restarts: `sm-state.json` records the last applied Raft log id, the
-//! membership, and the user log's `next_offset` *at that point*. It is written (atomically, after
-//! syncing the user log) in the background, coalesced, at most every [`PERSIST_INTERVAL`], and by
-//! the foreground paths (snapshot build and install, shutdown), all under one persist lock; it is
-//! a versioned [`StateFile`], so a state captured before a newer one was written is never
-//! written over it. A position is persisted only once this node's Raft log holds its entries
-//! durably ([`super::durable_index`]): a leader may apply entries before its own fsync of them. On open, user-log records past the recorded `next_offset` are dropped and
-//! openraft re-applies from the recorded log id — the Raft log is durable, so nothing is lost and
-//! nothing is applied twice.
+//! membership, and the user log's end *at that point*. It is written (atomically) in the
+//! background, coalesced, at most every [`PERSIST_INTERVAL`], and by the foreground paths
+//! (snapshot build and install, shutdown), all under one persist lock; it is a versioned
+//! [`StateFile`], so a state captured before a newer one was written is never written over it. A
+//! position is persisted only once this node's Raft log holds its entries, and so the user log
+//! their records, durably ([`super::durable_index`]): a leader may apply entries before its own
+//! fsync of them. On open, openraft re-applies from the recorded log id; the records past the
+//! recorded end stay (they belong to entries in the Raft log, see
+//! [`super::log_store::RaftLogStore::reconcile`]).
 //!
 //! Snapshots are views of the user log up to the applied point (see [`super::snapshot`]);
 //! installing one replaces this node's user log with the snapshot's records, crash-atomically
-//! (see [`super::snapshot_install`]: a committed install is finished by [`UserLogStateMachine::open`]).
+//! (see [`super::snapshot_install`]: a committed install is finished by
+//! [`UserLogStateMachine::open`]), unless the Raft log holds the snapshot's last entry, and so the
+//! user log its records already.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,12 +31,11 @@ use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
-use proglog_log::{Joined, Log, LogConfig};
+use proglog_log::LogConfig;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::codec;
 use super::durable_file::{self, StateFile};
 use super::durable_index::RaftDurable;
 use super::error::RaftStoreError;
@@ -41,12 +44,14 @@ use super::snapshot_install::{self as install, PendingInstall, crash_point};
 use super::types::{
     LogId, ProduceApplied, SnapshotMeta, StoredMembership, TypeConfig, UserSnapshot,
 };
+use super::user_log::UserLog;
 use crate::metrics::Metrics;
 
 mod persist;
 
 const STATE_FILE: &str = "sm-state.json";
-const USER_LOG_DIR: &str = "user-log";
+/// The user log's directory under the state machine's (`raft/sm`).
+pub const USER_LOG_DIR: &str = "user-log";
 /// Longest time applied-but-unpersisted progress may wait before `sm-state.json` catches up.
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 /// Most entries applied with one user-log append.
@@ -54,18 +59,6 @@ const MAX_APPLY_BATCH: usize = 4096;
 /// Longest a shutdown waits for the Raft log to hold the applied entries before giving up on
 /// persisting the newest position (the Raft log's fsync normally takes milliseconds).
 pub const SHUTDOWN_PERSIST_WAIT: Duration = Duration::from_secs(3);
-
-/// `config` without a record size limit: the limits for logs holding *committed* records (the
-/// user log, a staged snapshot of it). Sizes are checked when a produce is proposed; once
-/// committed, a record must be stored on every node whatever that node's `--max-record-size`
-/// is today (a failed apply stops openraft for good, on every restart). Only the frame format's
-/// 4 GiB bound remains, far above the largest Raft entry.
-pub fn committed_records_config(config: LogConfig) -> LogConfig {
-    LogConfig {
-        max_record_bytes: u64::MAX,
-        ..config
-    }
-}
 
 /// Where the state machine stands; persisted as `sm-state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -75,7 +68,7 @@ struct SmState {
     version: u64,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    /// The user log's next offset right after `last_applied` was applied.
+    /// The user log's applied end right after `last_applied` was applied.
     user_next_offset: u64,
     /// The last snapshot built or installed.
     snapshot: Option<SnapshotRecord>,
@@ -97,7 +90,10 @@ struct Shared {
     dir: PathBuf,
     /// The user log's configuration (without a record size limit).
     log_config: LogConfig,
-    log: Arc<Log>,
+    user: Arc<UserLog>,
+    /// Where the Raft log's entry with a log id ends in the user log, if the Raft log holds
+    /// exactly that entry (`None` for a state machine opened alone).
+    raft_entries: Option<RaftEntryEnd>,
     state: Mutex<SmState>,
     /// `sm-state.json`.
     file: StateFile<SmState>,
@@ -117,6 +113,10 @@ impl Shared {
     /// Installs a snapshot, crash-atomically (the steps are [`super::snapshot_install`]'s).
     /// Blocking; the caller holds the persist lock.
     fn install(&self, meta: SnapshotMeta, snapshot: UserLogSnapshot) -> Result<(), RaftStoreError> {
+        let _writes = self.user.lock_writes();
+        if self.holds_records_of(&meta, &snapshot)? {
+            return self.install_position(meta, snapshot);
+        }
         let staged = install::stage(&self.dir, &snapshot, &self.log_config)?;
         crash_point("install-staged");
         let pending = PendingInstall {
@@ -141,8 +141,9 @@ impl Shared {
         };
         self.file.store(committed.version, &committed)?;
         crash_point("install-committed");
-        install::replace_records(&self.log, &staged, pending)?;
+        install::replace_records(self.user.log(), &staged, pending)?;
         drop(staged);
+        self.user.publish_applied(snapshot.next_offset);
         let finished = {
             let mut state = self.state.lock();
             state.pending_install = None;
@@ -155,6 +156,65 @@ impl Shared {
         self.installed_snapshots.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// True when this node's Raft log holds the snapshot's last entry: then (the logs match up
+    /// to there) the user log holds the snapshot's records already, as appended with the
+    /// entries, and entries after it may follow in the Raft log with their records after them,
+    /// which replacing the records would cut off.
+    fn holds_records_of(
+        &self,
+        meta: &SnapshotMeta,
+        snapshot: &UserLogSnapshot,
+    ) -> Result<bool, RaftStoreError> {
+        let (Some(lookup), Some(last)) = (&self.raft_entries, meta.last_log_id) else {
+            return Ok(false);
+        };
+        let held = (lookup.0)(last)?.is_some_and(|end| end == snapshot.next_offset);
+        Ok(held && self.user.log().next_offset() >= snapshot.next_offset)
+    }
+
+    /// An install whose records are here already: only the position moves (one atomic write).
+    fn install_position(
+        &self,
+        meta: SnapshotMeta,
+        snapshot: UserLogSnapshot,
+    ) -> Result<(), RaftStoreError> {
+        let state = {
+            let mut state = self.state.lock();
+            *state = SmState {
+                version: state.version + 1,
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+                user_next_offset: snapshot.next_offset,
+                snapshot: Some(SnapshotRecord {
+                    meta,
+                    first_offset: snapshot.first_offset,
+                    next_offset: snapshot.next_offset,
+                }),
+                pending_install: None,
+            };
+            state.clone()
+        };
+        // The records were appended with the entries, maybe not fsynced yet.
+        self.user.log().sync()?;
+        self.file.store(state.version, &state)?;
+        self.user.publish_applied(snapshot.next_offset);
+        self.installed_snapshots.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Looks up an entry in the Raft log by log id: the end of its records in the user log when the
+/// Raft log holds exactly that entry (see `RaftLogStoreReader::records_end_of`).
+#[derive(Clone)]
+pub struct RaftEntryEnd(
+    pub Arc<dyn Fn(LogId) -> Result<Option<u64>, RaftStoreError> + Send + Sync + 'static>,
+);
+
+impl std::fmt::Debug for RaftEntryEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftEntryEnd")
+    }
 }
 
 /// openraft's [`RaftStateMachine`]: the user-visible commit log.
@@ -164,27 +224,32 @@ pub struct UserLogStateMachine {
 }
 
 impl UserLogStateMachine {
-    /// Opens (or creates) the state machine under `dir`, dropping user-log records applied after
-    /// the last persisted state (openraft re-applies them). Must run within a tokio runtime.
-    /// Alone, without a Raft log to wait for (tools and tests); a node uses
-    /// [`UserLogStateMachine::open_with_metrics`].
+    /// Opens (or creates) the state machine under `dir` with its own user log (in
+    /// `dir/user-log`), without a Raft log: tools and tests. Must run within a tokio runtime. A
+    /// node opens both halves with [`super::storage::open_storage`].
     pub fn open(dir: &Path, user_log_config: LogConfig) -> Result<Self, RaftStoreError> {
+        durable_file::create_dir(dir)?;
+        let user = UserLog::open(&dir.join(USER_LOG_DIR), user_log_config)?;
         Self::open_with_metrics(
             dir,
-            user_log_config,
+            user,
             Arc::new(Metrics::new()),
             RaftDurable::always(),
+            None,
         )
     }
 
-    /// [`UserLogStateMachine::open`], counting applied records in `metrics`, persisting only
-    /// positions the node's Raft log holds durably (`raft_durable`, from
-    /// [`super::log_store::RaftLogStore::durable`]).
+    /// [`UserLogStateMachine::open`] on a shared `user` log, counting applied records in
+    /// `metrics`, persisting only positions the node's Raft log holds durably (`raft_durable`,
+    /// from [`super::log_store::RaftLogStore::durable`]), skipping the record copy of a snapshot
+    /// install whose last entry `raft_entries` finds in the Raft log. Finishes an install a crash
+    /// interrupted after its commit point.
     pub fn open_with_metrics(
         dir: &Path,
-        user_log_config: LogConfig,
+        user: Arc<UserLog>,
         metrics: Arc<Metrics>,
         raft_durable: RaftDurable,
+        raft_entries: Option<RaftEntryEnd>,
     ) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         let (file, state) = StateFile::<SmState>::open(dir.join(STATE_FILE))?;
@@ -192,13 +257,13 @@ impl UserLogStateMachine {
             version: file.version(),
             ..state.unwrap_or_default()
         };
-        let log_config = committed_records_config(user_log_config);
-        let log = Log::open(dir.join(USER_LOG_DIR), log_config.clone())?;
+        let log_config = user.log().config().clone();
+        let log = user.log();
         match state.pending_install {
             // A crash interrupted an install after its commit point: finish it.
             Some(pending) => {
                 let staged = install::reopen(dir, pending, &log_config)?;
-                install::replace_records(&log, &staged, pending)?;
+                install::replace_records(log, &staged, pending)?;
                 drop(staged);
                 state.pending_install = None;
                 state.version += 1;
@@ -208,21 +273,22 @@ impl UserLogStateMachine {
             // A crash before the commit point leaves the old state and, maybe, staged records.
             None => install::remove_leftover(dir)?,
         }
+        // Records past the applied end belong to unapplied entries of the Raft log (which
+        // `RaftLogStore::reconcile` checks); fewer records than were applied is lost data.
         let next = log.next_offset();
-        if next > state.user_next_offset {
-            log.truncate_suffix(state.user_next_offset.max(log.lowest_offset()))?;
-            log.sync()?;
-        } else if next < state.user_next_offset {
+        if next < state.user_next_offset {
             return Err(RaftStoreError::Corrupt(format!(
                 "the user log ends at offset {next} but {STATE_FILE} says {} records were applied",
                 state.user_next_offset
             )));
         }
+        user.publish_applied(state.user_next_offset);
         let (applied, applied_rx) = watch::channel(0);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             log_config,
-            log: Arc::new(log),
+            user,
+            raft_entries,
             state: Mutex::new(state),
             file,
             applied,
@@ -238,9 +304,16 @@ impl UserLogStateMachine {
         Ok(Self { shared })
     }
 
-    /// The user-visible log (consumers read it; only this state machine appends to it).
-    pub fn user_log(&self) -> Arc<Log> {
-        self.shared.log.clone()
+    /// The user-visible log (consumers read it up to its applied end).
+    pub fn user_log(&self) -> Arc<UserLog> {
+        self.shared.user.clone()
+    }
+
+    /// The last applied entry and the user log's end at that point (for
+    /// [`super::log_store::RaftLogStore::reconcile`]).
+    pub fn applied_position(&self) -> (Option<LogId>, u64) {
+        let state = self.shared.state.lock();
+        (state.last_applied, state.user_next_offset)
     }
 
     /// The last applied Raft log id.
@@ -259,17 +332,13 @@ impl UserLogStateMachine {
         self.shared.installed_snapshots.load(Ordering::Relaxed)
     }
 
-    /// Applies consecutive entries: their records are appended with one `append_batch`, then
-    /// the state advances and each entry's responder gets its offsets.
+    /// Applies consecutive entries: their records are in the user log already (appended with
+    /// the entries), so the applied end moves past them and each entry's responder gets its
+    /// offsets. No file I/O.
     fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> Result<(), RaftStoreError> {
-        let log = &self.shared.log;
-        let start = log.next_offset();
+        let user = &self.shared.user;
+        let start = self.shared.state.lock().user_next_offset;
         let mut next = start;
-        // Each record is stored as its encoded message from the Raft entry (a slice, no copy)
-        // followed by the fields applying assigns; protobuf decoding lets the later fields win.
-        let mut messages = Vec::new();
-        let mut assigned = Vec::new();
-        let mut assigned_ends = Vec::new();
         let mut value_bytes = 0u64;
         let mut responses = Vec::with_capacity(batch.len());
         let mut last_applied = None;
@@ -277,32 +346,17 @@ impl UserLogStateMachine {
         for (entry, responder) in batch {
             let log_id = entry.log_id;
             let first_offset = next;
-            let stored = codec::encoded_records(&entry).transpose()?;
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(produce) => {
                     #[cfg(feature = "failpoints")]
                     super::failpoint::on_apply(&produce.records)?;
-                    let stored = match stored {
-                        Some(stored) => stored,
-                        None => produce
-                            .records
-                            .iter()
-                            .map(|r| r.encode_to_vec().into())
-                            .collect(),
-                    };
                     value_bytes += produce
                         .records
                         .iter()
                         .map(|r| r.value.len() as u64)
                         .sum::<u64>();
-                    for message in stored {
-                        messages.push(message);
-                        prost::encoding::uint64::encode(2, &next, &mut assigned);
-                        prost::encoding::uint64::encode(3, &log_id.leader_id.term, &mut assigned);
-                        assigned_ends.push(assigned.len());
-                        next += 1;
-                    }
+                    next += produce.records.len() as u64;
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(log_id), m))
@@ -315,28 +369,13 @@ impl UserLogStateMachine {
             };
             responses.push((responder, applied));
         }
-        if !messages.is_empty() {
-            let mut assigned_start = 0;
-            let records: Vec<Joined<&[u8], &[u8]>> = messages
-                .iter()
-                .zip(&assigned_ends)
-                .map(|(message, &end)| {
-                    let record = Joined(message.as_ref(), &assigned[assigned_start..end]);
-                    assigned_start = end;
-                    record
-                })
-                .collect();
-            let range = log.append_batch(&records)?;
-            if range.start != start {
-                return Err(RaftStoreError::Corrupt(format!(
-                    "user log appended at {} but the state machine expected {start}",
-                    range.start
-                )));
-            }
-            let metrics = &self.shared.metrics;
-            metrics.records_appended.inc_by(range.end - range.start);
-            metrics.bytes_appended.inc_by(value_bytes);
-            metrics.set_bounds(log.lowest_offset(), range.end);
+        let log = user.log();
+        if next > log.next_offset() {
+            return Err(RaftStoreError::Corrupt(format!(
+                "applying up to {last_applied:?} needs user records up to offset {next} but the \
+                 user log ends at {}",
+                log.next_offset()
+            )));
         }
         {
             let mut state = self.shared.state.lock();
@@ -346,6 +385,13 @@ impl UserLogStateMachine {
                 state.last_membership = m;
             }
             state.user_next_offset = next;
+        }
+        user.publish_applied(next);
+        if next > start {
+            let metrics = &self.shared.metrics;
+            metrics.records_appended.inc_by(next - start);
+            metrics.bytes_appended.inc_by(value_bytes);
+            metrics.set_bounds(log.lowest_offset(), next);
         }
         for (responder, applied) in responses {
             if let Some(responder) = responder {
@@ -359,8 +405,10 @@ impl UserLogStateMachine {
         UserSnapshot {
             meta: record.meta.clone(),
             snapshot: UserLogSnapshot {
-                log: self.shared.log.clone(),
-                first_offset: record.first_offset.max(self.shared.log.lowest_offset()),
+                log: self.shared.user.log().clone(),
+                first_offset: record
+                    .first_offset
+                    .max(self.shared.user.log().lowest_offset()),
                 next_offset: record.next_offset,
                 staging: None,
             },
@@ -399,11 +447,8 @@ impl RaftStateMachine<TypeConfig> for UserLogStateMachine {
                     None => break,
                 }
             }
-            // Appending writes files (and a segment roll fsyncs): on a blocking thread.
-            let sm = self.clone();
-            tokio::task::spawn_blocking(move || sm.apply_batch(batch))
-                .await
-                .map_err(|e| io::Error::other(format!("applying entries failed: {e}")))??;
+            // No file I/O: the records were written when the entries were appended.
+            self.apply_batch(batch)?;
             applied_any = true;
         }
         if applied_any {

@@ -330,7 +330,7 @@ impl TestCluster {
     pub async fn wait_for_next_offset(&self, i: usize, next: u64) {
         let node = self.node(i).clone();
         wait_until(&format!("node {i} reaches offset {next}"), || {
-            (node.user_log().next_offset() == next).then_some(())
+            (node.user_log().applied_end() == next).then_some(())
         })
         .await
     }
@@ -338,8 +338,8 @@ impl TestCluster {
     /// Every record of node `i`, in offset order.
     pub fn records(&self, i: usize) -> Vec<Bytes> {
         let log = self.node(i).user_log();
-        (log.lowest_offset()..log.next_offset())
-            .map(|o| log.read(o).expect("read record"))
+        (log.log().lowest_offset()..log.applied_end())
+            .map(|o| log.read_applied(o).expect("read record"))
             .collect()
     }
 }

@@ -17,14 +17,14 @@ use crate::raft::snapshot::UserLogSnapshot;
 use crate::raft::types::{LogId, SnapshotMeta, TypeConfig, UserSnapshot};
 
 impl Shared {
-    /// Makes the current state durable: sync the user log, then replace `sm-state.json` — once
-    /// the Raft log on this disk holds every entry the state counts as applied beyond its
-    /// snapshot (see [`super::durable_index`]). Writes nothing when that cannot be confirmed
+    /// Makes the current state durable: replaces `sm-state.json` once the Raft log on this disk
+    /// holds every entry the state counts as applied beyond its snapshot (see
+    /// [`super::durable_index`]); the records of those entries were fsynced with them, so the
+    /// user log needs no sync of its own here. Writes nothing when that cannot be confirmed
     /// because the Raft log store is gone (the node is stopping): the older state on disk
     /// stays, and openraft re-applies from it.
     async fn persist(self: &Arc<Self>) -> Result<(), RaftStoreError> {
-        // Taken before the sync below, so that sync covers every record the state counts. A
-        // newer state written meanwhile (an install) is never overwritten: `store` keeps the
+        // A newer state written meanwhile (an install) is never overwritten: `store` keeps the
         // newest version.
         let state = self.state.lock().clone();
         if let Some(index) = applied_beyond_snapshot(&state)
@@ -35,12 +35,9 @@ impl Shared {
         }
         let _guard = self.persist_lock.lock().await;
         let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
-            shared.log.sync()?;
-            shared.file.store(state.version, &state).map(drop)
-        })
-        .await
-        .map_err(|e| RaftStoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || shared.file.store(state.version, &state).map(drop))
+            .await
+            .map_err(|e| RaftStoreError::Task(e.to_string()))?
     }
 }
 
@@ -73,7 +70,7 @@ impl UserLogStateMachine {
                 last_log_id: state.last_applied,
                 last_membership: state.last_membership.clone(),
             },
-            first_offset: self.shared.log.lowest_offset(),
+            first_offset: self.shared.user.log().lowest_offset(),
             next_offset: state.user_next_offset,
         };
         state.snapshot = Some(record.clone());
