@@ -6,7 +6,7 @@
 //!
 //! Group commit: `append` writes the entries (readable at once) and hands openraft's
 //! [`IOFlushed`] callback to a flusher thread, which drains every callback queued meanwhile and
-//! covers them all with one fsync of each log, run at the same time (`flush.rs`).
+//! covers them all with one fsync of each log (`flush.rs`).
 //!
 //! The vote and the last purged log id live in `raft-state.json`, replaced atomically
 //! (write-temp-fsync-rename) before `save_vote`/`purge` return. The committed log id is an
@@ -331,8 +331,6 @@ impl RaftLogStore {
         let (committed_tx, committed_rx) =
             watch::channel((committed_file.version(), committed.flatten()));
         let committed_file = Arc::new(committed_file);
-        let user_sync = flush::SyncHelper::spawn(user.log().clone(), "user-log-flush")
-            .map_err(RaftStoreError::Io)?;
         let shared = Arc::new(Shared {
             log,
             user,
@@ -360,7 +358,7 @@ impl RaftLogStore {
         let flusher = shared.clone();
         std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush::flush_loop(&flusher, &user_sync, &flush_queue, &metrics))
+            .spawn(move || flush::flush_loop(&flusher, &flush_queue, &metrics))
             .map_err(RaftStoreError::Io)?;
         Ok(Self {
             shared,

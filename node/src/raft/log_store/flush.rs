@@ -3,16 +3,17 @@
 //! writer task.
 //!
 //! An entry is durable when both its Raft-log record and its records in the user log are: the
-//! flusher fsyncs the two logs *at the same time* (the user log on a helper thread), because one
-//! after the other would add a whole fsync to every acknowledgement. The callbacks, and the
-//! [`super::DurableIndex`], see the batch only once both succeeded.
+//! flusher fsyncs the user log, then the Raft log, and calls back (and raises the
+//! [`super::DurableIndex`]) only once both succeeded. One after the other on this thread, not at
+//! the same time on two: measured on the bench machine, handing one fsync to a helper thread
+//! cost more (two thread wake-ups per batch on every node) than the second fsync itself, at every
+//! load (docs/BENCHMARKS.md, "One write per record").
 
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use openraft::storage::IOFlushed;
-use proglog_log::Log;
 use tokio::sync::watch;
 
 use super::super::durable_file::StateFile;
@@ -21,40 +22,10 @@ use super::super::types::{LogId, TypeConfig};
 use super::{COMMITTED_WRITE_INTERVAL, Shared};
 use crate::metrics::Metrics;
 
-/// A thread that fsyncs one log on request, so the flusher can fsync another meanwhile.
-pub(super) struct SyncHelper {
-    requests: std_mpsc::Sender<std_mpsc::Sender<Result<(), String>>>,
-}
-
-impl SyncHelper {
-    /// Starts the thread for `log` (named `name`).
-    pub(super) fn spawn(log: Arc<Log>, name: &str) -> io::Result<Self> {
-        let (requests, queue) = std_mpsc::channel::<std_mpsc::Sender<Result<(), String>>>();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                while let Ok(reply) = queue.recv() {
-                    let _ = reply.send(log.sync().map_err(|e| e.to_string()));
-                }
-            })?;
-        Ok(Self { requests })
-    }
-
-    /// Starts a sync; the result arrives on the returned receiver.
-    fn start(&self) -> std_mpsc::Receiver<Result<(), String>> {
-        let (reply, result) = std_mpsc::channel();
-        if let Err(std_mpsc::SendError(reply)) = self.requests.send(reply) {
-            let _ = reply.send(Err("the user log's sync thread stopped".into()));
-        }
-        result
-    }
-}
-
 /// Completes flush callbacks in batches: everything queued while the previous fsync ran shares
 /// the next one. Ends when the store (the queue's sender) is dropped.
 pub(super) fn flush_loop(
     shared: &Shared,
-    user_sync: &SyncHelper,
     queue: &std_mpsc::Receiver<IOFlushed<TypeConfig>>,
     metrics: &Metrics,
 ) {
@@ -66,14 +37,14 @@ pub(super) fn flush_loop(
         // Entries below the ticket had their records appended to the user log before their
         // Raft-log records (`append_entries`), so both syncs, started after it, cover them.
         let ticket = shared.durable.before_sync(|| log.next_offset());
-        let user_synced = user_sync.start();
+        let user_result = shared
+            .user
+            .log()
+            .sync()
+            .map_err(|e| format!("user log fsync failed: {e}"));
         let raft_result = log
             .sync()
             .map_err(|e| format!("raft log fsync failed: {e}"));
-        let user_result = user_synced
-            .recv()
-            .unwrap_or_else(|_| Err("the user log's sync thread stopped".into()))
-            .map_err(|e| format!("user log fsync failed: {e}"));
         let result = raft_result.and(user_result);
         if result.is_ok() {
             shared.durable.synced(ticket);
