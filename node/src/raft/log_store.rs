@@ -1,6 +1,6 @@
 //! Raft log storage on the project's segmented [`Log`], with each record written once: a Raft
 //! entry is one record of the Raft log (record offset == Raft index) holding its header and where
-//! its records are in the user log ([`StoredEntry`]); a produce entry's records themselves go to
+//! its records are in the user log ([`StoredEntry`](super::stored_entry::StoredEntry)); a produce entry's records themselves go to
 //! the user log ([`UserLog`]) when the entry is appended, with their offset and term assigned.
 //! Reading an entry back rebuilds it from both (or takes it from the tail cache); `records.rs`.
 //!

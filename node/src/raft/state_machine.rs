@@ -226,7 +226,7 @@ pub struct UserLogStateMachine {
 impl UserLogStateMachine {
     /// Opens (or creates) the state machine under `dir` with its own user log (in
     /// `dir/user-log`), without a Raft log: tools and tests. Must run within a tokio runtime. A
-    /// node opens both halves with [`super::storage::open_storage`].
+    /// node opens both halves with [`super::storage_pair::open_storage`].
     pub fn open(dir: &Path, user_log_config: LogConfig) -> Result<Self, RaftStoreError> {
         durable_file::create_dir(dir)?;
         let user = UserLog::open(&dir.join(USER_LOG_DIR), user_log_config)?;
