@@ -39,7 +39,9 @@ fn produce(term: u64, index: u64, records: usize) -> Entry {
     }
 }
 
-async fn open(raft_dir: &Path) -> (RaftLogStore, UserLogStateMachine) {
+async fn try_open(
+    raft_dir: &Path,
+) -> Result<(RaftLogStore, UserLogStateMachine), super::error::RaftStoreError> {
     let raft_dir = raft_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         open_storage(
@@ -51,7 +53,18 @@ async fn open(raft_dir: &Path) -> (RaftLogStore, UserLogStateMachine) {
     })
     .await
     .unwrap()
-    .unwrap()
+}
+
+async fn open(raft_dir: &Path) -> (RaftLogStore, UserLogStateMachine) {
+    try_open(raft_dir).await.unwrap()
+}
+
+/// Why opening the storage in `raft_dir` fails (it must).
+async fn open_refused(raft_dir: &Path) -> String {
+    match try_open(raft_dir).await {
+        Ok(_) => panic!("the storage opened"),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Appends `entries` and waits until both logs made them durable.
@@ -159,20 +172,7 @@ async fn after_a_crash_between_the_two_writes_the_logs_agree_again() {
     let user = Log::open(&user_dir, LogConfig::default()).unwrap();
     user.truncate_suffix(3).unwrap();
     user.close().unwrap();
-    let raft_dir_copy = raft_dir.clone();
-    let refused = tokio::task::spawn_blocking(move || {
-        open_storage(
-            &raft_dir_copy,
-            LogConfig::default(),
-            LogConfig::default(),
-            Arc::new(Metrics::new()),
-        )
-        .map(drop)
-    })
-    .await
-    .unwrap()
-    .unwrap_err()
-    .to_string();
+    let refused = open_refused(&raft_dir).await;
     assert!(refused.contains("records were applied"), "{refused}");
 }
 
@@ -257,19 +257,7 @@ async fn a_directory_of_the_two_log_layout_is_refused_with_the_way_out() {
     state.as_object_mut().unwrap().remove("layout").unwrap();
     super::durable_file::write_json(&path, &file).unwrap();
 
-    let refused = tokio::task::spawn_blocking(move || {
-        open_storage(
-            &raft_dir,
-            LogConfig::default(),
-            LogConfig::default(),
-            Arc::new(Metrics::new()),
-        )
-        .map(drop)
-    })
-    .await
-    .unwrap()
-    .unwrap_err()
-    .to_string();
+    let refused = open_refused(&raft_dir).await;
     assert!(refused.contains("stored every record twice"), "{refused}");
     assert!(refused.contains("wipe its data directory"), "{refused}");
 }

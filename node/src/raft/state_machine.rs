@@ -123,22 +123,7 @@ impl Shared {
             first_offset: snapshot.first_offset,
             next_offset: snapshot.next_offset,
         };
-        let committed = {
-            let mut state = self.state.lock();
-            *state = SmState {
-                version: state.version + 1,
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                user_next_offset: snapshot.next_offset,
-                snapshot: Some(SnapshotRecord {
-                    meta,
-                    first_offset: snapshot.first_offset,
-                    next_offset: snapshot.next_offset,
-                }),
-                pending_install: Some(pending),
-            };
-            state.clone()
-        };
+        let committed = self.move_to_snapshot(meta, &snapshot, Some(pending));
         self.file.store(committed.version, &committed)?;
         crash_point("install-committed");
         install::replace_records(self.user.log(), &staged, pending)?;
@@ -173,28 +158,37 @@ impl Shared {
         Ok(held && self.user.log().next_offset() >= snapshot.next_offset)
     }
 
+    /// Makes the snapshot's position the current state (in memory; the caller persists the
+    /// returned copy), marked `pending` while its records are not all in the user log.
+    fn move_to_snapshot(
+        &self,
+        meta: SnapshotMeta,
+        snapshot: &UserLogSnapshot,
+        pending: Option<PendingInstall>,
+    ) -> SmState {
+        let mut state = self.state.lock();
+        *state = SmState {
+            version: state.version + 1,
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            user_next_offset: snapshot.next_offset,
+            snapshot: Some(SnapshotRecord {
+                meta,
+                first_offset: snapshot.first_offset,
+                next_offset: snapshot.next_offset,
+            }),
+            pending_install: pending,
+        };
+        state.clone()
+    }
+
     /// An install whose records are here already: only the position moves (one atomic write).
     fn install_position(
         &self,
         meta: SnapshotMeta,
         snapshot: UserLogSnapshot,
     ) -> Result<(), RaftStoreError> {
-        let state = {
-            let mut state = self.state.lock();
-            *state = SmState {
-                version: state.version + 1,
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                user_next_offset: snapshot.next_offset,
-                snapshot: Some(SnapshotRecord {
-                    meta,
-                    first_offset: snapshot.first_offset,
-                    next_offset: snapshot.next_offset,
-                }),
-                pending_install: None,
-            };
-            state.clone()
-        };
+        let state = self.move_to_snapshot(meta, &snapshot, None);
         // The records were appended with the entries, maybe not fsynced yet.
         self.user.log().sync()?;
         self.file.store(state.version, &state)?;
