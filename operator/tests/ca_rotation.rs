@@ -296,7 +296,8 @@ async fn the_controller_rotates_the_ca_when_annotated_and_reports_it() {
         async move {
             let status = clusters.get("demo").await.ok()?.status?;
             (status.trusted_cas.len() == 1 && status.trusted_cas[0].generation == 1)
-                .then_some(status.trusted_cas[0].clone())
+                // Lazily: a status without its CAs yet must wait, not index an empty list.
+                .then(|| status.trusted_cas[0].clone())
         }
     })
     .await;
