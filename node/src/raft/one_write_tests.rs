@@ -74,6 +74,22 @@ async fn append_durably(store: &mut RaftLogStore, entries: Vec<Entry>) {
     assert!(store.durable().covers(last).await);
 }
 
+/// Fresh storage in `raft_dir` holding `count` durable entries of term 1, each of
+/// `records_per_entry` records, none applied yet.
+async fn open_with_entries(
+    raft_dir: &Path,
+    count: u64,
+    records_per_entry: usize,
+) -> (RaftLogStore, UserLogStateMachine, Vec<Entry>) {
+    let (mut store, sm) = open(raft_dir).await;
+    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    let entries: Vec<Entry> = (1..=count)
+        .map(|i| produce(1, i, records_per_entry))
+        .collect();
+    append_durably(&mut store, entries.clone()).await;
+    (store, sm, entries)
+}
+
 async fn apply(sm: &mut UserLogStateMachine, entries: Vec<Entry>) {
     let entries = entries.into_iter().map(|e| Ok((e, None)));
     sm.apply(futures::stream::iter(entries).boxed())
@@ -101,10 +117,7 @@ fn store_bytes(dir: &Path) -> u64 {
 async fn records_are_written_once_and_entries_read_back_whole_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let raft_dir = dir.path().join("raft");
-    let (mut store, mut sm) = open(&raft_dir).await;
-    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
-    let entries: Vec<Entry> = (1..=50).map(|i| produce(1, i, 4)).collect();
-    append_durably(&mut store, entries.clone()).await;
+    let (store, mut sm, entries) = open_with_entries(&raft_dir, 50, 4).await;
     apply(&mut sm, entries.clone()).await;
     assert_eq!(sm.user_log().applied_end(), 200);
 
@@ -136,10 +149,7 @@ async fn after_a_crash_between_the_two_writes_the_logs_agree_again() {
     let dir = tempfile::tempdir().unwrap();
     let raft_dir = dir.path().join("raft");
     let user_dir = raft_dir.join("sm/user-log");
-    let (mut store, mut sm) = open(&raft_dir).await;
-    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
-    let entries: Vec<Entry> = (1..=10).map(|i| produce(1, i, 1)).collect();
-    append_durably(&mut store, entries.clone()).await;
+    let (store, mut sm, entries) = open_with_entries(&raft_dir, 10, 1).await;
     apply(&mut sm, entries[..4].to_vec()).await;
     sm.persist_now().await.unwrap();
     close(store, sm);
@@ -202,10 +212,7 @@ fn snapshot_of(dir: &Path, entries: &[Entry], next: u64) -> UserLogSnapshot {
 async fn installing_a_snapshot_of_an_entry_the_raft_log_holds_keeps_the_later_records() {
     let dir = tempfile::tempdir().unwrap();
     let raft_dir = dir.path().join("raft");
-    let (mut store, mut sm) = open(&raft_dir).await;
-    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
-    let entries: Vec<Entry> = (1..=10).map(|i| produce(1, i, 1)).collect();
-    append_durably(&mut store, entries.clone()).await;
+    let (store, mut sm, entries) = open_with_entries(&raft_dir, 10, 1).await;
     apply(&mut sm, entries[..5].to_vec()).await;
 
     // The leader's snapshot up to entry 7, which this Raft log holds, with entries after it.
