@@ -114,9 +114,12 @@ bench-raft: release ## 3-node replicated benchmarks and failover time (shared CP
 	  NODE_CPUS=0.5 FAILOVERS=0 scripts/bench/raft.sh; \
 	else echo "skipping the equal-CPU run: it needs a writable cgroup cpu controller (root)"; fi
 
-.PHONY: bench-compare
+.PHONY: bench-compare bench-profile
 bench-compare: release ## ProgLog vs etcd and NATS JetStream, 3 nodes each, same run (QUICK=1: smoke run)
 	scripts/bench/compare.sh
+
+bench-profile: release ## Where a replicated record's CPU goes: perf profiles of a 3-node cluster under load
+	scripts/bench/profile.sh
 
 local-cluster: control-plane release ## Everything a local single-node cluster needs (packages, binaries, images; cached)
 	scripts/local-cluster/install-deps.sh
