@@ -8,6 +8,12 @@
 //!   a bug would.
 //! - `slow-install`: installing a snapshot takes [`SLOW_INSTALL`] longer, as installing many
 //!   GiB would.
+//! - `raft-rpcs-dropped-from:<node id>`: every openraft call that node makes fails as unreachable
+//!   (its Raft messages are lost; calls it answers, and its leadership confirmations, still
+//!   work), so the others elect a new leader while it still believes it leads.
+//! - `read-index-passes:<node id>`: that node's read-index takes openraft's confirmation as
+//!   given without asking openraft, as openraft's replication can wrongly give it (see
+//!   `leadership.rs`), so a test can show the second confirmation catching it.
 //! - `crash-at:<step>`: the process aborts at that step (no cleanup, no flush: as a power cut or
 //!   `kill -9` would stop it), e.g. the steps of a snapshot install
 //!   ([`super::snapshot_install::INSTALL_STEPS`]).
@@ -63,6 +69,16 @@ pub(super) fn on_apply(records: &[Record]) -> Result<(), RaftStoreError> {
         panic!("injected panic (failpoint apply-panic)");
     }
     Ok(())
+}
+
+/// Whether node `source`'s openraft calls are dropped (`raft-rpcs-dropped-from:<source>`).
+pub(super) fn raft_rpcs_dropped_from(source: u64) -> bool {
+    armed(&format!("raft-rpcs-dropped-from:{source}"))
+}
+
+/// Whether node `node`'s read-index skips openraft's check (`read-index-passes:<node>`).
+pub(super) fn read_index_passes(node: u64) -> bool {
+    armed(&format!("read-index-passes:{node}"))
 }
 
 /// Aborts the process if `crash-at:<step>` is armed.

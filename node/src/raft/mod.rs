@@ -56,6 +56,7 @@ pub mod forwarding;
 pub mod handover;
 pub mod health;
 pub mod identity;
+mod leadership;
 pub mod log_store;
 pub mod membership;
 pub mod metrics_view;

@@ -87,13 +87,15 @@ pub(crate) struct SnapshotHeader {
 /// openraft's network factory: one [`RaftPeer`] per target, sharing the channel pool.
 #[derive(Debug, Clone)]
 pub struct RaftNetwork {
+    /// This node's id (the sender of every call).
+    source: NodeId,
     pool: Arc<ChannelPool>,
 }
 
 impl RaftNetwork {
-    /// openraft's network, reaching peers through the connections of `pool`.
-    pub fn new(pool: Arc<ChannelPool>) -> Self {
-        Self { pool }
+    /// Node `source`'s openraft network, reaching peers through the connections of `pool`.
+    pub fn new(source: NodeId, pool: Arc<ChannelPool>) -> Self {
+        Self { source, pool }
     }
 }
 
@@ -102,6 +104,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         RaftPeer {
+            source: self.source,
             target,
             addr: node.addr.clone(),
             pool: self.pool.clone(),
@@ -113,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetwork {
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct RaftPeer {
+    source: NodeId,
     target: NodeId,
     addr: String,
     pool: Arc<ChannelPool>,
@@ -181,7 +185,15 @@ impl RaftPeer {
         request
     }
 
+    /// The channel of every openraft call to this peer.
     fn client(&self) -> Result<RaftClient<Channel>, CallError> {
+        #[cfg(feature = "failpoints")]
+        if super::failpoint::raft_rpcs_dropped_from(self.source) {
+            return Err(CallError::Unreachable(format!(
+                "failpoint raft-rpcs-dropped-from:{}",
+                self.source
+            )));
+        }
         self.pool
             .raft_client(&self.addr)
             .map_err(|e| CallError::Unreachable(format!("bad peer address {}: {e}", self.addr)))

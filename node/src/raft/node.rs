@@ -131,7 +131,7 @@ impl RaftNode {
         let raft = Raft::new(
             identity.node_id(),
             raft_config,
-            RaftNetwork::new(pool.clone()),
+            RaftNetwork::new(identity.node_id(), pool.clone()),
             log_store,
             state_machine.clone(),
         )

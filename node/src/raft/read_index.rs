@@ -1,8 +1,9 @@
-//! Linearizable reads on a Raft node: openraft's read-index (leadership confirmed by a quorum)
-//! plus a wait until this leader's whole log is applied, answered here when this node leads and
-//! forwarded to the leader otherwise. The second half exists for a leader restarted in its own
-//! term (see [`RaftNode::linearizable_bounds_local`] and ARCHITECTURE, "Linearizable reads after
-//! a restart").
+//! Linearizable reads on a Raft node: openraft's read-index (leadership confirmed by a quorum),
+//! a second confirmation of the leadership with calls made after the read began (openraft's can
+//! be fooled by delayed replies; see `leadership.rs`), then a wait until this leader's whole log
+//! is applied; answered here when this node leads and forwarded to the leader otherwise. The
+//! wait exists for a leader restarted in its own term (see
+//! [`RaftNode::linearizable_bounds_local`] and ARCHITECTURE, "Linearizable reads").
 
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -11,6 +12,7 @@ use openraft::errors::LinearizableReadError;
 
 use super::forwarding::{forward_linearizable_bounds, linearizable_error, no_leader_error};
 use super::node::RaftNode;
+use super::types::TypeConfig;
 use crate::backend::{BackendError, LogBounds};
 
 impl RaftNode {
@@ -21,11 +23,8 @@ impl RaftNode {
         if let Some(addr) = self.leader_elsewhere() {
             return forward_linearizable_bounds(self.pool(), &addr, self.propose_timeout()).await;
         }
-        match self.raft().ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => {
-                self.await_leader_log_applied().await?;
-                Ok(self.local_bounds())
-            }
+        match self.openraft_read_index().await {
+            Ok(()) => self.bounds_after_read_index().await,
             // A leader was elected since we looked: ask it.
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)))
                 if forward.leader_node.is_some()
@@ -47,10 +46,30 @@ impl RaftNode {
     /// This node's bounds after a read-index, only if this node leads (forwarded reads end here).
     pub async fn linearizable_bounds_local(&self) -> Result<LogBounds, BackendError> {
         self.ensure_core_running()?;
+        self.openraft_read_index()
+            .await
+            .map_err(linearizable_error)?;
+        self.bounds_after_read_index().await
+    }
+
+    /// openraft's read-index: this node leads, as confirmed by a quorum (by openraft's count).
+    async fn openraft_read_index(
+        &self,
+    ) -> Result<(), RaftError<TypeConfig, LinearizableReadError<TypeConfig>>> {
+        #[cfg(feature = "failpoints")]
+        if super::failpoint::read_index_passes(self.node_id()) {
+            return Ok(());
+        }
         self.raft()
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
-            .map_err(linearizable_error)?;
+            .map(drop)
+    }
+
+    /// The rest of a read once openraft's read-index passed: the second confirmation, the wait
+    /// for the whole log to be applied, then this node's bounds.
+    async fn bounds_after_read_index(&self) -> Result<LogBounds, BackendError> {
+        self.confirm_leadership().await?;
         self.await_leader_log_applied().await?;
         Ok(self.local_bounds())
     }
@@ -79,7 +98,7 @@ impl RaftNode {
             .map(drop)
             .map_err(|e| {
                 BackendError::Unavailable(format!(
-                    "linearizable read: this leader's log was not applied up to index {last}                      within {:?} ({e}); retry",
+                    "linearizable read: this leader's log was not applied up to index {last} within {:?} ({e}); retry",
                     self.propose_timeout()
                 ))
             })

@@ -2,7 +2,8 @@
 //! by identities with the ACL action `replicate`. It hands openraft's RPCs to the local [`Raft`](super::types::Raft),
 //! receives snapshots into a staging log on disk chunk by chunk (never whole in memory; a stalled
 //! sender is dropped after a timeout) and executes produces, linearizable reads and admin
-//! membership changes forwarded by followers. Raft RPCs addressed (by [`TARGET_NODE_HEADER`]) to
+//! membership changes forwarded by followers, and answers a leader confirming its leadership for
+//! a linearizable read (its current vote). Raft RPCs addressed (by [`TARGET_NODE_HEADER`]) to
 //! another node id than this node's are refused.
 
 use std::path::PathBuf;
@@ -371,6 +372,26 @@ impl raft_server::Raft for RaftService {
         Ok(Response::new(pb::ForwardLinearizableBoundsResponse {
             lowest_offset: bounds.lowest,
             next_offset: bounds.next,
+        }))
+    }
+
+    async fn confirm_leader(
+        &self,
+        request: Request<pb::ConfirmLeaderRequest>,
+    ) -> Result<Response<pb::ConfirmLeaderResponse>, Status> {
+        self.check_raft(&request)?;
+        // Read inside the Raft core, not from the metrics: the metrics can trail a vote this
+        // node has just granted, and a stale "still your vote" is the answer this RPC exists
+        // to rule out.
+        let vote = self
+            .node
+            .raft()
+            .with_raft_state(|state| *state.vote_ref())
+            .await
+            .map_err(fatal_status)?;
+        let vote = serde_json::to_vec(&vote).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ConfirmLeaderResponse {
+            vote: vote.into(),
         }))
     }
 
