@@ -116,6 +116,8 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetwork {
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct RaftPeer {
+    /// This node's id, the sender of every call (read by the test failpoints only).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     source: NodeId,
     target: NodeId,
     addr: String,
