@@ -116,6 +116,10 @@ pub struct ConnectionFlags {
     /// Give up connecting after this long.
     #[arg(long, global = true, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
+    /// Tries of a produce, consume or servers call that failed in a way safe to retry (the
+    /// first included; 1: no retry). Retries wait 100 ms, doubling up to 2 s.
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
     /// Context of the config file to use [default: its current-context].
     #[arg(long, global = true, env = "PROGLOG_CONTEXT")]
     pub context: Option<String>,
@@ -139,6 +143,8 @@ pub struct ConnectionArgs {
     pub server_name: Option<String>,
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
+    /// Tries of a retryable call (at least 1).
+    pub max_attempts: u32,
 }
 
 /// The address used when neither a flag nor a context names one.
@@ -200,6 +206,7 @@ impl ConnectionFlags {
             key: self.key.clone().or(context.key),
             server_name: self.server_name.clone().or(context.server_name),
             connect_timeout: Duration::from(self.connect_timeout),
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -243,6 +250,7 @@ impl ConnectionArgs {
     pub async fn cluster_client(&self) -> Result<ClusterClient, CliError> {
         let mut config = ClientConfig::new(vec![self.addr.clone()], self.tls()?);
         config.connect_timeout = self.connect_timeout;
+        config.max_attempts = self.max_attempts;
         config.seeds_only = true;
         config.max_message_bytes = MAX_MESSAGE_BYTES;
         Ok(ClusterClient::connect(config).await?)

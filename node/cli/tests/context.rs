@@ -146,6 +146,19 @@ fn config_mistakes_are_named() {
 }
 
 #[test]
+fn max_attempts_must_allow_one_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let out = proglog(&config, &["--max-attempts", "0", "servers"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value '0'") && stderr.contains("--max-attempts"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn completion_scripts_cover_the_subcommands() {
     for shell in ["bash", "zsh", "fish"] {
         let dir = tempfile::tempdir().unwrap();
