@@ -1,6 +1,7 @@
 //! Raft cluster paths that were implemented without tests: `GetLogBounds` with
 //! `CONSISTENCY_LINEARIZABLE` (leader, follower forwarding to the leader, lost quorum),
-//! `ProduceStream` through a follower (forwarded to the leader) and a stalled `InstallSnapshot`
+//! `ProduceStream` through a follower (forwarded to the leader) and on the leader among unary
+//! produces (several appends in flight, never reordered), and a stalled `InstallSnapshot`
 //! stream on the receiving side.
 
 mod raft_common;
@@ -140,6 +141,104 @@ async fn produce_stream_on_a_follower_is_forwarded_in_order() {
         assert_eq!(record.offset, offset as u64);
         assert_eq!(record.value.as_ref(), values[offset].as_slice());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_stream_on_the_leader_keeps_its_order_among_unary_produces() {
+    const STREAMED: u64 = 3000;
+    const UNARY_CLIENTS: u64 = 4;
+    const UNARY_EACH: u64 = 60;
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all_and_form().await;
+    let leader = cluster.wait_for_leader_among(&[0, 1, 2]).await;
+
+    // Unary produces on the leader compete for Raft entries while the stream runs.
+    let mut unary = Vec::new();
+    for c in 0..UNARY_CLIENTS {
+        let mut client = cluster.log_client(leader).await;
+        unary.push(tokio::spawn(async move {
+            for i in 0..UNARY_EACH {
+                produce(&mut client, format!("unary {c} {i}"))
+                    .await
+                    .expect("unary produce on the leader");
+            }
+        }));
+    }
+    // The stream's requests arrive in small bursts, so the stream appends many small chunks,
+    // several at a time.
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        for i in 0..STREAMED {
+            let request = ProduceRequest {
+                record: Some(Record {
+                    value: format!("streamed {i}").into_bytes().into(),
+                    ..Default::default()
+                }),
+            };
+            if tx.send(request).await.is_err() {
+                return;
+            }
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut stream_client = cluster.log_client(leader).await;
+    let mut acks = tokio::time::timeout(
+        WAIT,
+        stream_client.produce_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("ProduceStream opens")
+    .expect("the leader accepts the stream")
+    .into_inner();
+    let mut offsets = Vec::new();
+    while let Some(ack) = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .expect("acks keep coming")
+    {
+        offsets.push(ack.expect("record acknowledged").offset);
+    }
+    for task in unary {
+        task.await.expect("unary client");
+    }
+    assert_eq!(offsets.len() as u64, STREAMED);
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "acknowledged offsets rise in request order"
+    );
+
+    let total = STREAMED + UNARY_CLIENTS * UNARY_EACH;
+    for i in 0..3 {
+        cluster.wait_for_next_offset(i, total).await;
+    }
+    let records = cluster.records(leader);
+    for i in 0..3 {
+        assert_eq!(cluster.records(i), records, "node {i} agrees");
+    }
+    let values: Vec<String> = records
+        .iter()
+        .map(|bytes| {
+            let record: Record = prost::Message::decode(bytes.as_ref()).expect("stored record");
+            String::from_utf8(record.value.to_vec()).expect("utf-8 value")
+        })
+        .collect();
+    for (i, &offset) in offsets.iter().enumerate() {
+        assert_eq!(
+            values[offset as usize],
+            format!("streamed {i}"),
+            "offset {offset}"
+        );
+    }
+    let streamed: Vec<&String> = values
+        .iter()
+        .filter(|v| v.starts_with("streamed "))
+        .collect();
+    assert_eq!(
+        streamed.len() as u64,
+        STREAMED,
+        "each streamed record stored once"
+    );
 }
 
 fn short_snapshot_stall(config: &mut RaftNodeConfig) {

@@ -17,7 +17,9 @@ use proglog_proto::log::v1::{Record, Server};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
+use super::{
+    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
+};
 use crate::metrics::Metrics;
 
 /// Limits of one group commit.
@@ -121,18 +123,27 @@ impl LocalBackend {
 
 impl LogBackend for LocalBackend {
     fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
+        Box::pin(async move { self.append_in_order(records).await?.await })
+    }
+
+    fn append_in_order(&self, records: Vec<Record>) -> BackendFuture<'_, QueuedAppend> {
         Box::pin(async move {
             if records.is_empty() {
                 return Err(BackendError::InvalidArgument(
                     "a produce request needs at least one record".to_owned(),
                 ));
             }
+            // The single writer takes appends from one channel, in the order they were sent:
+            // once this one is in the channel, its place in the log is fixed.
             let (reply, answer) = oneshot::channel();
             self.requests
                 .send(WriterMsg::Append { records, reply })
                 .await
                 .map_err(|_| BackendError::Closed)?;
-            answer.await.map_err(|_| BackendError::Closed)?
+            Ok(
+                Box::pin(async move { answer.await.map_err(|_| BackendError::Closed)? })
+                    as QueuedAppend,
+            )
         })
     }
 
@@ -163,12 +174,6 @@ impl LogBackend for LocalBackend {
     fn servers(&self) -> BackendFuture<'_, Vec<Server>> {
         let me = self.me.clone();
         Box::pin(async move { Ok(vec![me]) })
-    }
-
-    fn pipelined_appends_keep_order(&self) -> bool {
-        // Appends reach the single writer through one bounded channel, whose senders wait in
-        // line (first polled, first enqueued): queue order is offset order.
-        true
     }
 
     fn segment_count(&self) -> Option<usize> {

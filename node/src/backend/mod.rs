@@ -108,6 +108,10 @@ impl From<proglog_log::LogError> for BackendError {
 /// A boxed future of a backend result (keeps [`LogBackend`] object-safe).
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
 
+/// An append whose place in the log is fixed, resolving with its outcome (see
+/// [`LogBackend::append_in_order`]).
+pub type QueuedAppend = BoxFuture<'static, Result<Appended, BackendError>>;
+
 /// What the `log.v1` service needs from "the log".
 pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Appends records and resolves once they are durable (single node: fsynced; Raft:
@@ -146,14 +150,20 @@ pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(std::future::pending())
     }
 
-    /// Whether appends issued one after another (each future polled once before the next is
-    /// created) get offsets in issue order even while earlier ones are still in flight. When it
-    /// is false a `ProduceStream` keeps one append in flight at a time, so a stream's records are
-    /// never reordered (a follower forwards each append as its own RPC, and concurrent RPCs can
-    /// reach the leader in any order). `false` unless a backend promises it: the safe answer
-    /// for a backend that wraps another and forgets to ask it.
-    fn pipelined_appends_keep_order(&self) -> bool {
-        false
+    /// Starts appending `records` behind every append this caller started before, and resolves
+    /// once their place in the log is fixed — an append started after that lands after them —
+    /// with the future of the append's outcome. A `ProduceStream` keeps several appends in
+    /// flight through it and its records are never reordered.
+    ///
+    /// The default waits for the whole append before it resolves, so a caller never has two in
+    /// flight: the safe answer for a backend that cannot fix the order early (a Raft follower
+    /// forwards each append as its own RPC, and concurrent RPCs can reach the leader in any
+    /// order), or that wraps another and forgets to ask it.
+    fn append_in_order(&self, records: Vec<Record>) -> BackendFuture<'_, QueuedAppend> {
+        Box::pin(async move {
+            let outcome = self.append(records).await;
+            Ok(Box::pin(std::future::ready(outcome)) as QueuedAppend)
+        })
     }
 
     /// Segments in the local storage, for the metrics (None if not applicable).

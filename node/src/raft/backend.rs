@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use super::codec::check_proposal_size;
 use super::node::RaftNode;
 use super::state_machine::decode_record;
-use crate::backend::{Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds};
+use crate::backend::{
+    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
+};
 
 /// [`LogBackend`] over a Raft node: produces go through Raft, reads come from the local
 /// committed user log.
@@ -35,6 +37,16 @@ impl LogBackend for RaftBackend {
             // Sizes are checked when records are proposed, never when they are applied.
             check_proposal_size(&records)?;
             self.node.propose(records).await
+        })
+    }
+
+    fn append_in_order(&self, records: Vec<Record>) -> BackendFuture<'_, QueuedAppend> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Err(BackendError::InvalidArgument("no records to append".into()));
+            }
+            check_proposal_size(&records)?;
+            self.node.propose_in_order(records).await
         })
     }
 
@@ -72,14 +84,6 @@ impl LogBackend for RaftBackend {
         Box::pin(async move {
             self.node.core().failed().await;
         })
-    }
-
-    fn pipelined_appends_keep_order(&self) -> bool {
-        // Not even on the leader: openraft's `client_write` may yield before it enqueues the
-        // write, and a follower forwards each append as its own RPC, so appends in flight
-        // together can commit in any order. A stream therefore keeps one append in flight and
-        // batches whatever arrived meanwhile into the next.
-        false
     }
 
     fn shutdown(&self) -> BackendFuture<'_, ()> {

@@ -27,11 +27,11 @@ use super::identity::NodeIdentity;
 use super::log_store::RaftLogStoreReader;
 use super::network::{ChannelPool, NetworkConfig, RaftNetwork};
 use super::node_config::RaftNodeConfig;
-use super::proposer::{Proposer, start_proposer};
+use super::proposer::{Proposer, start_proposer, write_in_order};
 use super::state_machine::UserLogStateMachine;
 use super::types::{Metrics, NodeId, Raft};
 use super::user_log::UserLog;
-use crate::backend::{Appended, BackendError, LogBounds};
+use crate::backend::{Appended, BackendError, LogBounds, QueuedAppend};
 use crate::metrics::Metrics as NodeMetrics;
 use crate::tls::ReloadingClientTls;
 
@@ -331,13 +331,7 @@ impl RaftNode {
             }
         })
         .await;
-        outcome.unwrap_or_else(|_| {
-            Err(BackendError::Unavailable(format!(
-                "no leader or no quorum within {:?}; the produce may or may not have been \
-                 committed; retry in a second",
-                self.propose_timeout
-            )))
-        })
+        outcome.unwrap_or_else(|_| Err(self.no_quorum_in_time()))
     }
 
     /// Appends `records` only if this node is the leader (forwarded produces end here).
@@ -347,13 +341,45 @@ impl RaftNode {
         let write = async { self.proposer.propose(records).await.map_err(write_error) };
         tokio::time::timeout_at(deadline, write)
             .await
-            .unwrap_or_else(|_| {
-                Err(BackendError::Unavailable(format!(
-                    "no quorum within {:?}; the produce may or may not have been committed; retry \
-                 in a second",
-                    self.propose_timeout
-                )))
-            })
+            .unwrap_or_else(|_| Err(self.no_quorum_in_time()))
+    }
+
+    /// Starts appending `records` through Raft behind every append the caller started before
+    /// (see [`crate::backend::LogBackend::append_in_order`]). On the leader they go to the Raft
+    /// core as one entry and this resolves as soon as the core has it
+    /// ([`super::proposer::write_in_order`]). Anywhere else the whole append runs before this
+    /// resolves: forwards are separate RPCs and could overtake each other.
+    pub async fn propose_in_order(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<QueuedAppend, BackendError> {
+        self.ensure_core_running()?;
+        if self.leader().map(|(id, _)| id) != Some(self.node_id()) {
+            let outcome = self.propose(records).await;
+            return Ok(Box::pin(std::future::ready(outcome)));
+        }
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let handed_over = write_in_order(&self.raft, &self.prometheus, records);
+        let committed = match tokio::time::timeout_at(deadline, handed_over).await {
+            Ok(handed_over) => handed_over.map_err(write_error)?,
+            Err(_) => return Err(self.no_quorum_in_time()),
+        };
+        let late = self.no_quorum_in_time();
+        Ok(Box::pin(async move {
+            match tokio::time::timeout_at(deadline, committed).await {
+                Ok(outcome) => outcome.map_err(write_error),
+                Err(_) => Err(late),
+            }
+        }))
+    }
+
+    /// The answer for a produce that found no leader or no quorum within the propose timeout.
+    fn no_quorum_in_time(&self) -> BackendError {
+        BackendError::Unavailable(format!(
+            "no leader or no quorum within {:?}; the produce may or may not have been committed; \
+             retry in a second",
+            self.propose_timeout
+        ))
     }
 
     async fn write_here(

@@ -1,9 +1,12 @@
 //! [`Proposer`]: the leader's [`Batcher`] — concurrent produces become one Raft entry, so
-//! openraft's per-entry cost is paid per batch (see [`super::batcher`] for the policy).
+//! openraft's per-entry cost is paid per batch (see [`super::batcher`] for the policy) — and
+//! [`write_in_order`], the leader's ordered path for a `ProduceStream`'s appends.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::impls::ProgressResponder;
 use proglog_proto::log::v1::Record;
 
 use super::batcher::{Batcher, Submit};
@@ -49,4 +52,31 @@ impl Submit for RaftEntries {
     fn stopped(&self) -> ProposeError {
         RaftError::Fatal(Fatal::Stopped)
     }
+}
+
+/// Hands `records` to the Raft core as one entry, bypassing the batcher, and returns once the
+/// core has it: the core takes writes from one channel in the order they were sent and gives
+/// them log indexes in that order, so an entry handed over after this returns gets a later
+/// index. The returned future resolves when the entry is committed and applied (or refused:
+/// `ForwardToLeader` when this node was no longer the leader as the core took it). A caller
+/// that awaits one call before making the next keeps several entries in flight, in order.
+pub async fn write_in_order(
+    raft: &Raft,
+    metrics: &Metrics,
+    records: Vec<Record>,
+) -> Result<impl Future<Output = Result<ProduceApplied, ProposeError>> + Send + 'static, ProposeError>
+{
+    metrics.commit_batch_records.observe(records.len() as f64);
+    let (responder, answer) = ProgressResponder::complete_only();
+    raft.client_write_ff(ProduceBatch::new(records), Some(responder))
+        .await
+        .map_err(RaftError::Fatal)?;
+    Ok(async move {
+        match answer.await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(refused)) => Err(RaftError::APIError(refused)),
+            // The core dropped the responder: it stopped (the outcome is unknown).
+            Err(_) => Err(RaftError::Fatal(Fatal::Stopped)),
+        }
+    })
 }

@@ -13,7 +13,7 @@ use proglog_cli::dev_ca::write_dev_certs;
 use proglog_log::LogConfig;
 use proglog_node::acl::Acl;
 use proglog_node::backend::{
-    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds,
+    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
 };
 use proglog_node::metrics::Metrics;
 use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
@@ -446,8 +446,8 @@ impl LogBackend for ServedRaftBackend {
         self.0.liveness_lost()
     }
 
-    fn pipelined_appends_keep_order(&self) -> bool {
-        self.0.pipelined_appends_keep_order()
+    fn append_in_order(&self, records: Vec<Record>) -> BackendFuture<'_, QueuedAppend> {
+        self.0.append_in_order(records)
     }
 
     fn segment_count(&self) -> Option<usize> {

@@ -38,12 +38,17 @@ pub struct TestNode {
     pub acl: Arc<Acl>,
 }
 
+/// Builds what a test node serves in front of its local backend.
+pub type WrapBackend = Box<dyn FnOnce(Arc<LocalBackend>) -> Arc<dyn LogBackend>>;
+
 /// Node options the tests vary.
 pub struct NodeOptions {
     pub limits: ServerLimits,
     pub with_metrics_port: bool,
     pub shutdown_grace: Duration,
     pub log: LogConfig,
+    /// What the server serves in front of the local backend (itself when `None`).
+    pub wrap_backend: Option<WrapBackend>,
 }
 
 impl Default for NodeOptions {
@@ -56,6 +61,7 @@ impl Default for NodeOptions {
             with_metrics_port: false,
             shutdown_grace: Duration::from_secs(5),
             log: LogConfig::default(),
+            wrap_backend: None,
         }
     }
 }
@@ -85,7 +91,10 @@ impl TestNode {
         )
         .unwrap();
         let local = Arc::new(local);
-        let backend: Arc<dyn LogBackend> = local.clone();
+        let backend: Arc<dyn LogBackend> = match options.wrap_backend {
+            Some(wrap) => wrap(local.clone()),
+            None => local.clone(),
+        };
         let tls = ReloadingServerTls::load(ServerTlsFiles {
             cert: certs.join("node.pem"),
             key: certs.join("node-key.pem"),
