@@ -38,6 +38,7 @@ pub mod report;
 pub mod rules;
 pub mod runner;
 pub mod schedule;
+pub mod stream_client;
 pub mod tally;
 pub mod tls;
 pub mod workload;

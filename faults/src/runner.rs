@@ -28,6 +28,8 @@ pub struct RunConfig {
     /// Total append rate over all clients (ops/s).
     pub rate: u32,
     pub clients: usize,
+    /// `ProduceStream` clients ([`crate::stream_client`]), besides the unary ones.
+    pub stream_clients: usize,
     pub op_timeout: Duration,
     /// Interval of the linearizable bounds queries.
     pub bounds_every: Duration,
@@ -58,6 +60,7 @@ impl RunConfig {
             format!("--duration={}", d(self.duration)),
             format!("--rate={}", self.rate),
             format!("--clients={}", self.clients),
+            format!("--stream-clients={}", self.stream_clients),
             format!("--op-timeout={}", d(self.op_timeout)),
             format!("--bounds-every={}", d(self.bounds_every)),
             format!("--read-every={}", d(self.read_every)),
@@ -94,6 +97,11 @@ impl RunConfig {
         }
     }
 }
+
+/// How often a stream client sends a burst, and how many records: 80 records/s per stream,
+/// each burst sent back to back so the node has several of the stream's appends in flight.
+const STREAM_PERIOD: Duration = Duration::from_millis(200);
+const STREAM_BURST: usize = 16;
 
 /// Nodes in a run, by default.
 pub const NODES: usize = 3;
@@ -255,6 +263,15 @@ async fn drive(
         let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
         tasks.spawn(async move {
             workload::append_client(w, node, period, s, r, t)
+                .await
+                .map(|()| 0)
+        });
+    }
+    for w in 0..config.stream_clients {
+        let node = w % cluster.len();
+        let (s, r, t) = (settings.clone(), rec.clone(), stop.clone());
+        tasks.spawn(async move {
+            crate::stream_client::stream_client(w, node, STREAM_PERIOD, STREAM_BURST, s, r, t)
                 .await
                 .map(|()| 0)
         });

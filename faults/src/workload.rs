@@ -8,6 +8,8 @@
 //!   flight). After any append that did not succeed it fails over to another node, as a real
 //!   client would (its node may be down, or cut off from the clients).
 //! - [`crate::reads::linearizable_reader`] (its own module): linearizable reads of the log's tail.
+//! - [`crate::stream_client::stream_client`] (its own module): bursts of records on an open
+//!   `ProduceStream`, each record its own append operation.
 //! - [`bounds_poller`]: periodic `GetLogBounds(LINEARIZABLE)` on a random node.
 //! - [`consumer`]: follows the log with `ConsumeStream`, moving to the next node when a stream
 //!   ends or stalls; each stream is recorded as one [`ConsumerRun`].
@@ -187,7 +189,7 @@ pub async fn append_client(
 }
 
 /// A random node other than `node` (`node` itself in a cluster of one).
-fn other_node(node: usize, nodes: usize) -> usize {
+pub(crate) fn other_node(node: usize, nodes: usize) -> usize {
     if nodes < 2 {
         return node;
     }

@@ -37,6 +37,10 @@ struct Cli {
     /// that slow or timed-out operations do not lower the total rate much.
     #[arg(long, default_value_t = 40)]
     clients: usize,
+    /// `ProduceStream` clients (bursts of 16 records every 200 ms on one open stream; besides
+    /// the unary append clients).
+    #[arg(long, default_value_t = 1)]
+    stream_clients: usize,
     /// Deadline of each operation (one attempt).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     op_timeout: Duration,
@@ -173,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         duration: cli.duration,
         rate: cli.rate,
         clients: cli.clients,
+        stream_clients: cli.stream_clients,
         op_timeout: cli.op_timeout,
         bounds_every: cli.bounds_every,
         read_every: cli.read_every,
