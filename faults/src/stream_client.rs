@@ -247,7 +247,10 @@ mod tests {
         let error = acknowledged(&rec, &mut pending, &mut last, &ack(8), 0).unwrap_err();
         assert!(error.to_string().contains("went backwards"), "{error}");
         let error = acknowledged(&rec, &mut pending, &mut last, &ack(10), 0).unwrap_err();
-        assert!(error.to_string().contains("nothing unacknowledged"), "{error}");
+        assert!(
+            error.to_string().contains("nothing unacknowledged"),
+            "{error}"
+        );
     }
 
     #[test]
