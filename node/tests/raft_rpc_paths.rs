@@ -11,14 +11,36 @@ use std::time::Duration;
 use futures::StreamExt;
 use proglog_node::raft::types::SnapshotMeta;
 use proglog_node::raft::{RaftNodeConfig, TARGET_NODE_HEADER};
+use proglog_proto::log::v1::log_client::LogClient;
 use proglog_proto::log::v1::{Consistency, GetLogBoundsRequest, ProduceRequest, Record};
 use proglog_proto::proglog::raft::v1::SnapshotChunk;
 use proglog_proto::proglog::raft::v1::raft_client::RaftClient;
 use raft_common::{TestCluster, WAIT, linearizable_bounds, produce};
 use tonic::Code;
+use tonic::transport::Channel;
 
 fn follower_of(leader: usize) -> usize {
     (leader + 1) % 3
+}
+
+/// Sends `requests` on one `ProduceStream` and returns the acknowledged offsets, in order.
+async fn stream_offsets(
+    client: &mut LogClient<Channel>,
+    requests: impl tokio_stream::Stream<Item = ProduceRequest> + Send + 'static,
+) -> Vec<u64> {
+    let mut acks = tokio::time::timeout(WAIT, client.produce_stream(requests))
+        .await
+        .expect("ProduceStream opens")
+        .expect("the node accepts the stream")
+        .into_inner();
+    let mut offsets = Vec::new();
+    while let Some(ack) = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .expect("acks keep coming")
+    {
+        offsets.push(ack.expect("record acknowledged").offset);
+    }
+    offsets
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,18 +133,7 @@ async fn produce_stream_on_a_follower_is_forwarded_in_order() {
             ..Default::default()
         }),
     }));
-    let mut acks = tokio::time::timeout(WAIT, follower_client.produce_stream(requests))
-        .await
-        .expect("ProduceStream opens")
-        .expect("follower accepts the stream")
-        .into_inner();
-    let mut offsets = Vec::new();
-    while let Some(ack) = tokio::time::timeout(WAIT, acks.next())
-        .await
-        .expect("acks keep coming")
-    {
-        offsets.push(ack.expect("record acknowledged").offset);
-    }
+    let offsets = stream_offsets(&mut follower_client, requests).await;
     let expected: Vec<u64> = (2..2 + RECORDS).collect();
     assert_eq!(offsets, expected, "acks in request order, leader's offsets");
 
@@ -184,21 +195,8 @@ async fn produce_stream_on_the_leader_keeps_its_order_among_unary_produces() {
         }
     });
     let mut stream_client = cluster.log_client(leader).await;
-    let mut acks = tokio::time::timeout(
-        WAIT,
-        stream_client.produce_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
-    )
-    .await
-    .expect("ProduceStream opens")
-    .expect("the leader accepts the stream")
-    .into_inner();
-    let mut offsets = Vec::new();
-    while let Some(ack) = tokio::time::timeout(WAIT, acks.next())
-        .await
-        .expect("acks keep coming")
-    {
-        offsets.push(ack.expect("record acknowledged").offset);
-    }
+    let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let offsets = stream_offsets(&mut stream_client, requests).await;
     for task in unary {
         task.await.expect("unary client");
     }

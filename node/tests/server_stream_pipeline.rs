@@ -11,11 +11,13 @@ use proglog_node::backend::{
     Appended, BackendError, BackendFuture, Consistency, LocalBackend, LogBackend, LogBounds,
     QueuedAppend,
 };
-use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, Record, Server};
+use proglog_proto::log::v1::log_client::LogClient;
+use proglog_proto::log::v1::{ConsumeRequest, ProduceRequest, ProduceResponse, Record, Server};
 use proglog_proto::retry::says_not_executed;
 use server_support::{NodeOptions, PATIENCE, TestNode, record};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
 /// How the test ends an append: `None` lets the local log's outcome through.
 type Release = oneshot::Sender<Option<BackendError>>;
@@ -91,6 +93,22 @@ fn request(value: &str) -> ProduceRequest {
     }
 }
 
+/// Opens a `ProduceStream`: where to send requests, and the acknowledgements.
+async fn open_stream(
+    client: &mut LogClient<Channel>,
+) -> (
+    mpsc::Sender<ProduceRequest>,
+    tonic::Streaming<ProduceResponse>,
+) {
+    let (tx, rx) = mpsc::channel(16);
+    let acks = client
+        .produce_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    (tx, acks)
+}
+
 /// Sends `value` on the stream and waits until the node started appending it, alone.
 async fn send_and_see_started(
     tx: &mpsc::Sender<ProduceRequest>,
@@ -110,12 +128,7 @@ async fn send_and_see_started(
 async fn appends_overlap_and_acks_keep_request_order() {
     let (node, mut announced) = gated_node().await;
     let mut client = node.client(Some("root")).await;
-    let (tx, rx) = mpsc::channel(16);
-    let mut acks = client
-        .produce_stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream opens")
-        .into_inner();
+    let (tx, mut acks) = open_stream(&mut client).await;
 
     // Two appends in flight at once: the first has not answered when the second starts (a
     // stream with one append in flight would never start the second here).
@@ -154,12 +167,7 @@ async fn a_failure_with_later_appends_under_way_is_not_marked_not_executed() {
     let mut client = node.client(Some("root")).await;
 
     // Alone, a refused append keeps its "not executed" mark: the client may resend safely.
-    let (tx, rx) = mpsc::channel(16);
-    let mut acks = client
-        .produce_stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream opens")
-        .into_inner();
+    let (tx, mut acks) = open_stream(&mut client).await;
     let only = send_and_see_started(&tx, &mut announced, "alone").await;
     only.send(Some(BackendError::NotExecuted(
         "refused by the test".into(),
@@ -169,12 +177,7 @@ async fn a_failure_with_later_appends_under_way_is_not_marked_not_executed() {
     assert!(says_not_executed(&status), "{status:?}");
 
     // With a later append already under way (it may still commit), the mark is dropped.
-    let (tx, rx) = mpsc::channel(16);
-    let mut acks = client
-        .produce_stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream opens")
-        .into_inner();
+    let (tx, mut acks) = open_stream(&mut client).await;
     let first = send_and_see_started(&tx, &mut announced, "first").await;
     let second = send_and_see_started(&tx, &mut announced, "second").await;
     first

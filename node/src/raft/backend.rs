@@ -31,21 +31,14 @@ impl RaftBackend {
 impl LogBackend for RaftBackend {
     fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended> {
         Box::pin(async move {
-            if records.is_empty() {
-                return Err(BackendError::InvalidArgument("no records to append".into()));
-            }
-            // Sizes are checked when records are proposed, never when they are applied.
-            check_proposal_size(&records)?;
+            check_proposal(&records)?;
             self.node.propose(records).await
         })
     }
 
     fn append_in_order(&self, records: Vec<Record>) -> BackendFuture<'_, QueuedAppend> {
         Box::pin(async move {
-            if records.is_empty() {
-                return Err(BackendError::InvalidArgument("no records to append".into()));
-            }
-            check_proposal_size(&records)?;
+            check_proposal(&records)?;
             self.node.propose_in_order(records).await
         })
     }
@@ -89,4 +82,14 @@ impl LogBackend for RaftBackend {
     fn shutdown(&self) -> BackendFuture<'_, ()> {
         Box::pin(async move { self.node.shutdown().await })
     }
+}
+
+/// Refuses what no proposal may carry: no records, or more than one Raft entry holds. Sizes are
+/// checked when records are proposed, never when they are applied.
+fn check_proposal(records: &[Record]) -> Result<(), BackendError> {
+    if records.is_empty() {
+        return Err(BackendError::InvalidArgument("no records to append".into()));
+    }
+    check_proposal_size(records)?;
+    Ok(())
 }
