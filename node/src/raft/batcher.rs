@@ -14,7 +14,8 @@
 //!
 //! Records keep their order inside a submission and each caller gets the offsets of its own
 //! records. Produces in flight together have no order between them, which is all a client can
-//! rely on (a ProduceStream keeps one append in flight, see [`super::backend`]).
+//! rely on. (A ProduceStream orders its own appends: on the leader they bypass the batcher
+//! through [`super::proposer::write_in_order`]; elsewhere it keeps one in flight.)
 
 use std::future::Future;
 use std::sync::Arc;
