@@ -80,6 +80,9 @@ pub fn pods_spec(replicas: i32) -> Value {
         "image": env::node_image(),
         "imagePullPolicy": "IfNotPresent",
         "storage": { "size": "1Gi" },
+        // A CPU request makes the operator size each node's worker threads from it through the
+        // downward API (rounded up: one), so every pod test runs that path.
+        "resources": { "requests": { "cpu": "100m" } },
         "tls": { "caSecretName": CA_SECRET },
         "acl": acl_rules(),
     })

@@ -200,6 +200,10 @@ pub struct NodeArgs {
     #[arg(long, env = "PROGLOG_FATAL_EXIT_DELAY")]
     #[serde(default, deserialize_with = "de_duration")]
     pub fatal_exit_delay: Option<humantime::Duration>,
+    /// Threads that run the node's async tasks; 0 means one per CPU the process may use
+    /// (cgroup quota included) [default: 0]. Size it to the CPUs the node can count on.
+    #[arg(long, env = "PROGLOG_WORKER_THREADS")]
+    pub worker_threads: Option<u64>,
 }
 
 fn de_duration<'de, D>(deserializer: D) -> Result<Option<humantime::Duration>, D::Error>
@@ -255,6 +259,8 @@ pub struct NodeConfig {
     pub termination_log: PathBuf,
     /// Fail-stop delay after the Raft core stopped (`--fatal-exit-delay`).
     pub fatal_exit_delay: Duration,
+    /// The async runtime's worker threads (`--worker-threads`).
+    pub worker_threads: crate::runtime::WorkerThreads,
 }
 
 impl NodeArgs {
@@ -317,6 +323,7 @@ impl NodeArgs {
             otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
             termination_log: self.termination_log.or(file.termination_log),
             fatal_exit_delay: self.fatal_exit_delay.or(file.fatal_exit_delay),
+            worker_threads: self.worker_threads.or(file.worker_threads),
         })
     }
 
@@ -470,6 +477,8 @@ impl NodeArgs {
             fatal_exit_delay: args
                 .fatal_exit_delay
                 .map_or(crate::raft::fatal::DEFAULT_EXIT_DELAY, Into::into),
+            worker_threads: crate::runtime::WorkerThreads::from_arg(args.worker_threads)
+                .map_err(|reason| invalid("worker-threads", reason))?,
         })
     }
 }

@@ -298,3 +298,29 @@ fn resource_limits_reject_unusable_values() {
         );
     }
 }
+
+#[test]
+fn worker_threads_come_from_flag_or_file_and_absurd_counts_are_refused() {
+    use crate::runtime::WorkerThreads;
+    let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
+    assert_eq!(config.worker_threads, WorkerThreads::PerCpu);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, "worker-threads = 2\n").unwrap();
+    let mut argv = base();
+    argv.extend(["--config", file.to_str().unwrap()]);
+    let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
+    assert_eq!(
+        config.worker_threads,
+        WorkerThreads::Exactly(std::num::NonZeroUsize::new(2).unwrap())
+    );
+
+    let mut argv = base();
+    argv.extend(["--worker-threads", "5000"]);
+    let err = NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.to_string().contains("worker-threads"), "{err}");
+}

@@ -16,6 +16,7 @@
 //! - [`run`]: a whole node from its configuration — the single-node or Raft backend, the server,
 //!   watchers, graceful shutdown — the composition root the binary calls, so that [`server`]
 //!   does not depend on [`raft`].
+//! - [`runtime`]: the async runtime a node runs on, sized by `--worker-threads`.
 //! - [`test_ports`]: loopback ports for tests that no outgoing connection can take.
 //!
 //! The binary `proglog-node` is a thin wrapper over this library.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod metrics;
 pub mod raft;
 pub mod run;
+pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -92,6 +92,12 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
 /// Runs a single node until `shutdown` fires; returns once the log is synced and closed.
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let workers = runtime.metrics().num_workers();
+        metrics
+            .runtime_worker_threads
+            .set(i64::try_from(workers).unwrap_or(i64::MAX));
+    }
     let tls = ReloadingServerTls::load(config.tls.clone())?;
     let acl = Acl::load(&config.acl_file)?;
 

@@ -3,7 +3,7 @@
 //! reporting itself leader, every node knows a leader, the leader reports both followers with
 //! no entries missing once a produce is everywhere, and a new leader after the old one stops
 //! counts as a leader change; a real `proglog-node --raft true` serves them on `/metrics` with
-//! its certificates' expiry.
+//! its certificates' expiry and the worker threads its runtime got (`PROGLOG_WORKER_THREADS`).
 
 mod node_process;
 mod raft_common;
@@ -101,7 +101,8 @@ async fn raft_gauges_follow_the_cluster() {
 #[test]
 fn a_node_process_serves_the_raft_and_certificate_gauges() {
     let mut cluster = ProcessCluster::new(1);
-    cluster.start(0, &[]);
+    // Not this machine's CPU count (2 here), so the gauge shows the setting reached the runtime.
+    cluster.start(0, &[("PROGLOG_WORKER_THREADS", "3")]);
     cluster.form();
     // The certificates are read by a task of their own at start-up: wait for them too.
     let expiry = |certificate: &str| {
@@ -134,5 +135,10 @@ fn a_node_process_serves_the_raft_and_certificate_gauges() {
         "{text}"
     );
     assert!(sample(&text, "proglog_raft_term") >= Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "proglog_runtime_worker_threads"),
+        Some(3.0),
+        "{text}"
+    );
     cluster.stop(0);
 }

@@ -53,7 +53,9 @@ pub struct ProgLogClusterSpec {
     /// When the kubelet pulls the image.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
-    /// CPU and memory requests and limits of each node container.
+    /// CPU and memory requests and limits of each node container. A CPU request (or a limit,
+    /// which Kubernetes then also takes as the request) sizes the node's async worker threads:
+    /// the request rounded up to whole CPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Persistent storage of each node (one PersistentVolumeClaim per pod).

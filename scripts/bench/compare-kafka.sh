@@ -50,7 +50,7 @@ log.flush.interval.messages=1
 CONF
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$conf" >>"$WORK/kafka-$i.log" 2>&1 ||
       { echo "formatting Kafka's storage failed; see $WORK/kafka-$i.log" >&2; return 1; }
-    java "${KAFKA_BROKER_JVM[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$conf" >>"$WORK/kafka-$i.log" 2>&1 &
+    java "${KAFKA_BROKER_JVM[@]}" ${JVM_THREADS[@]+"${JVM_THREADS[@]}"} -cp "$KAFKA_LIBS/*" kafka.Kafka "$conf" >>"$WORK/kafka-$i.log" 2>&1 &
     KAFKA_PIDS_ARRAY+=("$!")
     servers+=("$!")
     cap_cpu "$i" "$!"

@@ -97,7 +97,7 @@ etcd_start() {
   for i in 0 1 2; do
     client="$scheme://127.0.0.1:$((BASE_PORT + 21 + i))" peer="$scheme://127.0.0.1:$((BASE_PORT + 31 + i))"
     mkdir -p "$WORK/etcd-$i"
-    "$ETCD" --name "e$i" --data-dir "$WORK/etcd-$i/data" \
+    env ${GO_SERVER_ENV[@]+"${GO_SERVER_ENV[@]}"} "$ETCD" --name "e$i" --data-dir "$WORK/etcd-$i/data" \
       --listen-client-urls "$client" --advertise-client-urls "$client" \
       --listen-client-http-urls "$scheme://127.0.0.1:$((BASE_PORT + 81 + i))" \
       --listen-metrics-urls "http://127.0.0.1:$((BASE_PORT + 71 + i))" \
@@ -193,7 +193,7 @@ cluster {
   $tls_block
 }
 EOF
-    "$NATS_SERVER" -c "$conf" >>"$WORK/nats-$i.log" 2>&1 &
+    env ${GO_SERVER_ENV[@]+"${GO_SERVER_ENV[@]}"} "$NATS_SERVER" -c "$conf" >>"$WORK/nats-$i.log" 2>&1 &
     NATS_PIDS_ARRAY+=("$!")
     servers+=("$!")
     cap_cpu "$i" "$!"

@@ -41,6 +41,12 @@
 #   BIN_DIR         the ProgLog binaries (default $CARGO_TARGET_DIR/release)
 #   NODE_CPUS       cap every server process at this many CPUs (e.g. 0.5; needs root), as on
 #                   separate machines of equal size; unset: all processes share the machine
+#   SERVER_THREADS  ProgLog's --worker-threads (default: each of the three nodes' share of the
+#                   machine, nproc / 3 rounded down and at least 1, or NODE_CPUS rounded up, as
+#                   the operator sizes a node from its CPU request; "auto": one per CPU)
+#   PEER_THREADS    threads the peers run their code on: GOMAXPROCS for etcd and NATS, the
+#                   JVM's -XX:ActiveProcessorCount for Kafka (default "auto": their own default,
+#                   one per CPU, which serves them best at 16 and 128 clients here)
 #   KEEP=1          keep the work directory (logs, raw outputs)
 set -euo pipefail
 
@@ -134,6 +140,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$PROGLOG" certs --out "$CERTS" >/dev/null
+DEFAULT_SERVER_THREADS=$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))
+server_threads_init
+PEER_THREADS=${PEER_THREADS:-auto}
+[[ $PEER_THREADS == auto || $PEER_THREADS =~ ^[1-9][0-9]*$ ]] || die "PEER_THREADS must be a positive integer or 'auto', got '$PEER_THREADS'"
+GO_SERVER_ENV=() JVM_THREADS=()
+if [[ $PEER_THREADS != auto ]]; then
+  GO_SERVER_ENV=("GOMAXPROCS=$PEER_THREADS") JVM_THREADS=("-XX:ActiveProcessorCount=$PEER_THREADS")
+fi
 
 started=$SECONDS
 read -r -a systems <<<"$SYSTEMS"
@@ -157,7 +171,8 @@ echo "## ProgLog vs peers: 3 nodes each on loopback, $SIZE-byte records, $ROUNDS
 echo
 if [[ -n ${NODE_CPUS:-} ]]; then cpus="every server process capped at $NODE_CPUS CPU (cgroup), load generators uncapped"
 else cpus="shared by all processes, no CPU caps"; fi
-echo "Records per run: $RECORDS (1 client: $((RECORDS / 10)); streaming: $STREAM_RECORDS; consume: $CONSUME_RECORDS); $(nproc) CPUs, $cpus."
+threads="ProgLog --worker-threads $SERVER_THREADS; peers' threads (GOMAXPROCS, -XX:ActiveProcessorCount) $PEER_THREADS"
+echo "Records per run: $RECORDS (1 client: $((RECORDS / 10)); streaming: $STREAM_RECORDS; consume: $CONSUME_RECORDS); $(nproc) CPUs, $cpus; $threads."
 echo
 for s in "${systems[@]}"; do
   case $s in

@@ -9,16 +9,34 @@ conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$
 # retry CMD...: runs CMD until it succeeds (up to 50 times, 0.2 s apart), then once more loudly.
 retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
+# server_threads_init: sets SERVER_THREADS, the threads each server process runs its code on
+# (ProgLog's --worker-threads), and NODE_THREAD_ARGS.
+# Unset, it follows NODE_CPUS rounded up, as a pod with that CPU limit gets (set after start, a
+# cgroup cap would leave a runtime sized for the whole machine), else DEFAULT_SERVER_THREADS
+# when the caller sets one, else "auto": each server's own default, one per CPU.
+server_threads_init() {
+  if [[ -z ${SERVER_THREADS:-} ]]; then
+    if [[ -n ${NODE_CPUS:-} ]]; then SERVER_THREADS=$(awk -v c="$NODE_CPUS" 'BEGIN { n = int(c); if (n < c) n++; print (n < 1 ? 1 : n) }')
+    else SERVER_THREADS=${DEFAULT_SERVER_THREADS:-auto}; fi
+  fi
+  [[ $SERVER_THREADS == auto || $SERVER_THREADS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "SERVER_THREADS must be a positive integer or 'auto', got '$SERVER_THREADS'" >&2; exit 1; }
+  NODE_THREAD_ARGS=()
+  [[ $SERVER_THREADS == auto ]] || NODE_THREAD_ARGS=(--worker-threads "$SERVER_THREADS")
+}
+
 # launch_node INDEX PORT RAFT(true|false): starts node INDEX in the background on PORT (metrics
 # on PORT+1000), data in $WORK/node-INDEX, log appended to $WORK/node-INDEX.log; sets
-# pids[INDEX]. Returns at once; see wait_node_healthy.
+# pids[INDEX]. Returns at once; see wait_node_healthy. Worker threads: NODE_THREAD_ARGS (see
+# server_threads_init).
 launch_node() {
   local i=$1 port=$2 raft=$3
   mkdir -p "$WORK/node-$i"
   "$NODE" --data-dir "$WORK/node-$i" --bind-addr "127.0.0.1:$port" --advertise-addr "127.0.0.1:$port" \
     --metrics-addr "127.0.0.1:$((port + 1000))" --ordinal "$i" \
     --tls-cert "$CERTS/node.pem" --tls-key "$CERTS/node-key.pem" --tls-ca "$CERTS/ca.pem" \
-    --acl-file "$CERTS/acl.csv" --raft "$raft" >>"$WORK/node-$i.log" 2>&1 &
+    --acl-file "$CERTS/acl.csv" --raft "$raft" ${NODE_THREAD_ARGS[@]+"${NODE_THREAD_ARGS[@]}"} \
+    >>"$WORK/node-$i.log" 2>&1 &
   # shellcheck disable=SC2034 # the caller's array
   pids[i]=$!
 }

@@ -40,6 +40,9 @@ trap cleanup EXIT
 # single node and each cluster node get the same CPU budget, as on separate machines. Without
 # it the three cluster nodes share the machine's CPUs, which the single node has to itself.
 cpu_caps_init
+# SERVER_THREADS: the nodes' --worker-threads (see lib.sh's server_threads_init): with NODE_CPUS,
+# that many rounded up, as a pod with that CPU limit gets; otherwise each node's default.
+server_threads_init
 
 # start_node INDEX PORT RAFT(true|false)
 start_node() {

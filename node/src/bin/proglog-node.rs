@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let termination_log = config.termination_log.clone();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match config.worker_threads.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("proglog-node: cannot start the async runtime: {error}");

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Records per group commit (one fsync each).
     pub commit_batch_records: Histogram,
+    /// Worker threads of the async runtime (`--worker-threads`, or one per usable CPU).
+    pub runtime_worker_threads: Gauge,
     /// 1 once the Raft core stopped (the node then exits), by kind.
     pub core_stopped: Family<CoreStoppedLabels, Gauge>,
     /// Raft term, leadership, indexes and follower lag (fed by `crate::raft::metrics_view`).
@@ -138,6 +140,12 @@ impl Metrics {
             "Records per group commit (one fsync each)",
             commit_batch_records.clone(),
         );
+        let runtime_worker_threads = Gauge::default();
+        registry.register(
+            "runtime_worker_threads",
+            "Worker threads of the node's async runtime",
+            runtime_worker_threads.clone(),
+        );
         let core_stopped = Family::<CoreStoppedLabels, Gauge>::default();
         registry.register(
             "raft_core_stopped",
@@ -157,6 +165,7 @@ impl Metrics {
             log_segments,
             fsync_seconds,
             commit_batch_records,
+            runtime_worker_threads,
             core_stopped,
             raft,
             certificates,

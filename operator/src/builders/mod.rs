@@ -17,8 +17,8 @@ pub use config::{
 pub use disruption_budget::pod_disruption_budget;
 pub use services::{client_service, external_services, headless_service};
 pub use statefulset::{
-    CONFIG_HASH_ANNOTATION, DATA_DIR, GRPC_PORT, METRICS_PORT, REVISION_LABEL, TLS_DIR,
-    UPDATE_STRATEGY, stateful_set,
+    CONFIG_HASH_ANNOTATION, DATA_DIR, GRPC_PORT, METRICS_PORT, NODE_CONTAINER, REVISION_LABEL,
+    TLS_DIR, UPDATE_STRATEGY, stateful_set,
 };
 
 use std::collections::BTreeMap;

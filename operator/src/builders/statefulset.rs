@@ -13,9 +13,9 @@ use k8s_openapi::{
             Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
             EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
             PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-            SecretVolumeSource, SecurityContext, VolumeMount, VolumeResourceRequirements,
-            WeightedPodAffinityTerm,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceFieldSelector,
+            SeccompProfile, SecretVolumeSource, SecurityContext, VolumeMount,
+            VolumeResourceRequirements, WeightedPodAffinityTerm,
         },
     },
     apimachinery::pkg::{
@@ -76,9 +76,41 @@ fn env_from_field(name: &str, field_path: &str) -> EnvVar {
     }
 }
 
+/// The name of the node container.
+pub const NODE_CONTAINER: &str = "proglog";
+
+/// `PROGLOG_WORKER_THREADS` from the node container's CPU request through the downward API,
+/// which rounds `requests.cpu` up to whole CPUs with divisor 1 (a request defaults to the limit
+/// when only a limit is set). A node requesting one CPU then runs one async worker thread rather
+/// than one per CPU of the host it lands on: fewer cross-thread wake-ups per produce (see the
+/// node's `runtime` module).
+fn worker_threads_from_cpu_request() -> EnvVar {
+    EnvVar {
+        name: "PROGLOG_WORKER_THREADS".to_owned(),
+        value_from: Some(EnvVarSource {
+            resource_field_ref: Some(ResourceFieldSelector {
+                container_name: Some(NODE_CONTAINER.to_owned()),
+                resource: "requests.cpu".to_owned(),
+                divisor: Some(Quantity("1".to_owned())),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Whether the spec gives the node container a CPU request or limit.
+fn sets_cpu(cluster: &ProgLogCluster) -> bool {
+    cluster.spec.resources.as_ref().is_some_and(|r| {
+        [&r.requests, &r.limits]
+            .into_iter()
+            .any(|m| m.as_ref().is_some_and(|m| m.contains_key("cpu")))
+    })
+}
+
 /// The node's settings as the `PROGLOG_*` environment variables of the node contract.
-fn node_env(cluster_ref: &ClusterRef) -> Vec<EnvVar> {
-    vec![
+fn node_env(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> Vec<EnvVar> {
+    let mut env = vec![
         env_from_field("POD_NAME", "metadata.name"),
         env("PROGLOG_CONFIG", format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")),
         env("PROGLOG_DATA_DIR", DATA_DIR),
@@ -103,7 +135,11 @@ fn node_env(cluster_ref: &ClusterRef) -> Vec<EnvVar> {
         env("PROGLOG_LOG_FORMAT", "json"),
         // Membership is driven by the operator through the admin API.
         env("PROGLOG_RAFT", "true"),
-    ]
+    ];
+    if sets_cpu(cluster) {
+        env.push(worker_threads_from_cpu_request());
+    }
+    env
 }
 
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -160,10 +196,10 @@ fn node_container(cluster: &ProgLogCluster, cluster_ref: &ClusterRef) -> Contain
         ..ContainerPort::default()
     };
     Container {
-        name: "proglog".to_owned(),
+        name: NODE_CONTAINER.to_owned(),
         image: Some(cluster.spec.image.clone()),
         image_pull_policy: Some(cluster.spec.image_pull_policy.as_str().to_owned()),
-        env: Some(node_env(cluster_ref)),
+        env: Some(node_env(cluster, cluster_ref)),
         ports: Some(vec![port("grpc", GRPC_PORT), port("metrics", METRICS_PORT)]),
         resources: cluster.spec.resources.clone(),
         // Opening a large log (index recovery) can take a while: allow up to 5 minutes.

@@ -193,3 +193,51 @@ fn overrides_are_applied_but_cannot_break_the_selector() {
     assert_eq!(spec.tolerations.unwrap().len(), 1);
     assert_eq!(spec.affinity, Some(Affinity::default()));
 }
+
+#[test]
+fn worker_threads_follow_the_cpu_request_only_when_one_is_set() {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    let worker_env = |cluster: &ProgLogCluster| {
+        pod_spec(&build(cluster)).containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == "PROGLOG_WORKER_THREADS")
+    };
+    // No CPU in the spec: the node sizes its runtime to the CPUs it sees.
+    assert_eq!(worker_env(&cluster()), None);
+    let mut memory_only = cluster();
+    memory_only.spec.resources = Some(ResourceRequirements {
+        requests: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("1Gi".to_owned()),
+        )])),
+        ..ResourceRequirements::default()
+    });
+    assert_eq!(worker_env(&memory_only), None);
+
+    for field in ["requests", "limits"] {
+        let mut sized = cluster();
+        let cpu = Some(BTreeMap::from([(
+            "cpu".to_owned(),
+            Quantity("500m".to_owned()),
+        )]));
+        sized.spec.resources = Some(if field == "requests" {
+            ResourceRequirements {
+                requests: cpu,
+                ..ResourceRequirements::default()
+            }
+        } else {
+            ResourceRequirements {
+                limits: cpu,
+                ..ResourceRequirements::default()
+            }
+        });
+        let env = worker_env(&sized).expect("PROGLOG_WORKER_THREADS is set");
+        let field_ref = env.value_from.unwrap().resource_field_ref.unwrap();
+        assert_eq!(field_ref.resource, "requests.cpu", "{field}");
+        assert_eq!(field_ref.container_name.as_deref(), Some(NODE_CONTAINER));
+        assert_eq!(field_ref.divisor, Some(Quantity("1".to_owned())));
+    }
+}

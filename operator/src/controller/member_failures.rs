@@ -7,9 +7,7 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use super::status::Problem;
-
-/// The node container's name in the StatefulSet.
-const NODE_CONTAINER: &str = "proglog";
+use crate::builders::NODE_CONTAINER;
 /// Longest part of a termination message quoted in the condition.
 const MAX_CAUSE_CHARS: usize = 400;
 
