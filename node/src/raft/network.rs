@@ -34,6 +34,7 @@ pub use super::channel_pool::ChannelPool;
 use super::snapshot::UserLogSnapshot;
 use super::types::{LogId, NodeId, SnapshotMeta, TypeConfig, UserSnapshot, Vote};
 
+mod commit_coalesce;
 mod snapshot_send;
 
 /// gRPC metadata key carrying the node id a Raft RPC is addressed to. The receiver refuses the
@@ -312,7 +313,8 @@ impl RaftNetworkV2<TypeConfig> for RaftPeer {
             // short and openraft retries.
             let parts_per_request = Arc::new(parking_lot::Mutex::new(VecDeque::new()));
             let queued = parts_per_request.clone();
-            let outbound = input
+            // A commit-only request gives way to the next record's request (commit_coalesce.rs).
+            let outbound = commit_coalesce::coalesce_commits(input, commit_coalesce::COMMIT_HOLD)
                 .map(|rpc| encode_append_parts(&rpc, MAX_APPEND_MESSAGE_BYTES))
                 .take_while(|encoded| {
                     if let Err(e) = encoded {
