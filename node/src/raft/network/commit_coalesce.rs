@@ -22,6 +22,7 @@
 //! that goes out late is credited with the earlier time it was built, which under-claims. The
 //! cost is that a follower learns a commit up to [`COMMIT_HOLD`] later when no record follows:
 //! it serves records to readers that much later, and nothing waits on that for durability.
+//! openraft's heartbeats are streams of one request: it goes out as soon as its stream ends.
 
 use std::time::Duration;
 
