@@ -17,6 +17,16 @@ fn base() -> Vec<&'static str> {
     ]
 }
 
+/// The error of resolving the base flags plus `extra`.
+fn refused(extra: &[&str]) -> ConfigError {
+    let mut argv = base();
+    argv.extend_from_slice(extra);
+    NodeArgs::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+}
+
 #[test]
 fn defaults_apply() {
     let config = NodeArgs::try_parse_from(base()).unwrap().resolve().unwrap();
@@ -78,20 +88,10 @@ fn bad_values_are_rejected() {
     let file = dir.path().join("node.toml");
     std::fs::write(&file, "no-such-key = 1\n").unwrap();
     let file_arg = file.to_str().unwrap().to_owned();
-    let mut argv = base();
-    argv.extend(["--config", &file_arg]);
-    let err = NodeArgs::try_parse_from(argv)
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let err = refused(&["--config", &file_arg]);
     assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
 
-    let mut argv = base();
-    argv.extend(["--max-record-size", "5000000", "--max-message-size", "1000"]);
-    let err = NodeArgs::try_parse_from(argv)
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let err = refused(&["--max-record-size", "5000000", "--max-message-size", "1000"]);
     assert!(err.to_string().contains("max-message-size"), "{err}");
 
     let mut argv = base();
@@ -100,12 +100,7 @@ fn bad_values_are_rejected() {
 
     assert!(NodeArgs::try_parse_from(["proglog-node", "--bind-addr", "nonsense"]).is_err());
 
-    let mut argv = base();
-    argv.extend(["--otlp-endpoint", "https://127.0.0.1:4317"]);
-    let err = NodeArgs::try_parse_from(argv)
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let err = refused(&["--otlp-endpoint", "https://127.0.0.1:4317"]);
     assert!(err.to_string().contains("otlp-endpoint"), "{err}");
 }
 
@@ -172,12 +167,7 @@ fn snapshot_policy_has_defaults_and_rejects_zero() {
     let config = NodeArgs::try_parse_from(argv).unwrap().resolve().unwrap();
     assert_eq!(config.snapshots.entries, 50);
     assert_eq!(config.snapshots.keep_entries, 0);
-    let mut argv = base();
-    argv.extend(["--snapshot-entries", "0"]);
-    let err = NodeArgs::try_parse_from(argv)
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let err = refused(&["--snapshot-entries", "0"]);
     assert!(err.to_string().contains("snapshot-entries"), "{err}");
 }
 
@@ -286,12 +276,7 @@ fn resource_limits_reject_unusable_values() {
         ("--http2-max-frame-bytes", "1024"),
         ("--http2-max-header-list-bytes", "10"),
     ] {
-        let mut argv = base();
-        argv.extend([flag, value]);
-        let err = NodeArgs::try_parse_from(argv)
-            .unwrap()
-            .resolve()
-            .unwrap_err();
+        let err = refused(&[flag, value]);
         assert!(
             err.to_string().contains(flag.trim_start_matches("--")),
             "{flag} {value}: {err}"
@@ -316,11 +301,6 @@ fn worker_threads_come_from_flag_or_file_and_absurd_counts_are_refused() {
         WorkerThreads::Exactly(std::num::NonZeroUsize::new(2).unwrap())
     );
 
-    let mut argv = base();
-    argv.extend(["--worker-threads", "5000"]);
-    let err = NodeArgs::try_parse_from(argv)
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let err = refused(&["--worker-threads", "5000"]);
     assert!(err.to_string().contains("worker-threads"), "{err}");
 }
