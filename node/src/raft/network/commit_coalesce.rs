@@ -44,31 +44,36 @@ where
 {
     let state = State {
         input,
+        hold,
         held: None,
-        hold_until: None,
         next: None,
         ended: false,
     };
-    futures::stream::unfold(state, move |mut state| async move {
-        let request = state.next_to_send(hold).await?;
+    futures::stream::unfold(state, |mut state| async move {
+        let request = state.next_to_send().await?;
         Some((request, state))
     })
 }
 
 struct State<S> {
     input: S,
+    hold: Duration,
     /// An entry-less request waiting for a successor.
-    held: Option<Request>,
-    /// When the first of the requests merged into `held` started waiting, plus the hold: a run
-    /// of entry-less requests waits no longer than one would.
-    hold_until: Option<tokio::time::Instant>,
+    held: Option<Held>,
     /// A request to send after the held one went out (it did not start at the same place).
     next: Option<Request>,
     ended: bool,
 }
 
+struct Held {
+    request: Request,
+    /// When the first of the requests merged into this one started waiting, plus the hold: a
+    /// run of entry-less requests waits no longer than one would.
+    until: tokio::time::Instant,
+}
+
 impl<S: Stream<Item = Request> + Unpin> State<S> {
-    async fn next_to_send(&mut self, hold: Duration) -> Option<Request> {
+    async fn next_to_send(&mut self) -> Option<Request> {
         if let Some(request) = self.next.take() {
             return Some(request);
         }
@@ -76,9 +81,9 @@ impl<S: Stream<Item = Request> + Unpin> State<S> {
             if self.ended {
                 return self.release();
             }
-            let arrived = match self.hold_until {
+            let arrived = match &self.held {
                 None => self.input.next().await,
-                Some(until) => match tokio::time::timeout_at(until, self.input.next()).await {
+                Some(held) => match tokio::time::timeout_at(held.until, self.input.next()).await {
                     Ok(arrived) => arrived,
                     // Nothing followed in time: the held request goes out as it was.
                     Err(_) => return self.release(),
@@ -88,46 +93,36 @@ impl<S: Stream<Item = Request> + Unpin> State<S> {
                 self.ended = true;
                 continue;
             };
-            match self.held.take() {
-                Some(held) if same_place(&held, &request) => {
-                    request.leader_commit = request.leader_commit.max(held.leader_commit);
+            let mut until = None;
+            if let Some(held) = self.held.take() {
+                if !same_place(&held.request, &request) {
+                    if request.entries.is_empty() {
+                        self.hold(request, None);
+                    } else {
+                        self.next = Some(request);
+                    }
+                    return Some(held.request);
                 }
-                Some(held) => {
-                    self.hold_until = None;
-                    self.keep(request, hold);
-                    return Some(held);
-                }
-                None => {}
+                request.leader_commit = request.leader_commit.max(held.request.leader_commit);
+                until = Some(held.until);
             }
             if request.entries.is_empty() {
-                self.hold(request, hold);
+                self.hold(request, until);
                 continue;
             }
-            self.hold_until = None;
             return Some(request);
         }
     }
 
-    /// Holds the entry-less `request`; the wait starts with the first of a run.
-    fn hold(&mut self, request: Request, hold: Duration) {
-        self.hold_until
-            .get_or_insert_with(|| tokio::time::Instant::now() + hold);
-        self.held = Some(request);
+    /// Holds the entry-less `request` until `until`, or for the hold from now.
+    fn hold(&mut self, request: Request, until: Option<tokio::time::Instant>) {
+        let until = until.unwrap_or_else(|| tokio::time::Instant::now() + self.hold);
+        self.held = Some(Held { request, until });
     }
 
     /// The held request, to be sent now.
     fn release(&mut self) -> Option<Request> {
-        self.hold_until = None;
-        self.held.take()
-    }
-
-    /// Holds `request` if it has no entries, else queues it behind the request being sent.
-    fn keep(&mut self, request: Request, hold: Duration) {
-        if request.entries.is_empty() {
-            self.hold(request, hold);
-        } else {
-            self.next = Some(request);
-        }
+        self.held.take().map(|held| held.request)
     }
 }
 
