@@ -140,7 +140,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$PROGLOG" certs --out "$CERTS" >/dev/null
-DEFAULT_SERVER_THREADS=$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))
+DEFAULT_SERVER_THREADS=$(machine_share)
 server_threads_init
 PEER_THREADS=${PEER_THREADS:-auto}
 [[ $PEER_THREADS == auto || $PEER_THREADS =~ ^[1-9][0-9]*$ ]] || die "PEER_THREADS must be a positive integer or 'auto', got '$PEER_THREADS'"

@@ -9,6 +9,9 @@ conn() { echo --addr "$1" --ca "$CERTS/ca.pem" --cert "$CERTS/root.pem" --key "$
 # retry CMD...: runs CMD until it succeeds (up to 50 times, 0.2 s apart), then once more loudly.
 retry() { for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; "$@"; }
 
+# machine_share: one of three servers' share of this machine's CPUs (nproc / 3, at least 1).
+machine_share() { local n=$(($(nproc) / 3)); echo $((n > 0 ? n : 1)); }
+
 # server_threads_init: sets SERVER_THREADS, the threads each server process runs its code on
 # (ProgLog's --worker-threads), and NODE_THREAD_ARGS.
 # Unset, it follows NODE_CPUS rounded up, as a pod with that CPU limit gets (set after start, a

@@ -46,7 +46,7 @@ trap cleanup EXIT
 "$PROGLOG" certs --out "$CERTS" >/dev/null
 # The nodes' worker threads as compare.sh runs them: each node's share of the machine's CPUs
 # (override with SERVER_THREADS, "auto" for one per CPU).
-DEFAULT_SERVER_THREADS=$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))
+DEFAULT_SERVER_THREADS=$(machine_share)
 server_threads_init
 for i in 0 1 2; do launch_node "$i" $((8511 + i)) true; done
 for i in 0 1 2; do wait_node_healthy "$i" $((8511 + i)); done
