@@ -53,8 +53,12 @@ impl LogBackend for Gated {
         })
     }
 
-    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+    fn read(&self, offset: u64) -> BackendFuture<'_, Record> {
         self.inner.read(offset)
+    }
+
+    fn read_run(&self, from: u64, max_bytes: u64) -> BackendFuture<'_, Vec<Record>> {
+        self.inner.read_run(from, max_bytes)
     }
 
     fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {

@@ -75,7 +75,7 @@ fn sync_file_with(
     path: &Path,
     sync: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
-    #[cfg(any(test, feature = "fsync-hooks"))]
+    #[cfg(any(test, feature = "io-hooks"))]
     hook::record_fsync(path);
     #[cfg(feature = "failpoints")]
     if power_cut::skips(path) {
@@ -102,7 +102,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DurableFsError + '_ {
 
 /// fsyncs `dir`, making the creations, removals and renames of its entries durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(any(test, feature = "fsync-hooks"))]
+    #[cfg(any(test, feature = "io-hooks"))]
     hook::record(dir);
     #[cfg(feature = "failpoints")]
     if power_cut::skips(dir) {
@@ -197,13 +197,16 @@ fn std_rename(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)
 }
 
-/// Test seam (this crate's tests, and callers' tests through the `fsync-hooks` feature): records
-/// every directory [`sync_dir`] fsyncs and every file fsync with its thread, so tests can check
-/// that each path that creates or renames something makes it durable (a power loss cannot be
-/// observed in a unit test) and that no fsync runs on an async worker thread. Shared by all
-/// tests of the process: a test looks only at its own temp directory. The records are never
-/// freed, so no shipped build enables it.
-#[cfg(any(test, feature = "fsync-hooks"))]
+/// Test seam (this crate's tests, and callers' tests through the `io-hooks` feature): records
+/// every directory [`sync_dir`] fsyncs, every file fsync and every read that may wait for the
+/// disk with its thread, so tests can check that each path that creates or renames something
+/// makes it durable (a power loss cannot be observed in a unit test) and that no fsync and no
+/// disk read runs on an async worker thread. It can also make memory-only reads of a directory's
+/// files fail as if the page cache had dropped them ([`hook::drop_from_memory`]), so the
+/// fallback to a blocking thread runs on every file system. Shared by all tests of the process:
+/// a test looks only at its own temp directory. The records are never freed, so no shipped
+/// build enables it.
+#[cfg(any(test, feature = "io-hooks"))]
 pub mod hook {
     use std::path::{Path, PathBuf};
     use std::thread::ThreadId;
@@ -243,6 +246,49 @@ pub mod hook {
             .filter(|(path, on)| *on == thread && path.starts_with(root))
             .map(|(path, _)| path.clone())
             .collect()
+    }
+
+    /// Every read that could wait for the disk (`Wait::Disk`) and the thread that made it.
+    static DISK_READS: parking_lot::Mutex<Vec<(PathBuf, ThreadId)>> =
+        parking_lot::Mutex::new(Vec::new());
+    /// Directories whose files memory-only reads treat as not in memory.
+    static DROPPED: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+    /// Records a read of `path` that may wait for the disk, on the current thread.
+    pub(crate) fn record_disk_read(path: &Path) {
+        DISK_READS
+            .lock()
+            .push((path.to_path_buf(), std::thread::current().id()));
+    }
+
+    /// The disk reads of files under `root` that ran on `thread`.
+    pub fn disk_reads_on(root: &Path, thread: ThreadId) -> Vec<PathBuf> {
+        DISK_READS
+            .lock()
+            .iter()
+            .filter(|(path, on)| *on == thread && path.starts_with(root))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// How many disk reads of files under `root` ran, on any thread.
+    pub fn disk_reads_under(root: &Path) -> usize {
+        DISK_READS
+            .lock()
+            .iter()
+            .filter(|(path, _)| path.starts_with(root))
+            .count()
+    }
+
+    /// From now on, memory-only reads of files under `root` fail as if their pages had left
+    /// the page cache (what `POSIX_FADV_DONTNEED` does where the file system honours it).
+    pub fn drop_from_memory(root: &Path) {
+        DROPPED.lock().push(root.to_path_buf());
+    }
+
+    /// Whether memory-only reads of `path` must fail ([`drop_from_memory`]).
+    pub(crate) fn dropped_from_memory(path: &Path) -> bool {
+        DROPPED.lock().iter().any(|root| path.starts_with(root))
     }
 
     /// How many times `dir` was fsynced so far (by any test; callers use unique temp dirs).

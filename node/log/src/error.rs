@@ -82,6 +82,10 @@ pub enum LogError {
         /// The lock file held by the other owner.
         lock_path: PathBuf,
     },
+    /// A memory-only read ([`Wait::MemoryOnly`](super::Wait::MemoryOnly)) would have waited for
+    /// the disk: read again with [`Wait::Disk`](super::Wait::Disk) on a blocking thread.
+    #[error("the read would wait for the disk")]
+    NotInMemory,
     /// The log was closed with [`Log::close`](super::Log::close).
     #[error("the log is closed")]
     Closed,

@@ -10,7 +10,9 @@
 //! entries); the real length is found from the content: entry `i` must carry relative offset
 //! `i`, which zero padding does not (see [`Index::entries_from_content`]).
 //!
-//! This is the only module with `unsafe` code: turning a place in the mapping into a reference.
+//! This is the only module with `unsafe` code: turning a place in the mapping into a reference,
+//! and asking `mincore` whether the mapping's pages are in memory (for reads that must not wait
+//! for the disk, see `super::in_memory`).
 //! Entries are accessed as three `AtomicU32`s, so the single writer and concurrent readers never
 //! race in the language's sense; readers only look at entries below the count published with
 //! `Release` after they were written.
@@ -97,6 +99,37 @@ impl Index {
     /// Entries this index can ever hold.
     pub(crate) fn capacity(&self) -> u64 {
         self.map_entries
+    }
+
+    /// Whether the pages holding entries `first .. first + count` are in memory, so reading them
+    /// through the mapping cannot fault to the disk (`mincore`; see `super::in_memory`). Entries
+    /// past the backed part count as in memory: they are never read.
+    pub(crate) fn in_memory(&self, first: u64, count: u64) -> bool {
+        #[cfg(any(test, feature = "io-hooks"))]
+        if super::durable_fs::hook::dropped_from_memory(&self.path) {
+            return false;
+        }
+        let end = (first + count).min(self.file_entries.load(Ordering::Acquire));
+        if first >= end {
+            return true;
+        }
+        let page = rustix::param::page_size();
+        let start = (first * ENTRY_BYTES) as usize / page * page;
+        let len = (end * ENTRY_BYTES) as usize - start;
+        let mut resident = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `start` is page aligned (the mapping starts on a page) and `start .. start + len`
+        // lies inside the mapping (`end <= file_entries <= map_entries`), which lives as long as
+        // `self`; `resident` has one byte per page of that range, as `mincore` writes. The call
+        // only reports on the pages, it does not touch them.
+        let failed = unsafe {
+            libc::mincore(
+                self.map.as_mut_ptr().add(start).cast(),
+                len,
+                resident.as_mut_ptr(),
+            )
+        } != 0;
+        // A failed call says nothing: take the blocking path.
+        !failed && resident.iter().all(|page| page & 1 == 1)
     }
 
     /// The store position of entry `i`, if published.

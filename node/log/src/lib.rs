@@ -85,9 +85,12 @@ pub mod durable_fs;
 mod error;
 #[doc(hidden)]
 pub mod fuzz_support;
+mod in_memory;
 mod index;
 #[cfg(test)]
 mod log_tests;
+#[cfg(test)]
+mod read_tests;
 mod reader;
 mod record_bytes;
 mod recovery;
@@ -99,6 +102,7 @@ mod truncation;
 
 pub use config::LogConfig;
 pub use error::{LogError, Result};
+pub use in_memory::Wait;
 pub use reader::LogReader;
 pub use record_bytes::{Joined, RecordBytes};
 pub use retention::{RetentionOutcome, RetentionPolicy};

@@ -1,6 +1,8 @@
-//! [`LogReader`]: a streaming iterator over records from any offset, reading the store in large
-//! chunks instead of one read per record. Raft snapshots are sent and installed with it
-//! (`raft::snapshot::for_each_chunk`); consumers read record by record today.
+//! Reading the log: [`Log::read`] (one record), [`Log::read_run`] (consecutive records in one
+//! positional read), both also in a memory-only form for async callers (see
+//! [`super::in_memory`]), and [`LogReader`], a streaming iterator over records from any offset
+//! that reads the store in large chunks instead of one read per record. Raft snapshots are sent
+//! and installed with it (`raft::snapshot::for_each_chunk`); `ConsumeStream` reads runs.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::{LogError, Result};
+use super::in_memory::Wait;
 use super::segmented_log::Log;
 
 /// Bytes of store read per positional read.
@@ -29,6 +32,65 @@ pub struct LogReader<L: Deref<Target = Log>> {
 }
 
 impl Log {
+    /// Reads the record at `offset`: an O(1) index lookup and a positional read, never waiting
+    /// for appends or fsyncs. Verifies the record's checksum. May wait for the disk: call it on
+    /// a blocking thread, or try [`Log::read_with`] and [`Wait::MemoryOnly`] first.
+    pub fn read(&self, offset: u64) -> Result<Bytes> {
+        self.read_with(offset, Wait::Disk)
+    }
+
+    /// [`Log::read`], or with [`Wait::MemoryOnly`] a read that fails with
+    /// [`LogError::NotInMemory`] rather than wait for the disk.
+    pub fn read_with(&self, offset: u64, wait: Wait) -> Result<Bytes> {
+        self.check_open()?;
+        let segments = self.segments.read();
+        let next = self.next_offset();
+        if offset >= next {
+            return Err(LogError::OffsetPastEnd { offset, next });
+        }
+        let lowest = segments[0].base();
+        if offset < lowest {
+            return Err(LogError::OffsetBelowStart { offset, lowest });
+        }
+        let at = segments.partition_point(|s| s.base() <= offset) - 1;
+        segments[at].read(offset, wait)
+    }
+
+    /// Consecutive records from `from`, below `end` (clamped to the log's end), in one positional
+    /// read of at most `max_bytes` of frames (more if the first record alone is larger) and
+    /// never past its segment: at least one record when `from < end`, none when `from == end`.
+    /// Every record's checksum is verified. `from` past the end or below the start is an error,
+    /// as for [`Log::read`].
+    pub fn read_run(
+        &self,
+        from: u64,
+        end: u64,
+        max_bytes: u64,
+        wait: Wait,
+    ) -> Result<Vec<(u64, Bytes)>> {
+        self.check_open()?;
+        let segments = self.segments.read();
+        let end = end.min(self.next_offset());
+        if from > end {
+            return Err(LogError::OffsetPastEnd {
+                offset: from,
+                next: end,
+            });
+        }
+        if from == end {
+            return Ok(Vec::new());
+        }
+        let lowest = segments[0].base();
+        if from < lowest {
+            return Err(LogError::OffsetBelowStart {
+                offset: from,
+                lowest,
+            });
+        }
+        let at = segments.partition_point(|s| s.base() <= from) - 1;
+        segments[at].read_run(from, end, max_bytes, wait)
+    }
+
     /// A reader of the records from `from` on, borrowing the log.
     pub fn reader(&self, from: u64) -> LogReader<&Log> {
         LogReader::new(self, from)
@@ -58,28 +120,9 @@ impl<L: Deref<Target = Log>> LogReader<L> {
     }
 
     fn fill(&mut self) -> Result<()> {
-        let log = &*self.log;
-        log.check_open()?;
-        let segments = log.segments.read();
-        let end = log.next_offset();
-        if self.next > end {
-            return Err(LogError::OffsetPastEnd {
-                offset: self.next,
-                next: end,
-            });
-        }
-        if self.next == end {
-            return Ok(());
-        }
-        let lowest = segments[0].base();
-        if self.next < lowest {
-            return Err(LogError::OffsetBelowStart {
-                offset: self.next,
-                lowest,
-            });
-        }
-        let at = segments.partition_point(|s| s.base() <= self.next) - 1;
-        let records = segments[at].read_run(self.next, end, CHUNK_BYTES)?;
+        let records = self
+            .log
+            .read_run(self.next, u64::MAX, CHUNK_BYTES, Wait::Disk)?;
         self.next += records.len() as u64;
         self.buffered.extend(records);
         Ok(())

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::config::LogConfig;
 use super::error::{LogError, Result};
+use super::in_memory::Wait;
 use super::index::{ENTRY_BYTES, Index};
 use super::store::{FRAME_HEADER_BYTES, FrameDecode, Store, StoreScan, decode_frame};
 
@@ -277,8 +278,12 @@ impl Segment {
 
     /// Reads the record at `offset` (which the caller checked is in this segment): one index
     /// lookup and one positional read (two for the last record, whose length is not indexed).
-    pub(crate) fn read(&self, offset: u64) -> Result<Bytes> {
+    /// With [`Wait::MemoryOnly`] it fails with `NotInMemory` instead of touching the disk.
+    pub(crate) fn read(&self, offset: u64, wait: Wait) -> Result<Bytes> {
         let rel = offset - self.base;
+        if wait == Wait::MemoryOnly && !self.index.in_memory(rel, 2) {
+            return Err(LogError::NotInMemory);
+        }
         let position = self.index.position(rel).ok_or(LogError::OffsetPastEnd {
             offset,
             next: self.next_offset(),
@@ -287,7 +292,7 @@ impl Segment {
             .index
             .position(rel + 1)
             .map(|next_position| next_position.saturating_sub(position));
-        self.store.read_record(position, expected)
+        self.store.read_record(position, expected, wait)
     }
 
     /// Reads consecutive records from `offset` (inside this segment) up to `end_offset`, in one
@@ -297,13 +302,17 @@ impl Segment {
         offset: u64,
         end_offset: u64,
         max_bytes: u64,
+        wait: Wait,
     ) -> Result<Vec<(u64, Bytes)>> {
         let end_offset = end_offset.min(self.next_offset());
         let rel = offset - self.base;
+        if wait == Wait::MemoryOnly && !self.index.in_memory(rel, 1) {
+            return Err(LogError::NotInMemory);
+        }
         let Some(position) = self.index.position(rel) else {
             return Ok(Vec::new());
         };
-        let chunk = self.store.read_chunk(position, max_bytes)?;
+        let chunk = self.store.read_chunk(position, max_bytes, wait)?;
         let mut records = Vec::new();
         let mut at = 0usize;
         let mut next = offset;
@@ -332,7 +341,7 @@ impl Segment {
         }
         if records.is_empty() && next < end_offset {
             // The first record is larger than the chunk.
-            records.push((next, self.read(next)?));
+            records.push((next, self.read(next, wait)?));
         }
         Ok(records)
     }

@@ -45,8 +45,8 @@ fn append_read_and_room() {
     assert!(segment.is_empty());
     append(&segment, &[b"abc", b"defg"]);
     assert_eq!(segment.next_offset(), 12);
-    assert_eq!(segment.read(10).unwrap(), &b"abc"[..]);
-    assert_eq!(segment.read(11).unwrap(), &b"defg"[..]);
+    assert_eq!(segment.read(10, Wait::Disk).unwrap(), &b"abc"[..]);
+    assert_eq!(segment.read(11, Wait::Disk).unwrap(), &b"defg"[..]);
     // 23 bytes used: 17 more fit exactly, 18 do not.
     assert!(segment.has_room(17, 1));
     assert!(!segment.has_room(18, 1));
@@ -59,7 +59,7 @@ fn read_run_returns_consecutive_records() {
     let dir = tempfile::tempdir().unwrap();
     let segment = Segment::create(dir.path(), 0, &config(1 << 20, 100)).unwrap();
     append(&segment, &[b"a", b"bb", b"ccc", b"dddd"]);
-    let run = segment.read_run(1, 3, 1 << 20).unwrap();
+    let run = segment.read_run(1, 3, 1 << 20, Wait::Disk).unwrap();
     assert_eq!(
         run,
         vec![
@@ -68,7 +68,7 @@ fn read_run_returns_consecutive_records() {
         ]
     );
     // A chunk too small for even one frame still returns that record.
-    let run = segment.read_run(3, 4, 2).unwrap();
+    let run = segment.read_run(3, 4, 2, Wait::Disk).unwrap();
     assert_eq!(run, vec![(3, Bytes::from_static(b"dddd"))]);
 }
 
@@ -83,7 +83,7 @@ fn sealed_reopen_trusts_consistent_index() {
     }
     let segment = Segment::open_sealed(dir.path(), 5, &cfg).unwrap();
     assert_eq!(segment.next_offset(), 7);
-    assert_eq!(segment.read(6).unwrap(), &b"yy"[..]);
+    assert_eq!(segment.read(6, Wait::Disk).unwrap(), &b"yy"[..]);
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn sealed_reopen_rebuilds_missing_index() {
     std::fs::remove_file(index_path(dir.path(), 0)).unwrap();
     let segment = Segment::open_sealed(dir.path(), 0, &cfg).unwrap();
     assert_eq!(segment.next_offset(), 3);
-    assert_eq!(segment.read(2).unwrap(), &b"zzz"[..]);
+    assert_eq!(segment.read(2, Wait::Disk).unwrap(), &b"zzz"[..]);
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn active_reopen_cuts_torn_tail() {
     assert_eq!(segment.next_offset(), 2);
     assert_eq!(segment.store.size(), 2 * FRAME_HEADER_BYTES + 3);
     append(&segment, &[b"zzz"]);
-    assert_eq!(segment.read(2).unwrap(), &b"zzz"[..]);
+    assert_eq!(segment.read(2, Wait::Disk).unwrap(), &b"zzz"[..]);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn truncate_and_info() {
     assert_eq!(info.store_bytes, FRAME_HEADER_BYTES + 1);
     assert_eq!(info.index_bytes, ENTRY_BYTES);
     assert!(matches!(
-        segment.read(101),
+        segment.read(101, Wait::Disk),
         Err(LogError::OffsetPastEnd { .. })
     ));
     segment.remove_files().unwrap();

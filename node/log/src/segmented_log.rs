@@ -15,7 +15,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::RecordBytes;
@@ -228,23 +227,6 @@ impl Log {
         self.segments.write().push(segment);
         writer.directory_dirty = true;
         Ok(())
-    }
-
-    /// Reads the record at `offset`: an O(1) index lookup and a positional read, never waiting
-    /// for appends or fsyncs. Verifies the record's checksum.
-    pub fn read(&self, offset: u64) -> Result<Bytes> {
-        self.check_open()?;
-        let segments = self.segments.read();
-        let next = self.next_offset.load(Ordering::Acquire);
-        if offset >= next {
-            return Err(LogError::OffsetPastEnd { offset, next });
-        }
-        let lowest = segments[0].base();
-        if offset < lowest {
-            return Err(LogError::OffsetBelowStart { offset, lowest });
-        }
-        let at = segments.partition_point(|s| s.base() <= offset) - 1;
-        segments[at].read(offset)
     }
 
     /// The lowest offset still in the log (equal to [`Log::next_offset`] when empty).

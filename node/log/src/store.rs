@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::error::{LogError, Result};
+use super::in_memory::{Wait, read_exact_in_memory};
 
 /// Bytes of the frame header (length and checksum) before each record.
 pub(crate) const FRAME_HEADER_BYTES: u64 = 8;
@@ -152,7 +153,7 @@ impl Store {
 
     /// The length of the frame starting at `position`, from its header alone.
     pub(crate) fn frame_len_at(&self, position: u64) -> Result<u64> {
-        let header = self.read_exact(position, FRAME_HEADER_BYTES, self.size())?;
+        let header = self.read_exact(position, FRAME_HEADER_BYTES, self.size(), Wait::Disk)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
         Ok(FRAME_HEADER_BYTES + u64::from(len))
     }
@@ -194,17 +195,18 @@ impl Store {
         &self,
         position: u64,
         expected_frame_len: Option<u64>,
+        wait: Wait,
     ) -> Result<Bytes> {
         let size = self.size();
         let frame_len = match expected_frame_len {
             Some(len) => len,
             None => {
-                let header = self.read_exact(position, FRAME_HEADER_BYTES, size)?;
+                let header = self.read_exact(position, FRAME_HEADER_BYTES, size, wait)?;
                 let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
                 FRAME_HEADER_BYTES + u64::from(len)
             }
         };
-        let frame = self.read_exact(position, frame_len, size)?;
+        let frame = self.read_exact(position, frame_len, size, wait)?;
         match decode_frame(&frame) {
             FrameDecode::Complete { frame_len: decoded } if decoded == frame_len => {
                 Ok(frame.slice(FRAME_HEADER_BYTES as usize..))
@@ -235,13 +237,13 @@ impl Store {
     }
 
     /// Reads up to `max_len` bytes of frames from `position` (bounded by the published size).
-    pub(crate) fn read_chunk(&self, position: u64, max_len: u64) -> Result<Bytes> {
+    pub(crate) fn read_chunk(&self, position: u64, max_len: u64, wait: Wait) -> Result<Bytes> {
         let size = self.size();
         let len = max_len.min(size.saturating_sub(position));
-        self.read_exact(position, len, size)
+        self.read_exact(position, len, size, wait)
     }
 
-    fn read_exact(&self, position: u64, len: u64, size: u64) -> Result<Bytes> {
+    fn read_exact(&self, position: u64, len: u64, size: u64, wait: Wait) -> Result<Bytes> {
         if position.checked_add(len).is_none_or(|end| end > size) {
             return Err(LogError::corruption(
                 &self.path,
@@ -250,6 +252,19 @@ impl Store {
             ));
         }
         let mut buf = vec![0; len as usize];
+        if wait == Wait::MemoryOnly {
+            #[cfg(any(test, feature = "io-hooks"))]
+            if super::durable_fs::hook::dropped_from_memory(&self.path) {
+                return Err(LogError::NotInMemory);
+            }
+            return match read_exact_in_memory(&self.file, &mut buf, position) {
+                Ok(true) => Ok(Bytes::from(buf)),
+                Ok(false) => Err(LogError::NotInMemory),
+                Err(e) => Err(LogError::io(&self.path, e)),
+            };
+        }
+        #[cfg(any(test, feature = "io-hooks"))]
+        super::durable_fs::hook::record_disk_read(&self.path);
         self.file.read_exact_at(&mut buf, position).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 LogError::corruption(&self.path, position, "store file is shorter than written")
@@ -278,7 +293,7 @@ impl Store {
                 let buf_end = buf_start + buf.len() as u64;
                 if position < buf_start || position + wanted > buf_end {
                     let len = wanted.max(SCAN_CHUNK_BYTES).min(file_len - position);
-                    buf = self.read_exact(position, len, file_len)?;
+                    buf = self.read_exact(position, len, file_len, Wait::Disk)?;
                     buf_start = position;
                 }
                 let at = (position - buf_start) as usize;
@@ -333,13 +348,13 @@ impl Store {
         if !ends_inside(FRAME_HEADER_BYTES) {
             return Ok(false);
         }
-        let header = self.read_exact(position, FRAME_HEADER_BYTES, file_len)?;
+        let header = self.read_exact(position, FRAME_HEADER_BYTES, file_len, Wait::Disk)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4-byte slice"));
         let frame_len = FRAME_HEADER_BYTES + u64::from(len);
         if !ends_inside(frame_len) {
             return Ok(false);
         }
-        let frame = self.read_exact(position, frame_len, file_len)?;
+        let frame = self.read_exact(position, frame_len, file_len, Wait::Disk)?;
         Ok(matches!(decode_frame(&frame), FrameDecode::Complete { .. }))
     }
 
@@ -374,9 +389,18 @@ mod tests {
         let second = store.append_frames(&frames(&[b"world"])).unwrap();
         assert_eq!(first, 0);
         assert_eq!(second, 2 * FRAME_HEADER_BYTES + 5);
-        assert_eq!(store.read_record(0, None).unwrap(), &b"hello"[..]);
-        assert_eq!(store.read_record(13, Some(8)).unwrap(), &b""[..]);
-        assert_eq!(store.read_record(second, None).unwrap(), &b"world"[..]);
+        assert_eq!(
+            store.read_record(0, None, Wait::Disk).unwrap(),
+            &b"hello"[..]
+        );
+        assert_eq!(
+            store.read_record(13, Some(8), Wait::Disk).unwrap(),
+            &b""[..]
+        );
+        assert_eq!(
+            store.read_record(second, None, Wait::Disk).unwrap(),
+            &b"world"[..]
+        );
         assert_eq!(store.size(), 3 * FRAME_HEADER_BYTES + 10);
     }
 
@@ -390,7 +414,7 @@ mod tests {
             .unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.size(), FRAME_HEADER_BYTES + 3);
-        assert_eq!(store.read_record(0, None).unwrap(), &b"abc"[..]);
+        assert_eq!(store.read_record(0, None, Wait::Disk).unwrap(), &b"abc"[..]);
     }
 
     #[test]
@@ -400,14 +424,14 @@ mod tests {
         let store = Store::open(&path).unwrap();
         store.append_frames(&frames(&[b"abcdef"])).unwrap();
         store.file.write_all_at(b"X", 10).unwrap();
-        let err = store.read_record(0, None).unwrap_err();
+        let err = store.read_record(0, None, Wait::Disk).unwrap_err();
         assert!(
             matches!(err, LogError::Corruption { position: 0, .. }),
             "{err}"
         );
-        let err = store.read_record(0, Some(9)).unwrap_err();
+        let err = store.read_record(0, Some(9), Wait::Disk).unwrap_err();
         assert!(matches!(err, LogError::Corruption { .. }), "{err}");
-        let err = store.read_record(4, None).unwrap_err();
+        let err = store.read_record(4, None, Wait::Disk).unwrap_err();
         assert!(matches!(err, LogError::Corruption { .. }), "{err}");
     }
 

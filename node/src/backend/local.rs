@@ -19,8 +19,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
+    read_off_worker,
 };
 use crate::metrics::Metrics;
+
+/// The record stored at `offset`, with its offset set.
+fn decode_at(offset: u64, bytes: bytes::Bytes) -> Result<Record, BackendError> {
+    let mut record = Record::decode(bytes).map_err(|e| {
+        BackendError::Storage(format!("record at offset {offset} does not decode: {e}"))
+    })?;
+    record.offset = offset;
+    Ok(record)
+}
 
 /// Limits of one group commit.
 #[derive(Debug, Clone)]
@@ -147,17 +157,27 @@ impl LogBackend for LocalBackend {
         })
     }
 
-    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+    fn read(&self, offset: u64) -> BackendFuture<'_, Record> {
         let next = *self.committed.borrow();
-        if offset >= next {
-            return Err(BackendError::OffsetPastEnd { offset, next });
-        }
-        let bytes = self.log.read(offset)?;
-        let mut record = Record::decode(bytes).map_err(|e| {
-            BackendError::Storage(format!("record at offset {offset} does not decode: {e}"))
-        })?;
-        record.offset = offset;
-        Ok(record)
+        let log = Arc::clone(&self.log);
+        Box::pin(async move {
+            if offset >= next {
+                return Err(BackendError::OffsetPastEnd { offset, next });
+            }
+            let bytes = read_off_worker(move |wait| log.read_with(offset, wait)).await?;
+            decode_at(offset, bytes)
+        })
+    }
+
+    fn read_run(&self, from: u64, max_bytes: u64) -> BackendFuture<'_, Vec<Record>> {
+        let end = *self.committed.borrow();
+        let log = Arc::clone(&self.log);
+        Box::pin(async move {
+            let run = read_off_worker(move |wait| log.read_run(from, end, max_bytes, wait)).await?;
+            run.into_iter()
+                .map(|(offset, bytes)| decode_at(offset, bytes))
+                .collect()
+        })
     }
 
     fn bounds(&self, _consistency: Consistency) -> BackendFuture<'_, LogBounds> {
@@ -400,12 +420,12 @@ mod tests {
         let bounds = backend.bounds(Consistency::Local).await.unwrap();
         assert_eq!((bounds.lowest, bounds.next), (0, 100));
         // Both records of one request are adjacent and carry their offsets.
-        let a = backend.read(10).unwrap();
-        let b = backend.read(11).unwrap();
+        let a = backend.read(10).await.unwrap();
+        let b = backend.read(11).await.unwrap();
         assert_eq!((a.offset, b.offset), (10, 11));
         assert_eq!(a.value, b.value);
         assert!(matches!(
-            backend.read(100),
+            backend.read(100).await,
             Err(BackendError::OffsetPastEnd {
                 offset: 100,
                 next: 100
@@ -428,7 +448,10 @@ mod tests {
             Err(BackendError::RecordTooLarge { max: 64, .. })
         ));
         assert_eq!(small.count, 1);
-        assert_eq!(&backend.read(small.first_offset).unwrap().value[..], b"ok");
+        assert_eq!(
+            &backend.read(small.first_offset).await.unwrap().value[..],
+            b"ok"
+        );
         assert!(matches!(
             backend.append(Vec::new()).await,
             Err(BackendError::InvalidArgument(_))
@@ -448,8 +471,8 @@ mod tests {
         ));
         drop(backend);
         let reopened = open(dir.path(), 1024);
-        assert_eq!(&reopened.read(0).unwrap().value[..], b"kept");
-        assert!(reopened.read(1).is_err());
+        assert_eq!(&reopened.read(0).await.unwrap().value[..], b"kept");
+        assert!(reopened.read(1).await.is_err());
         reopened.shutdown().await.unwrap();
     }
 }

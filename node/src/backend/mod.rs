@@ -6,12 +6,14 @@
 //! book. Errors are [`BackendError`]s; `crate::server::status` maps them to gRPC codes.
 
 mod local;
+mod read;
 
 use futures::future::BoxFuture;
 use proglog_proto::log::v1::{Record, Server};
 use tokio::sync::watch;
 
 pub use local::{GroupCommitConfig, LocalBackend};
+pub use read::read_off_worker;
 
 /// Where a batch of appended records landed: offsets `first_offset .. first_offset + count`.
 /// (Serializable: it is also what applying a Raft entry answers, `raft::types::ProduceApplied`.)
@@ -119,8 +121,15 @@ pub trait LogBackend: Send + Sync + std::fmt::Debug + 'static {
     /// in the given order; their `offset` fields are overwritten.
     fn append(&self, records: Vec<Record>) -> BackendFuture<'_, Appended>;
 
-    /// Reads one committed record.
-    fn read(&self, offset: u64) -> Result<Record, BackendError>;
+    /// Reads one committed record. Never waits for the disk on the calling thread: a record
+    /// that is not in memory is read on a blocking thread ([`read_off_worker`]).
+    fn read(&self, offset: u64) -> BackendFuture<'_, Record>;
+
+    /// Committed records from `from` on, in one positional read of at most `max_bytes` of stored
+    /// frames (more if the first record alone is larger) and within one segment: at least one
+    /// record when `from` is below the committed end, none when it is the end. Waits for the
+    /// disk only on a blocking thread, like [`LogBackend::read`].
+    fn read_run(&self, from: u64, max_bytes: u64) -> BackendFuture<'_, Vec<Record>>;
 
     /// The committed bounds of the log.
     fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds>;

@@ -12,6 +12,7 @@ use super::node::RaftNode;
 use super::state_machine::decode_record;
 use crate::backend::{
     Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
+    read_off_worker,
 };
 
 /// [`LogBackend`] over a Raft node: produces go through Raft, reads come from the local
@@ -43,9 +44,25 @@ impl LogBackend for RaftBackend {
         })
     }
 
-    fn read(&self, offset: u64) -> Result<Record, BackendError> {
-        let bytes = self.node.user_log().read_applied(offset)?;
-        decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
+    fn read(&self, offset: u64) -> BackendFuture<'_, Record> {
+        let user = Arc::clone(self.node.user_log());
+        Box::pin(async move {
+            let bytes = read_off_worker(move |wait| user.read_applied(offset, wait)).await?;
+            decode_record(&bytes).map_err(|e| BackendError::Storage(e.to_string()))
+        })
+    }
+
+    fn read_run(&self, from: u64, max_bytes: u64) -> BackendFuture<'_, Vec<Record>> {
+        let user = Arc::clone(self.node.user_log());
+        Box::pin(async move {
+            let run =
+                read_off_worker(move |wait| user.read_applied_run(from, max_bytes, wait)).await?;
+            run.iter()
+                .map(|(_, bytes)| {
+                    decode_record(bytes).map_err(|e| BackendError::Storage(e.to_string()))
+                })
+                .collect()
+        })
     }
 
     fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {

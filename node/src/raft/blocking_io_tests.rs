@@ -93,3 +93,56 @@ async fn raft_storage_does_no_fsync_on_the_runtime_thread() {
     assert_eq!(sm.user_log().applied_end(), 24);
     assert!(sm.user_log().log().segments().len() > 2, "segments rolled");
 }
+
+/// Replicating to a follower that fell behind reads entries the tail cache no longer holds;
+/// those file reads must run on blocking threads too, or one lagging follower stalls the
+/// leader's runtime thread (with one worker per node: the whole leader) on the disk.
+#[tokio::test(flavor = "current_thread")]
+async fn raft_log_reads_past_the_tail_cache_run_off_the_runtime_thread() {
+    use openraft::storage::RaftLogReader;
+    use proglog_log::durable_fs::hook::{disk_reads_on, disk_reads_under};
+
+    let runtime_thread = std::thread::current().id();
+    let dir = tempfile::tempdir().unwrap();
+    let raft_dir = dir.path().join("raft");
+    let open = |raft_dir: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            crate::raft::storage_pair::open_storage(
+                &raft_dir,
+                tiny_segments(),
+                tiny_segments(),
+                std::sync::Arc::new(crate::metrics::Metrics::new()),
+            )
+            .unwrap()
+        })
+    };
+    let (mut store, sm) = open(raft_dir.clone()).await.unwrap();
+    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    store
+        .append((1..=12).map(|i| entry(1, i)), IOFlushed::noop())
+        .await
+        .unwrap();
+    drop((store, sm));
+    // Reopened: the tail cache starts empty, so every entry comes from the files.
+    let (mut store, _sm) = open(raft_dir).await.unwrap();
+    let before = disk_reads_under(dir.path());
+    let entries = store
+        .get_log_reader()
+        .await
+        .try_get_log_entries(2..9)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+        (2..9).collect::<Vec<_>>()
+    );
+    let on_runtime = disk_reads_on(dir.path(), runtime_thread);
+    assert!(
+        on_runtime.is_empty(),
+        "disk reads on the runtime's thread: {on_runtime:?}"
+    );
+    assert!(
+        disk_reads_under(dir.path()) > before,
+        "the entries were read from the files"
+    );
+}

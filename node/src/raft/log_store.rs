@@ -279,13 +279,27 @@ fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
     (start, end)
 }
 
+/// Entries in `range`: from the tail cache in place when it holds them all (what replicating
+/// to a follower that keeps up reads), else from the files on a blocking thread, so a lagging
+/// follower never makes an async worker wait for the disk.
+async fn read_entries(shared: &Arc<Shared>, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+    if let Some(cached) = shared.read_range_cached(start, end) {
+        return Ok(cached?);
+    }
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || shared.read_range(start, end))
+        .await
+        .map_err(|e| io::Error::other(format!("raft log read task failed: {e}")))?
+        .map_err(io::Error::from)
+}
+
 impl RaftLogReader<TypeConfig> for RaftLogStoreReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_bounds(&range);
-        Ok(self.shared.read_range(start, end)?)
+        read_entries(&self.shared, start, end).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -299,7 +313,7 @@ impl RaftLogReader<TypeConfig> for RaftLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_bounds(&range);
-        Ok(self.shared.read_range(start, end)?)
+        read_entries(&self.shared, start, end).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {

@@ -244,7 +244,10 @@ async fn installing_a_snapshot_of_an_entry_the_raft_log_holds_keeps_the_later_re
     assert_eq!(sm.user_log().applied_end(), 12);
     assert_eq!(sm.user_log().log().next_offset(), 12);
     let term = |offset| {
-        let bytes = sm.user_log().read_applied(offset).unwrap();
+        let bytes = sm
+            .user_log()
+            .read_applied(offset, proglog_log::Wait::Disk)
+            .unwrap();
         super::state_machine::decode_record(&bytes).unwrap().term
     };
     assert_eq!((term(0), term(11)), (2, 2), "the snapshot's records");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
-use proglog_log::{Log, LogConfig, LogError};
+use proglog_log::{Log, LogConfig, LogError, Wait};
 use tokio::sync::watch;
 
 use super::error::RaftStoreError;
@@ -86,12 +86,23 @@ impl UserLog {
 
     /// The record at `offset` if it was applied: past the applied end the log may hold records
     /// that are not committed, and those are reported as past the end.
-    pub fn read_applied(&self, offset: u64) -> Result<Bytes, LogError> {
+    pub fn read_applied(&self, offset: u64, wait: Wait) -> Result<Bytes, LogError> {
         let next = self.applied_end();
         if offset >= next {
             return Err(LogError::OffsetPastEnd { offset, next });
         }
-        self.log.read(offset)
+        self.log.read_with(offset, wait)
+    }
+
+    /// Applied records from `from` on, in one read of at most `max_bytes` ([`Log::read_run`]
+    /// below the applied end).
+    pub fn read_applied_run(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        wait: Wait,
+    ) -> Result<Vec<(u64, Bytes)>, LogError> {
+        self.log.read_run(from, self.applied_end(), max_bytes, wait)
     }
 }
 
@@ -107,16 +118,16 @@ mod tests {
             .append_batch(&[b"a".as_slice(), b"b", b"c"])
             .unwrap();
         assert!(matches!(
-            user.read_applied(0),
+            user.read_applied(0, Wait::Disk),
             Err(LogError::OffsetPastEnd { offset: 0, next: 0 })
         ));
         let mut watch = user.subscribe();
         user.publish_applied(2);
         assert!(watch.has_changed().unwrap());
         assert_eq!(*watch.borrow_and_update(), 2);
-        assert_eq!(user.read_applied(1).unwrap().as_ref(), b"b");
+        assert_eq!(user.read_applied(1, Wait::Disk).unwrap().as_ref(), b"b");
         assert!(matches!(
-            user.read_applied(2),
+            user.read_applied(2, Wait::Disk),
             Err(LogError::OffsetPastEnd { offset: 2, next: 2 })
         ));
         user.publish_applied(2);

@@ -13,7 +13,7 @@ use proglog_cli::dev_ca::write_dev_certs;
 use proglog_log::LogConfig;
 use proglog_node::acl::Acl;
 use proglog_node::backend::{
-    Appended, BackendError, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
+    Appended, BackendFuture, Consistency, LogBackend, LogBounds, QueuedAppend,
 };
 use proglog_node::metrics::Metrics;
 use proglog_node::raft::{AdminService, RaftBackend, RaftNode, RaftNodeConfig, RaftService};
@@ -339,7 +339,10 @@ impl TestCluster {
     pub fn records(&self, i: usize) -> Vec<Bytes> {
         let log = self.node(i).user_log();
         (log.log().lowest_offset()..log.applied_end())
-            .map(|o| log.read_applied(o).expect("read record"))
+            .map(|o| {
+                log.read_applied(o, proglog_log::Wait::Disk)
+                    .expect("read record")
+            })
             .collect()
     }
 }
@@ -418,8 +421,12 @@ impl LogBackend for ServedRaftBackend {
         self.0.append(records)
     }
 
-    fn read(&self, offset: u64) -> Result<Record, BackendError> {
+    fn read(&self, offset: u64) -> BackendFuture<'_, Record> {
         self.0.read(offset)
+    }
+
+    fn read_run(&self, from: u64, max_bytes: u64) -> BackendFuture<'_, Vec<Record>> {
+        self.0.read_run(from, max_bytes)
     }
 
     fn bounds(&self, consistency: Consistency) -> BackendFuture<'_, LogBounds> {

@@ -14,6 +14,24 @@ use super::super::types::{Entry, LogId};
 use super::{RaftLogStoreReader, Shared, TAIL_CACHE_BYTES};
 
 impl Shared {
+    /// Entries `start .. end` (clamped to what the log holds) if the tail cache holds them all:
+    /// no file read, so an async task may call it. `None` when any must come from the files.
+    pub(super) fn read_range_cached(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Option<Result<Vec<Entry>, RaftStoreError>> {
+        let start = start.max(self.first_readable());
+        let end = end.min(self.log.next_offset());
+        let cached: Option<Vec<Bytes>> = {
+            let tail = self.tail.lock();
+            (start..end).map(|index| tail.get(index)).collect()
+        };
+        cached.map(|encoded| encoded.iter().map(codec::decode_entry).collect())
+    }
+
+    /// Entries `start .. end` (clamped to what the log holds), from the tail cache or the files
+    /// (blocking: call on a blocking thread).
     pub(super) fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>, RaftStoreError> {
         let start = start.max(self.first_readable());
         let end = end.min(self.log.next_offset());
