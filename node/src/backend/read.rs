@@ -8,9 +8,11 @@
 
 use proglog_log::{LogError, Wait};
 
+use super::BackendError;
+
 /// Runs `read` memory-only here, and again allowed to wait for the disk on a blocking thread
 /// when that is refused.
-pub async fn read_off_worker<T, F>(read: F) -> Result<T, LogError>
+pub async fn read_off_worker<T, F>(read: F) -> Result<T, BackendError>
 where
     T: Send + 'static,
     F: Fn(Wait) -> Result<T, LogError> + Send + 'static,
@@ -18,13 +20,9 @@ where
     match read(Wait::MemoryOnly) {
         Err(LogError::NotInMemory) => tokio::task::spawn_blocking(move || read(Wait::Disk))
             .await
-            .unwrap_or_else(|e| {
-                Err(LogError::Io {
-                    path: std::path::PathBuf::new(),
-                    source: std::io::Error::other(format!("the blocking read failed: {e}")),
-                })
-            }),
-        other => other,
+            .map_err(|e| BackendError::Storage(format!("the blocking read task failed: {e}")))?
+            .map_err(BackendError::from),
+        other => other.map_err(BackendError::from),
     }
 }
 

@@ -12,6 +12,12 @@
 //! produce that finds the queue empty and a free slot is submitted at once from its own task,
 //! so latency at low load does not change.
 //!
+//! A second submission starts beside a running one only when it is large ([`InFlight`]'s
+//! `overlap_bytes`): a small one waits for the running one to finish and gathers what arrives
+//! meanwhile. Per-submission costs (a Raft entry's message, fsync and AppendEntries on three
+//! nodes) dominate small batches, so merging saves more than overlapping gains; large ones are
+//! bound by bytes (disk, copies), where keeping the disk busy with the next batch pays.
+//!
 //! Records keep their order inside a submission and each caller gets the offsets of its own
 //! records. Produces in flight together have no order between them, which is all a client can
 //! rely on. (A ProduceStream orders its own appends: on the leader they bypass the batcher
@@ -53,6 +59,25 @@ pub trait Submit: Clone + Send + Sync + 'static {
     }
 }
 
+/// How many submissions run at once, and when more than one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Most submissions running at once.
+    pub max: usize,
+    /// A submission of fewer bytes waits until no other runs (0: never waits).
+    pub overlap_bytes: usize,
+}
+
+impl InFlight {
+    /// Up to `max` submissions at once, whatever their size.
+    pub fn always(max: usize) -> Self {
+        Self {
+            max,
+            overlap_bytes: 0,
+        }
+    }
+}
+
 struct Pending<E> {
     records: Vec<Record>,
     bytes: usize,
@@ -65,6 +90,7 @@ pub struct Batcher<S: Submit> {
     queue: mpsc::Sender<Pending<S::Error>>,
     submitter: S,
     in_flight: Arc<Semaphore>,
+    policy: InFlight,
 }
 
 impl<S: Submit> std::fmt::Debug for Batcher<S> {
@@ -77,28 +103,37 @@ impl<S: Submit> std::fmt::Debug for Batcher<S> {
 
 impl<S: Submit> Batcher<S> {
     /// Starts the batching task. It ends when the last `Batcher` clone is dropped.
-    pub fn start(submitter: S, max_in_flight: usize) -> Self {
+    pub fn start(submitter: S, policy: InFlight) -> Self {
         let (queue, incoming) = mpsc::channel(QUEUE_LEN);
-        let in_flight = Arc::new(Semaphore::new(max_in_flight));
-        tokio::spawn(batch_loop(submitter.clone(), incoming, in_flight.clone()));
+        let in_flight = Arc::new(Semaphore::new(policy.max));
+        tokio::spawn(batch_loop(
+            submitter.clone(),
+            incoming,
+            in_flight.clone(),
+            policy,
+        ));
         Self {
             queue,
             submitter,
             in_flight,
+            policy,
         }
     }
 
     /// Commits `records` as part of the next submission; resolves once it is committed, with
     /// where these records landed.
     pub async fn propose(&self, records: Vec<Record>) -> Result<ProduceApplied, S::Error> {
-        // Nothing waiting and a free slot: submit from this task, which saves the hand-offs to
-        // the batching task and back (a large part of an idle node's latency).
+        let bytes = records.iter().map(|r| r.value.len() + 16).sum();
+        // Nothing waiting and a free slot (for a small produce: nothing running): submit from
+        // this task, which saves the hand-offs to the batching task and back (a large part of
+        // an idle node's latency).
         if self.queue.capacity() == self.queue.max_capacity()
+            && (bytes >= self.policy.overlap_bytes
+                || self.in_flight.available_permits() == self.policy.max)
             && let Ok(_permit) = self.in_flight.clone().try_acquire_owned()
         {
             return self.submitter.submit(records).await;
         }
-        let bytes = records.iter().map(|r| r.value.len() + 16).sum();
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             records,
@@ -114,10 +149,31 @@ impl<S: Submit> Batcher<S> {
     }
 }
 
+/// Produces gathered for one submission.
+struct Gathered<E> {
+    pending: Vec<Pending<E>>,
+    bytes: usize,
+}
+
+impl<E> Gathered<E> {
+    /// Adds `next`, or leaves it in `carried` for the next submission when it would pass the
+    /// byte cap; false then.
+    fn add(&mut self, next: Pending<E>, carried: &mut Option<Pending<E>>) -> bool {
+        if self.bytes + next.bytes > MAX_BATCH_BYTES {
+            *carried = Some(next);
+            return false;
+        }
+        self.bytes += next.bytes;
+        self.pending.push(next);
+        true
+    }
+}
+
 async fn batch_loop<S: Submit>(
     submitter: S,
     mut incoming: mpsc::Receiver<Pending<S::Error>>,
     in_flight: Arc<Semaphore>,
+    policy: InFlight,
 ) {
     let mut carried: Option<Pending<S::Error>> = None;
     loop {
@@ -132,21 +188,53 @@ async fn batch_loop<S: Submit>(
                 None => return,
             },
         };
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
+        let mut batch = Gathered {
+            bytes: first.bytes,
+            pending: vec![first],
+        };
         while let Ok(next) = incoming.try_recv() {
-            if bytes + next.bytes > MAX_BATCH_BYTES {
-                carried = Some(next);
+            if !batch.add(next, &mut carried) {
                 break;
             }
-            bytes += next.bytes;
-            batch.push(next);
+        }
+        if batch.bytes < policy.overlap_bytes && carried.is_none() {
+            gather_while_others_run(&mut batch, &mut incoming, &mut carried, &in_flight, policy)
+                .await;
         }
         let submitter = submitter.clone();
         tokio::spawn(async move {
-            submit_batch(&submitter, batch).await;
+            submit_batch(&submitter, batch.pending).await;
             drop(permit);
         });
+    }
+}
+
+/// Holds a small batch back while other submissions run, adding what arrives meanwhile; returns
+/// once none runs, the batch reached `overlap_bytes` or the byte cap, or the queue closed. The
+/// caller holds one slot, so "none runs" is holding all the others.
+async fn gather_while_others_run<E>(
+    batch: &mut Gathered<E>,
+    incoming: &mut mpsc::Receiver<Pending<E>>,
+    carried: &mut Option<Pending<E>>,
+    in_flight: &Semaphore,
+    policy: InFlight,
+) {
+    let others = u32::try_from(policy.max.saturating_sub(1)).unwrap_or(u32::MAX);
+    let idle = in_flight.acquire_many(others);
+    tokio::pin!(idle);
+    while batch.bytes < policy.overlap_bytes {
+        tokio::select! {
+            biased;
+            _ = &mut idle => return,
+            next = incoming.recv() => match next {
+                Some(next) => {
+                    if !batch.add(next, carried) {
+                        return;
+                    }
+                }
+                None => return,
+            },
+        }
     }
 }
 
@@ -182,211 +270,5 @@ async fn submit_batch<S: Submit>(submitter: &S, mut batch: Vec<Pending<S::Error>
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-    use bytes::Bytes;
-    use tokio::sync::Notify;
-
-    use super::*;
-
-    /// Hands out offsets like a log; fails batches holding a record "fail"; holds the first
-    /// submission until `gate` opens, so the produces behind it queue up.
-    #[derive(Clone, Default)]
-    struct FakeLog {
-        next: Arc<AtomicU64>,
-        batches: Arc<Mutex<Vec<Vec<Bytes>>>>,
-        running: Arc<AtomicUsize>,
-        most_running: Arc<AtomicUsize>,
-        gate: Arc<Notify>,
-        gated: bool,
-    }
-
-    impl Submit for FakeLog {
-        type Error = String;
-
-        async fn submit(&self, records: Vec<Record>) -> Result<ProduceApplied, String> {
-            let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_running.fetch_max(running, Ordering::SeqCst);
-            let first_batch = {
-                let mut batches = self.batches.lock().unwrap();
-                batches.push(records.iter().map(|r| r.value.clone()).collect());
-                batches.len() == 1
-            };
-            if self.gated && first_batch {
-                self.gate.notified().await;
-            } else {
-                tokio::task::yield_now().await;
-            }
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            if records.iter().any(|r| r.value == "fail") {
-                return Err("batch failed".into());
-            }
-            let count = records.len() as u64;
-            let first_offset = self.next.fetch_add(count, Ordering::SeqCst);
-            Ok(ProduceApplied {
-                first_offset,
-                count,
-            })
-        }
-
-        fn stopped(&self) -> String {
-            "stopped".into()
-        }
-    }
-
-    fn records(values: &[&str]) -> Vec<Record> {
-        values
-            .iter()
-            .map(|v| Record {
-                value: Bytes::copy_from_slice(v.as_bytes()),
-                ..Default::default()
-            })
-            .collect()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn queued_produces_share_a_submission_and_get_their_own_offsets() {
-        let log = FakeLog {
-            gated: true,
-            ..FakeLog::default()
-        };
-        let batcher = Batcher::start(log.clone(), 1);
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let batcher = batcher.clone();
-            let values = vec![format!("p{i}-a"), format!("p{i}-b")];
-            tasks.push(tokio::spawn(async move {
-                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-                let applied = batcher.propose(records(&refs)).await.unwrap();
-                (values, applied)
-            }));
-        }
-        // Let every produce reach the held first submission or the queue behind it, then release
-        // it. The first submission may already hold several produces (the batch loop drains what
-        // was queued when it woke), so count both: waiting for 49 queued could wait forever.
-        loop {
-            let held = log
-                .batches
-                .lock()
-                .unwrap()
-                .first()
-                .map_or(0, |b| b.len() / 2);
-            let queued = batcher.queue.max_capacity() - batcher.queue.capacity();
-            if held + queued == 50 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        log.gate.notify_one();
-        let mut by_offset = std::collections::BTreeMap::new();
-        for task in tasks {
-            let (values, applied) = task.await.unwrap();
-            assert_eq!(applied.count, 2);
-            by_offset.insert(applied.first_offset, values[0].clone());
-            by_offset.insert(applied.first_offset + 1, values[1].clone());
-        }
-        assert_eq!(by_offset.len(), 100, "offsets were given twice");
-        // Each produce's offsets point at its own records in what was submitted.
-        let submitted: Vec<Bytes> = log.batches.lock().unwrap().concat();
-        for (offset, value) in &by_offset {
-            assert_eq!(submitted[*offset as usize], value.as_bytes());
-        }
-        let batches = log.batches.lock().unwrap().len();
-        assert!(
-            (1..=2).contains(&batches),
-            "{batches} submissions: want the held one, then (if any were left) one for the rest"
-        );
-        assert_eq!(log.most_running.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn submissions_in_flight_never_exceed_the_limit() {
-        let log = FakeLog::default();
-        let batcher = Batcher::start(log.clone(), 2);
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.propose(records(&[&format!("{i}")])).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        assert!(log.most_running.load(Ordering::SeqCst) <= 2);
-        assert_eq!(log.next.load(Ordering::SeqCst), 200);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_submission_fails_every_produce_in_it_and_no_other() {
-        let log = FakeLog {
-            gated: true,
-            ..FakeLog::default()
-        };
-        let batcher = Batcher::start(log.clone(), 1);
-        let first = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.propose(records(&["alone"])).await }
-        });
-        while log.batches.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        // Both queue behind the held submission, so they share the next one, which fails.
-        let queued: Vec<_> = ["ok", "fail"]
-            .into_iter()
-            .map(|v| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.propose(records(&[v])).await })
-            })
-            .collect();
-        while batcher.queue.max_capacity() - batcher.queue.capacity() < 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        log.gate.notify_one();
-        assert!(first.await.unwrap().is_ok());
-        for task in queued {
-            assert_eq!(task.await.unwrap(), Err("batch failed".to_string()));
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_stay_under_the_byte_cap_but_a_large_produce_goes_alone() {
-        let log = FakeLog {
-            gated: true,
-            ..FakeLog::default()
-        };
-        let batcher = Batcher::start(log.clone(), 1);
-        let big = "x".repeat(MAX_BATCH_BYTES / 2);
-        let huge = "y".repeat(MAX_BATCH_BYTES + 1);
-        let mut tasks = vec![tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.propose(records(&["held"])).await }
-        })];
-        while log.batches.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        for value in [big.clone(), big.clone(), big, huge] {
-            let batcher = batcher.clone();
-            tasks.push(tokio::spawn(async move {
-                batcher.propose(records(&[&value])).await
-            }));
-        }
-        while batcher.queue.max_capacity() - batcher.queue.capacity() < 4 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        log.gate.notify_one();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        for batch in log.batches.lock().unwrap().iter() {
-            let bytes: usize = batch.iter().map(Bytes::len).sum();
-            assert!(
-                bytes <= MAX_BATCH_BYTES || batch.len() == 1,
-                "a batch of {} produces holds {bytes} bytes",
-                batch.len()
-            );
-        }
-        assert!(log.batches.lock().unwrap().len() >= 4);
-    }
-}
+#[path = "batcher_tests.rs"]
+mod tests;

@@ -18,7 +18,7 @@ use openraft::{BasicNode, ServerState};
 use proglog_log::LogConfig;
 use proglog_proto::log::v1::{Record, Server};
 
-use super::batcher::Batcher;
+use super::batcher::{Batcher, InFlight};
 use super::error::RaftStoreError;
 use super::fatal::CoreState;
 use super::forwarding::{ForwardProduces, forward_produce, no_leader_error, not_leader_error};
@@ -151,7 +151,10 @@ impl RaftNode {
             identity,
             advertise_addr: config.advertise_addr,
             proposer: start_proposer(raft.clone(), config.metrics.clone()),
-            forwarder: Batcher::start(ForwardProduces::new(node.clone()), FORWARDS_IN_FLIGHT),
+            forwarder: Batcher::start(
+                ForwardProduces::new(node.clone()),
+                InFlight::always(FORWARDS_IN_FLIGHT),
+            ),
             prometheus: config.metrics,
             raft,
             state_machine,
