@@ -47,36 +47,3 @@ pub(crate) fn read_exact_in_memory(file: &File, buf: &mut [u8], position: u64) -
         Err(errno) => Err(errno.into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    /// The kernel's own behaviour, on the file system the tests run on: a page dropped from the
-    /// cache is refused, and read again once a blocking read brought it back.
-    #[test]
-    fn a_page_not_in_the_cache_is_refused_not_waited_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
-        let mut file = File::create(&path).unwrap();
-        file.write_all(&vec![7u8; 64 * 1024]).unwrap();
-        crate::durable_fs::sync_file_all(&file, &path).unwrap();
-        let file = File::open(&path).unwrap();
-        let mut buf = vec![0u8; 4096];
-        if !read_exact_in_memory(&file, &mut buf, 0).unwrap() {
-            eprintln!("skipped: this file system does not answer RWF_NOWAIT reads");
-            return;
-        }
-        assert_eq!(buf, vec![7u8; 4096]);
-        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-        if read_exact_in_memory(&file, &mut buf, 8192).unwrap() {
-            eprintln!("skipped: this file system keeps clean pages after POSIX_FADV_DONTNEED");
-            return;
-        }
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 8192).unwrap();
-        assert!(read_exact_in_memory(&file, &mut buf, 8192).unwrap());
-        assert_eq!(buf, vec![7u8; 4096]);
-    }
-}

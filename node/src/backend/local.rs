@@ -83,6 +83,20 @@ impl std::fmt::Debug for WriterMsg {
 }
 
 impl LocalBackend {
+    /// A node's log in `dir` with default settings (tests).
+    #[cfg(test)]
+    pub(crate) fn open_default(dir: &Path) -> Self {
+        Self::open(
+            dir,
+            LogConfig::default(),
+            GroupCommitConfig::default(),
+            Arc::new(Metrics::new()),
+            "proglog-0".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        )
+        .expect("open the log")
+    }
+
     /// Opens (recovering if needed) the log in `dir` and starts the writer thread.
     ///
     /// `id` and `rpc_addr` are what `GetServers` reports for this node.

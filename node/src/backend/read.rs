@@ -28,13 +28,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use proglog_log::durable_fs::hook::{disk_reads_on, disk_reads_under, drop_from_memory};
     use proglog_proto::log::v1::Record;
 
-    use crate::backend::{GroupCommitConfig, LocalBackend, LogBackend};
-    use crate::metrics::Metrics;
+    use crate::backend::{LocalBackend, LogBackend};
 
     /// A consumer catching up on records the page cache dropped: the reads go to the disk on a
     /// blocking thread, never on the runtime's own (on a current-thread runtime every task runs
@@ -43,15 +40,7 @@ mod tests {
     async fn reads_of_records_not_in_memory_run_off_the_runtime_thread() {
         let runtime_thread = std::thread::current().id();
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(
-            dir.path(),
-            proglog_log::LogConfig::default(),
-            GroupCommitConfig::default(),
-            Arc::new(Metrics::new()),
-            "proglog-0".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        )
-        .unwrap();
+        let backend = LocalBackend::open_default(dir.path());
         let records = (0..50u8)
             .map(|i| Record {
                 value: vec![i; 100].into(),

@@ -207,6 +207,21 @@ async fn batches_stay_under_the_byte_cap_but_a_large_produce_goes_alone() {
     }
     assert!(log.batches.lock().unwrap().len() >= 4);
 }
+/// A gated log behind a batcher with two slots, the second for submissions of at least
+/// `overlap_bytes`.
+fn two_in_flight_overlapping_from(overlap_bytes: usize) -> (FakeLog, Batcher<FakeLog>) {
+    let log = FakeLog {
+        gated: true,
+        ..FakeLog::default()
+    };
+    let policy = InFlight {
+        max: 2,
+        overlap_bytes,
+    };
+    let batcher = Batcher::start(log.clone(), policy);
+    (log, batcher)
+}
+
 /// Waits until `log` has seen `n` submissions.
 async fn submissions(log: &FakeLog, n: usize) {
     while log.batches.lock().unwrap().len() < n {
@@ -223,15 +238,7 @@ fn spawn_propose(batcher: &Batcher<FakeLog>, value: String) -> tokio::task::Join
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_batch_waits_for_the_running_one_and_takes_in_what_arrives_meanwhile() {
-    let log = FakeLog {
-        gated: true,
-        ..FakeLog::default()
-    };
-    let policy = InFlight {
-        max: 2,
-        overlap_bytes: 1000,
-    };
-    let batcher = Batcher::start(log.clone(), policy);
+    let (log, batcher) = two_in_flight_overlapping_from(1000);
     let mut tasks = vec![spawn_propose(&batcher, "held".into())];
     submissions(&log, 1).await;
     // Five small produces, one at a time: a free slot is there for each, but none may start
@@ -258,15 +265,7 @@ async fn a_small_batch_waits_for_the_running_one_and_takes_in_what_arrives_meanw
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_batch_runs_beside_the_running_one() {
-    let log = FakeLog {
-        gated: true,
-        ..FakeLog::default()
-    };
-    let policy = InFlight {
-        max: 2,
-        overlap_bytes: 1000,
-    };
-    let batcher = Batcher::start(log.clone(), policy);
+    let (log, batcher) = two_in_flight_overlapping_from(1000);
     let held = spawn_propose(&batcher, "held".into());
     submissions(&log, 1).await;
     // Several small produces that add up to more than `overlap_bytes` go too.

@@ -12,6 +12,8 @@ use proglog_log::LogConfig;
 use proglog_log::durable_fs::hook::{fsyncs_on, fsyncs_under};
 use proglog_proto::log::v1::Record;
 
+use super::log_store::RaftLogStore;
+use super::state_machine::UserLogStateMachine;
 use super::types::{Entry, LogId, ProduceBatch, Vote};
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -39,26 +41,28 @@ fn tiny_segments() -> LogConfig {
     }
 }
 
+/// Opens the Raft storage in `raft_dir` on a blocking thread: opening is recovery, which the node
+/// runs on one too (`RaftNode::start`).
+async fn open(raft_dir: std::path::PathBuf) -> (RaftLogStore, UserLogStateMachine) {
+    tokio::task::spawn_blocking(move || {
+        crate::raft::storage_pair::open_storage(
+            &raft_dir,
+            tiny_segments(),
+            tiny_segments(),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn raft_storage_does_no_fsync_on_the_runtime_thread() {
     let runtime_thread = std::thread::current().id();
     let dir = tempfile::tempdir().unwrap();
     let raft_dir = dir.path().join("raft");
-    // Opening is recovery: the node runs it on a blocking thread too (`RaftNode::start`).
-    let (mut store, mut sm) = tokio::task::spawn_blocking({
-        let raft_dir = raft_dir.clone();
-        move || {
-            crate::raft::storage_pair::open_storage(
-                &raft_dir,
-                tiny_segments(),
-                tiny_segments(),
-                std::sync::Arc::new(crate::metrics::Metrics::new()),
-            )
-            .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let (mut store, mut sm) = open(raft_dir.clone()).await;
 
     let after_open = fsyncs_under(dir.path());
     store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
@@ -105,18 +109,7 @@ async fn raft_log_reads_past_the_tail_cache_run_off_the_runtime_thread() {
     let runtime_thread = std::thread::current().id();
     let dir = tempfile::tempdir().unwrap();
     let raft_dir = dir.path().join("raft");
-    let open = |raft_dir: std::path::PathBuf| {
-        tokio::task::spawn_blocking(move || {
-            crate::raft::storage_pair::open_storage(
-                &raft_dir,
-                tiny_segments(),
-                tiny_segments(),
-                std::sync::Arc::new(crate::metrics::Metrics::new()),
-            )
-            .unwrap()
-        })
-    };
-    let (mut store, sm) = open(raft_dir.clone()).await.unwrap();
+    let (mut store, sm) = open(raft_dir.clone()).await;
     store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     store
         .append((1..=12).map(|i| entry(1, i)), IOFlushed::noop())
@@ -124,7 +117,7 @@ async fn raft_log_reads_past_the_tail_cache_run_off_the_runtime_thread() {
         .unwrap();
     drop((store, sm));
     // Reopened: the tail cache starts empty, so every entry comes from the files.
-    let (mut store, _sm) = open(raft_dir).await.unwrap();
+    let (mut store, _sm) = open(raft_dir).await;
     let before = disk_reads_under(dir.path());
     let entries = store
         .get_log_reader()

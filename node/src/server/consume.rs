@@ -259,19 +259,7 @@ mod tests {
     use proglog_proto::log::v1::Record;
 
     use super::*;
-    use crate::backend::{GroupCommitConfig, LocalBackend};
-
-    fn open(dir: &std::path::Path) -> LocalBackend {
-        LocalBackend::open(
-            dir,
-            proglog_log::LogConfig::default(),
-            GroupCommitConfig::default(),
-            Arc::new(Metrics::new()),
-            "proglog-0".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        )
-        .unwrap()
-    }
+    use crate::backend::LocalBackend;
 
     fn records(sizes: impl IntoIterator<Item = usize>) -> Vec<Record> {
         sizes
@@ -286,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_gives_each_response_a_permit_of_its_size_and_releases_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = open(dir.path());
+        let backend = LocalBackend::open_default(dir.path());
         backend.append(records([1000; 200])).await.unwrap();
         let budget = MemoryBudget::new(1 << 20);
 
@@ -322,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_stops_where_its_reservation_does_and_pays_a_large_first_record_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = open(dir.path());
+        let backend = LocalBackend::open_default(dir.path());
         // Empty records: 8 stored bytes each, about 10 on the wire.
         backend.append(records([0; 100])).await.unwrap();
         backend.append(records([4096])).await.unwrap();
@@ -356,15 +344,7 @@ mod tests {
     #[tokio::test]
     async fn a_response_is_paid_for_by_its_encoded_size() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(
-            dir.path(),
-            proglog_log::LogConfig::default(),
-            GroupCommitConfig::default(),
-            Arc::new(Metrics::new()),
-            "proglog-0".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        )
-        .unwrap();
+        let backend = LocalBackend::open_default(dir.path());
         let record = |n: usize| Record {
             value: vec![1u8; n].into(),
             ..Default::default()
