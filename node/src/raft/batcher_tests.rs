@@ -268,17 +268,20 @@ async fn a_large_batch_runs_beside_the_running_one() {
     let (log, batcher) = two_in_flight_overlapping_from(1000);
     let held = spawn_propose(&batcher, "held".into());
     submissions(&log, 1).await;
-    // Several small produces that add up to more than `overlap_bytes` go too.
+    // Small produces that add up to more than `overlap_bytes` (three of them are 948 bytes, so
+    // the batch waits for the fourth): one submission, which finishes while the first is held.
     let small: Vec<_> = (0..4)
         .map(|_| spawn_propose(&batcher, "s".repeat(300)))
         .collect();
-    let large = spawn_propose(&batcher, "l".repeat(2000));
-    // Both start while the first is held: the gate opens only after they did.
-    submissions(&log, 2).await;
-    large.await.unwrap();
     for task in small {
         task.await.unwrap();
     }
+    assert_eq!(log.batches.lock().unwrap().len(), 2);
+    // A large produce on its own goes too. (Sent after the small ones finished: sent among them,
+    // it could join a batch of two and leave the other two below the threshold, waiting for the
+    // held one, which this test releases only at the end.)
+    spawn_propose(&batcher, "l".repeat(2000)).await.unwrap();
+    assert_eq!(log.batches.lock().unwrap().len(), 3);
     assert_eq!(log.most_running.load(Ordering::SeqCst), 2);
     log.gate.notify_one();
     held.await.unwrap();
