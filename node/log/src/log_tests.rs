@@ -8,7 +8,8 @@ use super::*;
 const FRAME: u64 = 8;
 const ENTRY: u64 = 12;
 
-fn small_config() -> LogConfig {
+/// Segments of ten small records (also used by `read_tests`).
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         max_store_bytes: 1024,
         max_index_bytes: 10 * ENTRY,
@@ -16,7 +17,7 @@ fn small_config() -> LogConfig {
     }
 }
 
-fn record(i: u64) -> Vec<u8> {
+pub(super) fn record(i: u64) -> Vec<u8> {
     format!("record-{i}").into_bytes()
 }
 

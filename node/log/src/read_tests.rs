@@ -2,19 +2,8 @@
 //! refuse instead of waiting for the disk (see `in_memory`).
 
 use super::durable_fs::hook::{disk_reads_under, drop_from_memory};
+use super::log_tests::{record, small_config as small_segments};
 use super::*;
-
-fn small_segments() -> LogConfig {
-    LogConfig {
-        max_store_bytes: 1024,
-        max_index_bytes: 10 * 12,
-        ..LogConfig::default()
-    }
-}
-
-fn record(i: u64) -> Vec<u8> {
-    format!("record-{i}").into_bytes()
-}
 
 #[test]
 fn a_run_stops_at_its_bound_its_byte_budget_and_its_segment() {
