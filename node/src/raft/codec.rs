@@ -6,10 +6,10 @@ use bytes::Bytes;
 use openraft::EntryPayload;
 use openraft::impls::leader_id_adv::LeaderId;
 use proglog_proto::limits;
-use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
 use prost::Message;
 
 use super::error::RaftStoreError;
+use super::produce_batch::record_slices;
 use super::types::{Entry, LogId, ProduceBatch};
 use crate::backend::BackendError;
 
@@ -85,23 +85,30 @@ pub fn batch_record_messages(
     log_id: &LogId,
     batch: &ProduceBatch,
 ) -> Result<Vec<Bytes>, RaftStoreError> {
-    let entry_encoding = batch.entry_bytes.as_ref().filter(|encoded| {
+    let carries_its_encoding = batch.entry_bytes().is_some_and(|encoded| {
         encoded.first() == Some(&KIND_NORMAL)
             && decode_log_id(encoded).is_ok_and(|id| id == *log_id)
     });
-    match entry_encoding {
-        Some(encoded) => record_messages(encoded),
-        None => Ok(batch
-            .records
-            .iter()
-            .map(|r| Bytes::from(r.encode_to_vec()))
-            .collect()),
+    if carries_its_encoding && let Some(messages) = batch.record_messages() {
+        return Ok(messages);
     }
+    let records = batch
+        .records()
+        .map_err(|e| RaftStoreError::Corrupt(format!("produce entry: {e}")))?;
+    Ok(records
+        .iter()
+        .map(|r| Bytes::from(r.encode_to_vec()))
+        .collect())
 }
 
 /// The encoding of `entry` as a fresh buffer.
 pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStoreError> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + 64);
+    let payload_len = match &entry.payload {
+        EntryPayload::Normal(batch) => batch.encoded_len(),
+        _ => 64,
+    };
+    // Allocated at its final size: a produce entry can be several MiB.
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
     encode_entry_into(entry, &mut buf)?;
     Ok(buf)
 }
@@ -109,27 +116,36 @@ pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStoreError> {
 /// The encoding of `entry`: the bytes it was decoded from when it carries them (no copy),
 /// otherwise a fresh encoding.
 pub fn entry_bytes(entry: &Entry) -> Result<Bytes, RaftStoreError> {
-    if let EntryPayload::Normal(ProduceBatch {
-        entry_bytes: Some(encoded),
-        ..
-    }) = &entry.payload
-        && reusable_encoding(entry).is_some()
-    {
+    if let Some(encoded) = reusable_encoding(entry) {
         return Ok(encoded.clone());
     }
     encode_entry(entry).map(Bytes::from)
 }
 
+/// `entry` holding `encoded`, its encoding (as [`entry_bytes`] made it), so that reading it back
+/// later needs neither a decode nor a scan: a produce batch keeps its count and value bytes.
+pub fn with_encoding(entry: &Entry, encoded: &Bytes) -> Entry {
+    let payload = match &entry.payload {
+        EntryPayload::Normal(batch) => EntryPayload::Normal(ProduceBatch::with_encoding(
+            batch,
+            encoded.clone(),
+            HEADER_LEN,
+        )),
+        other => other.clone(),
+    };
+    Entry {
+        log_id: entry.log_id,
+        payload,
+    }
+}
+
 /// The bytes a produce entry was decoded from, if it still has them and they are its encoding
 /// (same log id; records are never modified in place).
 fn reusable_encoding(entry: &Entry) -> Option<&Bytes> {
-    let EntryPayload::Normal(ProduceBatch {
-        entry_bytes: Some(encoded),
-        ..
-    }) = &entry.payload
-    else {
+    let EntryPayload::Normal(batch) = &entry.payload else {
         return None;
     };
+    let encoded = batch.entry_bytes()?;
     let same_id = decode_log_id(encoded).is_ok_and(|id| id == entry.log_id);
     (same_id && encoded.first() == Some(&KIND_NORMAL)).then_some(encoded)
 }
@@ -137,28 +153,13 @@ fn reusable_encoding(entry: &Entry) -> Option<&Bytes> {
 /// The encoded `log.v1.Record` messages inside an encoded produce entry, in order, as slices of
 /// `entry_bytes` (no copy).
 pub fn record_messages(entry_bytes: &Bytes) -> Result<Vec<Bytes>, RaftStoreError> {
-    let corrupt = |what: &str| RaftStoreError::Corrupt(format!("produce entry: {what}"));
     if entry_bytes.len() < HEADER_LEN || entry_bytes[0] != KIND_NORMAL {
-        return Err(corrupt("not an encoded produce entry"));
+        return Err(RaftStoreError::Corrupt(
+            "produce entry: not an encoded produce entry".into(),
+        ));
     }
-    let mut rest = &entry_bytes[HEADER_LEN..];
-    let mut records = Vec::new();
-    while !rest.is_empty() {
-        // Field 1 (`records`), length-delimited: tag byte 0x0A.
-        if rest[0] != 0x0A {
-            return Err(corrupt("unexpected field"));
-        }
-        rest = &rest[1..];
-        let len = prost::encoding::decode_varint(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
-        let len = usize::try_from(len).map_err(|_| corrupt("record length"))?;
-        if len > rest.len() {
-            return Err(corrupt("record runs past the entry"));
-        }
-        let start = entry_bytes.len() - rest.len();
-        records.push(entry_bytes.slice(start..start + len));
-        rest = &rest[len..];
-    }
-    Ok(records)
+    record_slices(entry_bytes, HEADER_LEN)
+        .map_err(|e| RaftStoreError::Corrupt(format!("produce entry: {e}")))
 }
 
 /// Decodes only the log id of an encoded entry (cheap: no payload parsing).
@@ -191,16 +192,11 @@ pub fn decode_entry(bytes: &Bytes) -> Result<Entry, RaftStoreError> {
     let body = bytes.slice(HEADER_LEN..);
     let payload = match bytes[0] {
         KIND_BLANK => EntryPayload::Blank,
-        KIND_NORMAL => {
-            // Same wire format as `ProduceBatch::encode_into`; decoding from `Bytes` lets prost
-            // slice the values instead of copying them.
-            let wire = ForwardProduceRequest::decode(body)
-                .map_err(|e| RaftStoreError::Corrupt(e.to_string()))?;
-            EntryPayload::Normal(ProduceBatch {
-                records: wire.records,
-                entry_bytes: Some(bytes.clone()),
-            })
-        }
+        KIND_NORMAL => EntryPayload::Normal(
+            ProduceBatch::from_encoded_entry(bytes.clone(), HEADER_LEN).map_err(|e| {
+                RaftStoreError::Corrupt(format!("produce entry at index {}: {e}", log_id.index))
+            })?,
+        ),
         KIND_MEMBERSHIP => EntryPayload::Membership(serde_json::from_slice(&body)?),
         other => {
             return Err(RaftStoreError::Corrupt(format!(
@@ -276,7 +272,7 @@ mod tests {
         let EntryPayload::Normal(batch) = decode_entry(&bytes).unwrap().payload else {
             panic!("a normal entry decoded as another kind");
         };
-        let value = &batch.records[0].value;
+        let value = &batch.records().unwrap()[0].value;
         assert_eq!(value.as_ref(), &[42u8; 1024][..]);
         let encoded = bytes.as_ptr_range();
         assert!(
@@ -330,7 +326,7 @@ mod tests {
             .iter()
             .map(|m| Record::decode(m.clone()).unwrap())
             .collect();
-        assert_eq!(decoded, batch.records);
+        assert_eq!(decoded, *batch.records().unwrap());
         // Cut inside the last record, or not a produce entry at all: rejected, never sliced
         // past the end.
         let cut = bytes.slice(..bytes.len() - 2);

@@ -23,7 +23,7 @@
 
 use std::sync::OnceLock;
 
-use proglog_proto::log::v1::Record;
+use super::produce_batch::ProduceBatch;
 
 use super::error::RaftStoreError;
 
@@ -58,7 +58,10 @@ pub fn arm(name: &str) {
 }
 
 /// Called by the state machine for each produce entry it applies.
-pub(super) fn on_apply(records: &[Record]) -> Result<(), RaftStoreError> {
+pub(super) fn on_apply(batch: &ProduceBatch) -> Result<(), RaftStoreError> {
+    let records = batch
+        .records()
+        .map_err(|e| RaftStoreError::Corrupt(format!("produce entry: {e}")))?;
     let has = |prefix: &[u8]| records.iter().any(|r| r.value.starts_with(prefix));
     if armed("apply-error") && has(APPLY_ERROR_RECORD) {
         return Err(RaftStoreError::Io(std::io::Error::other(

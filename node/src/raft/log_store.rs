@@ -284,7 +284,7 @@ fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
 /// follower never makes an async worker wait for the disk.
 async fn read_entries(shared: &Arc<Shared>, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
     if let Some(cached) = shared.read_range_cached(start, end) {
-        return Ok(cached?);
+        return Ok(cached);
     }
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || shared.read_range(start, end))

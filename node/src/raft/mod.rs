@@ -65,6 +65,7 @@ pub mod node;
 pub mod node_config;
 #[cfg(test)]
 mod one_write_tests;
+pub mod produce_batch;
 pub mod proposer;
 mod read_index;
 pub mod run;

@@ -193,7 +193,7 @@ fn snapshot_of(dir: &Path, entries: &[Entry], next: u64) -> UserLogSnapshot {
         let EntryPayload::Normal(batch) = &entry.payload else {
             unreachable!()
         };
-        for record in &batch.records {
+        for record in batch.records().unwrap().iter() {
             let mut record = record.clone();
             record.offset = log.next_offset();
             record.term = entry.log_id.leader_id.term;

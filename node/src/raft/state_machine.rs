@@ -344,13 +344,10 @@ impl UserLogStateMachine {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(produce) => {
                     #[cfg(feature = "failpoints")]
-                    super::failpoint::on_apply(&produce.records)?;
-                    value_bytes += produce
-                        .records
-                        .iter()
-                        .map(|r| r.value.len() as u64)
-                        .sum::<u64>();
-                    next += produce.records.len() as u64;
+                    super::failpoint::on_apply(&produce)?;
+                    // Counted, not parsed: the records stay in their encoding.
+                    value_bytes += produce.value_bytes();
+                    next += produce.len();
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(log_id), m))

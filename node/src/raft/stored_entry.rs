@@ -54,9 +54,7 @@ impl StoredEntry {
     pub fn of(entry: &Entry, user_start: u64) -> Self {
         let payload = match &entry.payload {
             EntryPayload::Blank => StoredPayload::Blank,
-            EntryPayload::Normal(batch) => StoredPayload::Normal {
-                count: batch.records.len() as u64,
-            },
+            EntryPayload::Normal(batch) => StoredPayload::Normal { count: batch.len() },
             EntryPayload::Membership(m) => StoredPayload::Membership(m.clone()),
         };
         Self {

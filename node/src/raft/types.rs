@@ -2,15 +2,6 @@
 //! records), what applying it answers (the records' user offsets), and short aliases for the
 //! openraft types the rest of `raft` uses.
 
-use std::fmt;
-
-use bytes::Bytes;
-
-use proglog_proto::log::v1::Record;
-use proglog_proto::proglog::raft::v1::ForwardProduceRequest;
-use prost::Message;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Raft node id: `incarnation * 10000 + ordinal` (see docs/ARCHITECTURE.md "Raft node ids").
 pub type NodeId = u64;
 
@@ -42,88 +33,7 @@ pub type Metrics = openraft::RaftMetrics<TypeConfig>;
 /// The running Raft handle.
 pub type Raft = openraft::Raft<TypeConfig, super::state_machine::UserLogStateMachine>;
 
-/// The application payload of a normal Raft entry: records produced together. Applying it appends
-/// them to the user log with contiguous offsets.
-#[derive(Clone, Default)]
-pub struct ProduceBatch {
-    /// The records, in offset order.
-    pub records: Vec<Record>,
-    /// The whole encoded entry (see [`super::codec`]) this batch was decoded from, when it was:
-    /// entries read back from the Raft log or received from the leader. Replication sends these
-    /// bytes as they are and the state machine stores slices of them, instead of encoding the
-    /// records again for each follower and for the user log.
-    pub entry_bytes: Option<Bytes>,
-}
-
-// Equality is about the records; whether an encoding is attached does not matter.
-impl PartialEq for ProduceBatch {
-    fn eq(&self, other: &Self) -> bool {
-        self.records == other.records
-    }
-}
-
-impl ProduceBatch {
-    /// A batch of freshly produced records (no encoding yet).
-    pub fn new(records: Vec<Record>) -> Self {
-        Self {
-            records,
-            entry_bytes: None,
-        }
-    }
-
-    /// Bytes [`ProduceBatch::encode_into`] writes.
-    pub fn encoded_len(&self) -> usize {
-        self.records
-            .iter()
-            .map(|record| prost::encoding::message::encoded_len(1, record))
-            .sum()
-    }
-
-    /// Encodes straight into `buf` without cloning the records.
-    pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        // Sized once: growing by doubling would copy a large batch several times.
-        buf.reserve(self.encoded_len());
-        // Same wire format as `ForwardProduceRequest { records }`: field 1, length-delimited.
-        for record in &self.records {
-            prost::encoding::message::encode(1, record, buf);
-        }
-    }
-
-    /// Decodes what [`ProduceBatch::encode_into`] wrote.
-    pub fn decode(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
-        let wire = ForwardProduceRequest::decode(bytes)?;
-        Ok(Self::new(wire.records))
-    }
-}
-
-impl fmt::Debug for ProduceBatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ProduceBatch({} records)", self.records.len())
-    }
-}
-
-impl fmt::Display for ProduceBatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} records", self.records.len())
-    }
-}
-
-// openraft requires serde for the payload; ProgLog only uses it for debugging output, the log and
-// the network use the prost encoding, so serde just carries the same bytes.
-impl Serialize for ProduceBatch {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut buf = Vec::new();
-        self.encode_into(&mut buf);
-        serializer.serialize_bytes(&buf)
-    }
-}
-
-impl<'de> Deserialize<'de> for ProduceBatch {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = Deserialize::deserialize(deserializer)?;
-        ProduceBatch::decode(&bytes).map_err(serde::de::Error::custom)
-    }
-}
+pub use super::produce_batch::ProduceBatch;
 
 /// What applying a normal entry answers: where its records landed in the user log — the
 /// backend's [`Appended`](crate::backend::Appended), so no conversion is needed on the way out.

@@ -16,18 +16,11 @@ use super::{RaftLogStoreReader, Shared, TAIL_CACHE_BYTES};
 impl Shared {
     /// Entries `start .. end` (clamped to what the log holds) if the tail cache holds them all:
     /// no file read, so an async task may call it. `None` when any must come from the files.
-    pub(super) fn read_range_cached(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Option<Result<Vec<Entry>, RaftStoreError>> {
+    pub(super) fn read_range_cached(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
         let start = start.max(self.first_readable());
         let end = end.min(self.log.next_offset());
-        let cached: Option<Vec<Bytes>> = {
-            let tail = self.tail.lock();
-            (start..end).map(|index| tail.get(index)).collect()
-        };
-        cached.map(|encoded| encoded.iter().map(codec::decode_entry).collect())
+        let tail = self.tail.lock();
+        (start..end).map(|index| tail.get(index)).collect()
     }
 
     /// Entries `start .. end` (clamped to what the log holds), from the tail cache or the files
@@ -35,14 +28,14 @@ impl Shared {
     pub(super) fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>, RaftStoreError> {
         let start = start.max(self.first_readable());
         let end = end.min(self.log.next_offset());
-        let cached: Vec<Option<Bytes>> = {
+        let cached: Vec<Option<Entry>> = {
             let tail = self.tail.lock();
             (start..end).map(|index| tail.get(index)).collect()
         };
         let mut entries = Vec::with_capacity(cached.len());
         for (index, cached) in (start..end).zip(cached) {
             entries.push(match cached {
-                Some(encoded) => codec::decode_entry(&encoded)?,
+                Some(entry) => entry,
                 None => self.read_stored(index)?,
             });
         }
@@ -166,7 +159,12 @@ impl Shared {
                 offsets.start
             )));
         }
-        self.tail.lock().extend(first, wire, TAIL_CACHE_BYTES);
+        // Cached with their encodings, so reading them back neither decodes nor copies.
+        let cached = entries
+            .iter()
+            .zip(wire)
+            .map(|(entry, encoded)| (codec::with_encoding(entry, encoded), encoded.len()));
+        self.tail.lock().extend(first, cached, TAIL_CACHE_BYTES);
         Ok(())
     }
 }
