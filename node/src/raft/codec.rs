@@ -29,7 +29,7 @@ const KIND_NORMAL: u8 = 1;
 const KIND_MEMBERSHIP: u8 = 2;
 /// Kind byte, term, leader node id, index: the header every encoding of an entry starts with,
 /// on the wire and in the Raft log (see [`super::stored_entry`]).
-pub(super) const HEADER_LEN: usize = 1 + 8 + 8 + 8;
+pub const HEADER_LEN: usize = 1 + 8 + 8 + 8;
 
 /// Refuses records that would make a Raft entry larger than [`MAX_ENTRY_BYTES`]: checked where a
 /// produce is proposed (any node, and the leader for forwarded produces), because once an entry
