@@ -184,9 +184,10 @@ pub fn decode_log_id(bytes: &[u8]) -> Result<LogId, RaftStoreError> {
     ))
 }
 
-/// Decodes a whole entry. Record values are slices of `bytes` (no copy): on the hot path
-/// (entries read back for replication, entries received from the leader) this saves a copy and
-/// an allocation per record.
+/// Decodes a whole entry. A produce entry keeps `bytes` as its encoding and is only checked and
+/// counted, not parsed into records (see [`super::produce_batch`]): an entry received from the
+/// leader is stored and applied from those bytes, and its records are parsed only if something
+/// asks for them.
 pub fn decode_entry(bytes: &Bytes) -> Result<Entry, RaftStoreError> {
     let log_id = decode_log_id(bytes)?;
     let body = bytes.slice(HEADER_LEN..);
